@@ -1,0 +1,64 @@
+"""backdoorlab: plant backdoors in image classifiers, defend with adversarial training, measure.
+
+    import backdoorlab
+    result = backdoorlab.run("configs/quickstart.yaml", out="runs/quickstart")
+    result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
+"""
+
+__version__ = "0.1.0"
+
+from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack  # noqa: E402
+from backdoorlab.data import DATASETS, Dataset, DatasetConfig, load_dataset, register_dataset  # noqa: E402
+from backdoorlab.defenses import DEFENSES, Defense, DefenseConfig, register_defense  # noqa: E402
+from backdoorlab.errors import BackdoorlabError, ConfigError, DataError  # noqa: E402
+from backdoorlab.experiment import (  # noqa: E402
+    ExperimentConfig,
+    ResultStore,
+    RunResult,
+    load_config,
+    load_model,
+    plot_triggers,
+    run,
+)
+from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
+
+REGISTRIES = {"datasets": DATASETS, "models": MODELS, "attacks": ATTACKS, "defenses": DEFENSES}
+
+
+def list_components() -> dict[str, list[tuple[str, str]]]:
+    """Registered (name, summary) pairs per kind: datasets, models, attacks, defenses."""
+    return {kind: [(e.name, e.summary) for e in reg] for kind, reg in REGISTRIES.items()}
+
+
+__all__ = [
+    "ATTACKS",
+    "DATASETS",
+    "DEFENSES",
+    "MODELS",
+    "REGISTRIES",
+    "Attack",
+    "AttackConfig",
+    "BackdoorlabError",
+    "Classifier",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "DatasetConfig",
+    "Defense",
+    "DefenseConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "ResultStore",
+    "RunResult",
+    "build_model",
+    "list_components",
+    "load_config",
+    "load_dataset",
+    "load_model",
+    "plot_triggers",
+    "register_attack",
+    "register_dataset",
+    "register_defense",
+    "register_model",
+    "run",
+]

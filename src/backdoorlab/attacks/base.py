@@ -1,0 +1,154 @@
+"""The attack interface: a trigger, target labels, and a vectorised poisoning policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from backdoorlab.config_base import Section
+from backdoorlab.data.base import Dataset, InputSpec
+from backdoorlab.errors import ConfigError
+from backdoorlab.registry import Registry
+
+
+class AttackConfig(Section):
+    """Options every attack accepts: target, poison rate and its denominator, label policy."""
+
+    target: int = Field(0, ge=0, description="target class (all-to-one)")
+    rate: float = Field(0.1, gt=0, le=1, description="poison rate, see rate_of")
+    rate_of: Literal["dataset", "target_class"] = Field(
+        "dataset", description="denominator of the rate: whole training set or target class"
+    )
+    label_mode: Literal["dirty", "clean"] = Field(
+        "dirty", description="dirty: relabel to the target; clean: poison target-class images only"
+    )
+    mode: Literal["all-to-one", "all-to-all"] = Field(
+        "all-to-one", description="all-to-all: target of class y is (y+1) mod K"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AttackConfig:
+        if self.mode == "all-to-all" and (self.label_mode == "clean" or self.rate_of != "dataset"):
+            raise ValueError("all-to-all needs label_mode 'dirty' and rate_of 'dataset'")
+        return self
+
+
+@dataclass
+class PoisonedData:
+    """A training set after poisoning, with the bookkeeping needed to audit it."""
+
+    data: Dataset
+    indices: torch.Tensor
+    original_labels: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.indices.numel())
+
+    def mask(self) -> torch.Tensor:
+        """Boolean [N]: which training samples are poisoned."""
+        m = torch.zeros(len(self.data), dtype=torch.bool, device=self.data.device)
+        m[self.indices.to(self.data.device)] = True
+        return m
+
+
+ATTACKS: Registry = Registry("attack", AttackConfig)
+register_attack = ATTACKS.register
+
+
+class Attack:
+    """A backdoor attack on [0,1] image batches of a dataset described by `spec`.
+
+    Subclasses implement `trigger`; poisoning, target labels and evaluation sets are shared.
+    """
+
+    Config = AttackConfig
+
+    def __init__(self, cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu"):
+        if cfg.target >= spec.num_classes:
+            raise ConfigError(
+                f"attack.target: class {cfg.target} does not exist in a dataset with "
+                f"{spec.num_classes} classes (0..{spec.num_classes - 1})"
+            )
+        self.cfg = cfg
+        self.spec = spec
+        self.device = torch.device(device)
+
+    # -- the trigger -------------------------------------------------------------------------
+    def fit(self, data: Dataset) -> None:
+        """Prepare the trigger from the training data (surrogates, inversions); default: none."""
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        """Triggered images [B,C,H,W] in [0,1] from clean ones."""
+        raise NotImplementedError
+
+    def target_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels the backdoor should produce for true labels `y`."""
+        if self.cfg.mode == "all-to-all":
+            return (y + 1) % self.spec.num_classes
+        return torch.full_like(y, self.cfg.target)
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Triggered images (clipped to [0,1]) and their target labels."""
+        return self.trigger(x).clamp(0, 1), self.target_labels(y)
+
+    def asr_mask(self, y: torch.Tensor) -> torch.Tensor:
+        """Which test samples count for ASR/RA: non-target ones (all-to-one) or all."""
+        if self.cfg.mode == "all-to-all":
+            return torch.ones_like(y, dtype=torch.bool)
+        return y != self.cfg.target
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors that define the trigger, saved with the run (pattern, mask, key...)."""
+        return {}
+
+    # -- poisoning ---------------------------------------------------------------------------
+    def candidates(self, labels: torch.Tensor) -> torch.Tensor:
+        """Indices that may be poisoned under the label policy."""
+        if self.cfg.label_mode == "clean":
+            return torch.nonzero(labels == self.cfg.target).flatten()
+        if self.cfg.mode == "all-to-one":
+            return torch.nonzero(labels != self.cfg.target).flatten()
+        return torch.arange(len(labels), device=labels.device)
+
+    def poison_count(self, labels: torch.Tensor) -> int:
+        """How many samples to poison: rate x (training-set size or target-class size)."""
+        if self.cfg.rate_of == "target_class":
+            denominator = int((labels == self.cfg.target).sum())
+        else:
+            denominator = len(labels)
+        return round(self.cfg.rate * denominator)
+
+    def select(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The sorted indices to poison, drawn from the candidates by `generator`."""
+        pool = self.candidates(labels)
+        n = self.poison_count(labels)
+        if n < 1:
+            raise ConfigError(f"attack.rate: {self.cfg.rate} poisons no sample of this dataset")
+        if n > len(pool):
+            raise ConfigError(
+                f"attack.rate: {self.cfg.rate} of the {self.cfg.rate_of} asks for {n} poisoned "
+                f"samples but only {len(pool)} are eligible ({self.cfg.label_mode}-label)"
+            )
+        pick = torch.randperm(len(pool), generator=generator)[:n].to(pool.device)
+        return pool[pick].sort().values
+
+    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
+        """A copy of `data` with the selected samples triggered (and relabelled if dirty)."""
+        idx = self.select(data.labels, generator)
+        original = data.labels[idx].clone()
+        x, y = self.apply(data.floats(idx), original)
+        images = data.images.clone()
+        labels = data.labels.clone()
+        images[idx] = x.mul(255).round_().to(torch.uint8)
+        if self.cfg.label_mode == "dirty":
+            labels[idx] = y
+        return PoisonedData(data.with_data(images, labels), idx, original)
+
+
+def build_attack(cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu") -> Attack:
+    """Construct the attack that `cfg` names."""
+    return ATTACKS.get(cfg.name)(cfg, spec, device)

@@ -1,0 +1,22 @@
+"""The absent attack: clean training for baselines."""
+
+from __future__ import annotations
+
+import torch
+
+from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
+from backdoorlab.data.base import Dataset
+
+
+@register_attack("none")
+class NoAttack(Attack):
+    """No backdoor: the training set is left as it is and ASR/RA are not defined."""
+
+    Config = AttackConfig
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
+        empty = torch.zeros(0, dtype=torch.int64, device=data.device)
+        return PoisonedData(data, empty, empty.clone())

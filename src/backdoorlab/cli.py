@@ -1,0 +1,102 @@
+"""The `backdoorlab` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+import backdoorlab
+from backdoorlab.errors import BackdoorlabError
+
+
+def _table_of_run(result: backdoorlab.RunResult) -> Table:
+    cfg = result.config
+    table = Table(title=f"{cfg.name}: {cfg.attack.name} on {cfg.dataset.name} / {cfg.model.name}, "
+                        f"defense {cfg.defense.name}")
+    for col in ("ACC", "ASR", "RA", "poisoned", "train s", "total s"):
+        table.add_column(col, justify="right")
+    m = result.metrics
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    table.add_row(pct(m["acc"]), pct(m["asr"]), pct(m["ra"]), str(result.poisoned.count),
+                  f"{result.timings['train_s']:.1f}", f"{result.timings['total_s']:.1f}")
+    return table
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> None:
+    result = backdoorlab.run(args.config, overrides=args.set, out=args.out, db=args.db,
+                             progress=not args.quiet)
+    console.print(_table_of_run(result))
+    console.print(f"saved to {result.out_dir}")
+
+
+def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
+    path = backdoorlab.plot_triggers(args.config, args.out, overrides=args.set, count=args.count)
+    console.print(f"wrote {path}")
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> None:
+    for kind, entries in backdoorlab.list_components().items():
+        table = Table(title=kind, show_header=False, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("summary")
+        for name, summary in entries:
+            table.add_row(name, summary)
+        console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backdoorlab",
+        description="Plant backdoors in image classifiers, defend against them, measure both.",
+    )
+    parser.add_argument("--version", action="version", version=backdoorlab.__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="experiment YAML file")
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable)")
+
+    p = sub.add_parser("run", help="train, evaluate and save one experiment")
+    config_args(p)
+    p.add_argument("--out", help="run folder (default runs/<name>-<time>)")
+    p.add_argument("--db", help="results database (default results.db beside the run folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("triggers", help="PNG grid of clean vs triggered samples")
+    config_args(p)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--count", type=int, default=8, help="samples to show")
+    p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        args.func(args, console)
+    except BackdoorlabError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

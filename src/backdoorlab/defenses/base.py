@@ -1,0 +1,69 @@
+"""The defense interface: training-time hooks (batch recipes) and/or a post-training repair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from backdoorlab.attacks.base import PoisonedData
+from backdoorlab.config_base import Section
+from backdoorlab.data.base import Dataset
+from backdoorlab.registry import Registry
+from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.hooks import Hook
+
+
+class DefenseConfig(Section):
+    """Options every defense accepts."""
+
+
+DEFENSES: Registry = Registry("defense", DefenseConfig)
+register_defense = DEFENSES.register
+
+
+@dataclass
+class DefenseContext:
+    """What a defense may see: the (possibly poisoned) training set and the run's settings.
+
+    `poisoned` is the attack's bookkeeping; a defense must not read it (it is the ground truth
+    that metrics like ABL's isolation precision compare against).
+    """
+
+    train: Dataset
+    train_config: TrainConfig
+    device: torch.device
+    seed: int
+    poisoned: PoisonedData | None = None
+
+
+class Defense:
+    """Base defense: no training hooks, no repair. Subclasses override either or both."""
+
+    Config = DefenseConfig
+
+    def __init__(self, cfg: DefenseConfig) -> None:
+        self.cfg = cfg
+
+    def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
+        """Hooks (batch recipes) the training loop runs with."""
+        return []
+
+    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        """The repaired model after training (post-training defenses)."""
+        return model
+
+    def report(self) -> dict[str, object]:
+        """Defense-specific numbers to store with the run."""
+        return {}
+
+
+@register_defense("none")
+class NoDefense(Defense):
+    """Standard training and no repair."""
+
+
+def build_defense(cfg: DefenseConfig) -> Defense:
+    """Construct the defense that `cfg` names."""
+    return DEFENSES.get(cfg.name)(cfg)

@@ -1,0 +1,18 @@
+"""Experiments: validated configs, the runner, the results store, plots."""
+
+from backdoorlab.experiment.config import ExperimentConfig, load_config
+from backdoorlab.experiment.runner import RunResult, load_model, prepare, resolve_device, run
+from backdoorlab.experiment.store import ResultStore
+from backdoorlab.experiment.triggers import plot_triggers
+
+__all__ = [
+    "ExperimentConfig",
+    "ResultStore",
+    "RunResult",
+    "load_config",
+    "load_model",
+    "plot_triggers",
+    "prepare",
+    "resolve_device",
+    "run",
+]

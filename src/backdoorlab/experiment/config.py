@@ -1,0 +1,135 @@
+"""The experiment config: a validated YAML file with seed, device and one section per layer."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from backdoorlab.attacks.base import ATTACKS, AttackConfig
+from backdoorlab.data.base import DATASETS, DatasetConfig
+from backdoorlab.defenses.base import DEFENSES, DefenseConfig
+from backdoorlab.errors import ConfigError
+from backdoorlab.models.base import MODELS, ModelConfig
+from backdoorlab.train.config import TrainConfig
+
+_SECTION_REGISTRIES = {"dataset": DATASETS, "model": MODELS, "attack": ATTACKS, "defense": DEFENSES}
+
+
+class ExperimentConfig(BaseModel):
+    """One experiment: data, model, attack, defense, training, seed and device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("experiment", min_length=1, description="label for tables and run folders")
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    dataset: SerializeAsAny[DatasetConfig]
+    model: SerializeAsAny[ModelConfig]
+    attack: SerializeAsAny[AttackConfig]
+    defense: SerializeAsAny[DefenseConfig] = Field(
+        default_factory=lambda: DEFENSES.validate({"name": "none"})
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("dataset", "model", "attack", "defense", mode="before")
+    @classmethod
+    def _by_name(cls, value: Any, info) -> Any:
+        return _SECTION_REGISTRIES[info.field_name].validate(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config (defaults filled in) as plain data."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """A stable hash of the resolved config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending key, e.g. 'attack.rate: must be <= 1 (got 1.5)'."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] != "missing" and not isinstance(err.get("input"), dict | list):
+            msg += f" (got {err['input']!r})"
+        parts.append(f"{key}: {msg}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'section.key=value' -> (['section', 'key'], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of `raw` with each 'a.b=value' override set (creating sections as needed)."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping; unreadable or malformed files raise ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {path} is malformed YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return raw
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | ExperimentConfig, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """A validated ExperimentConfig from a YAML path, a dict, or a config, plus overrides."""
+    if isinstance(source, ExperimentConfig):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = read_yaml(source)
+        raw.setdefault("name", Path(source).stem)
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None

@@ -1,0 +1,235 @@
+"""Run one experiment: load, poison, train (with the defense's hooks), repair, measure, save."""
+
+from __future__ import annotations
+
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import backdoorlab
+from backdoorlab.attacks.base import Attack, PoisonedData, build_attack
+from backdoorlab.data.base import Dataset, InputSpec, Splits, load_dataset
+from backdoorlab.defenses.base import DefenseContext, build_defense
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import (
+    load_tensors,
+    save_tensors,
+    staged_dir,
+    write_json,
+)
+from backdoorlab.experiment.config import ExperimentConfig, load_config
+from backdoorlab.experiment.store import ResultStore
+from backdoorlab.metrics.core import evaluate
+from backdoorlab.models.base import Classifier, build_model
+from backdoorlab.train.hooks import Hook
+from backdoorlab.train.loop import TrainState, fit
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' requested but MPS is not available here")
+    return torch.device(name)
+
+
+class EvalHook(Hook):
+    """Adds test ACC/ASR/RA to the epoch record every `every` epochs and after the last."""
+
+    def __init__(self, test: Dataset, attack: Attack | None, every: int, batch_size: int):
+        self.test, self.attack, self.every, self.batch_size = test, attack, every, batch_size
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, float]) -> None:
+        last = state.epoch + 1 == state.config.epochs
+        if last or (self.every and (state.epoch + 1) % self.every == 0):
+            m = evaluate(state.model, self.test, self.attack, self.batch_size)
+            record.update({f"test_{k}": v for k, v in m.items() if v is not None})
+
+
+@dataclass
+class Prepared:
+    """Everything a run builds before training."""
+
+    config: ExperimentConfig
+    device: torch.device
+    splits: Splits
+    attack: Attack
+    poisoned: PoisonedData
+
+
+@dataclass
+class RunResult:
+    """A finished run: its metrics, history, timings, model and where it was saved."""
+
+    config: ExperimentConfig
+    run_id: str
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    timings: dict[str, float]
+    model: nn.Module
+    poisoned: PoisonedData
+    out_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(config: ExperimentConfig, progress: bool = False) -> Prepared:
+    """Load the data on the run's device, build the attack, fit it and poison the training set."""
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset, config.seed).to(device)
+    attack = build_attack(config.attack, splits.train.spec, device)
+    attack.fit(splits.train)
+    generator = torch.Generator().manual_seed(config.seed)
+    poisoned = attack.poison(splits.train, generator)
+    return Prepared(config, device, splits, attack, poisoned)
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "backdoorlab": backdoorlab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def run(
+    config: str | Path | dict[str, Any] | ExperimentConfig,
+    *,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    db: str | Path | None = None,
+    save: bool = True,
+    progress: bool = True,
+) -> RunResult:
+    """Train, evaluate and (with `save`) write the run folder and its results-database row.
+
+    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out`.
+    """
+    cfg = load_config(config, overrides)
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    prep = prepare(cfg, progress)
+    t_data = time.perf_counter()
+
+    train, test = prep.poisoned.data, prep.splits.test
+    model = build_model(cfg.model, train.spec).to(prep.device)
+    defense = build_defense(cfg.defense)
+    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned)
+    backdoor = prep.attack if prep.poisoned.count else None
+    hooks = [
+        *defense.training_hooks(ctx),
+        EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
+    ]
+    state = fit(model, train, cfg.train, hooks, seed=cfg.seed, progress=progress,
+                description=cfg.name)
+    t_train = time.perf_counter()
+    model = defense.repair(model, ctx)
+    metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
+    metrics.update(defense.report())
+    t_end = time.perf_counter()
+
+    timings = {
+        "data_s": round(t_data - t0, 3),
+        "train_s": round(t_train - t_data, 3),
+        "eval_s": round(t_end - t_train, 3),
+        "total_s": round(t_end - t0, 3),
+    }
+    created = datetime.now(timezone.utc)
+    run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    result = RunResult(cfg, run_id, metrics, state.history, timings, model, prep.poisoned)
+    if save:
+        out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name}-{run_id}"
+        db_path = Path(db) if db is not None else out_dir.parent / "results.db"
+        result.out_dir = out_dir.resolve()
+        _save(result, prep, created, db_path)
+    return result
+
+
+def _save(result: RunResult, prep: Prepared, created: datetime, db_path: Path) -> None:
+    cfg = result.config
+    spec = prep.poisoned.data.spec
+    poisoned = result.poisoned
+    record = {
+        "run_id": result.run_id,
+        "name": cfg.name,
+        "created": created.isoformat(timespec="seconds"),
+        "config_hash": cfg.digest(),
+        "device": str(prep.device),
+        "metrics": result.metrics,
+        "poison": {
+            "count": poisoned.count,
+            "share_of_training_set": poisoned.count / max(1, len(poisoned.data)),
+            "file": "poison.safetensors",
+        },
+        "input_spec": {
+            "channels": spec.channels,
+            "size": list(spec.size),
+            "num_classes": spec.num_classes,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+        },
+        "timings": result.timings,
+        "versions": _versions(),
+        "config": cfg.to_dict(),
+        "history": result.history,
+    }
+    with staged_dir(result.out_dir) as tmp:
+        save_tensors(tmp / "model.safetensors", result.model.state_dict())
+        trigger = {f"trigger.{k}": v for k, v in prep.attack.state().items()}
+        save_tensors(
+            tmp / "poison.safetensors",
+            {"indices": poisoned.indices, "original_labels": poisoned.original_labels, **trigger},
+        )
+        write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
+        write_json(tmp / "result.json", record)
+    ResultStore(db_path).add(
+        {
+            "run_id": result.run_id,
+            "created": record["created"],
+            "name": cfg.name,
+            "config_hash": record["config_hash"],
+            "dataset": cfg.dataset.name,
+            "model": cfg.model.name,
+            "attack": cfg.attack.name,
+            "defense": cfg.defense.name,
+            "seed": cfg.seed,
+            "acc": result.metrics.get("acc"),
+            "asr": result.metrics.get("asr"),
+            "ra": result.metrics.get("ra"),
+            "status": "finished",
+            "out_dir": str(result.out_dir),
+            "config_json": record["config"],
+            "metrics_json": result.metrics,
+            "timings_json": result.timings,
+            "versions_json": record["versions"],
+        }
+    )
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """The trained model of a saved run (built from its result.json, weights from safetensors)."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir} is not a run folder: {exc}") from None
+    cfg = load_config(record["config"])
+    s = record["input_spec"]
+    spec = InputSpec(s["channels"], tuple(s["size"]), s["num_classes"], tuple(s["mean"]),
+                     tuple(s["std"]))
+    model = build_model(cfg.model, spec)
+    model.load_state_dict(load_tensors(run_dir / "model.safetensors"))
+    return model.to(device).eval()

@@ -1,0 +1,71 @@
+"""ACC, ASR and RA as defined in reference-settings.md, computed in batches on the device."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.iterator import BatchIterator
+
+
+class Backdoor(Protocol):
+    """What ASR needs from an attack: triggered images with target labels, and who counts."""
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def asr_mask(self, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def _eval_mode(model: nn.Module):
+    was = model.training
+    model.eval()
+    return was
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset, batch_size: int = 512) -> float:
+    """ACC: percentage of clean test images classified correctly."""
+    was = _eval_mode(model)
+    correct = torch.zeros((), dtype=torch.int64, device=data.device)
+    for x, y, _ in BatchIterator(data, batch_size):
+        correct += (model(x).argmax(1) == y).sum()
+    model.train(was)
+    return 100.0 * float(correct) / max(1, len(data))
+
+
+@torch.no_grad()
+def backdoor_metrics(
+    model: nn.Module, data: Dataset, backdoor: Backdoor, batch_size: int = 512
+) -> tuple[float, float]:
+    """(ASR, RA) in percent over the triggered test images that `backdoor.asr_mask` selects.
+
+    ASR: share classified as their target label. RA: share still classified as their true label.
+    """
+    was = _eval_mode(model)
+    hit = torch.zeros((), dtype=torch.int64, device=data.device)
+    robust = torch.zeros_like(hit)
+    total = torch.zeros_like(hit)
+    for x, y, _ in BatchIterator(data, batch_size):
+        keep = backdoor.asr_mask(y)
+        xt, yt = backdoor.apply(x[keep], y[keep])
+        pred = model(xt).argmax(1)
+        hit += (pred == yt).sum()
+        robust += (pred == y[keep]).sum()
+        total += keep.sum()
+    model.train(was)
+    n = max(1, int(total))
+    return 100.0 * float(hit) / n, 100.0 * float(robust) / n
+
+
+def evaluate(
+    model: nn.Module, data: Dataset, backdoor: Backdoor | None, batch_size: int = 512
+) -> dict[str, float | None]:
+    """ACC, ASR and RA (percent) of `model` on clean test data; ASR/RA are None without attack."""
+    acc = accuracy(model, data, batch_size)
+    if backdoor is None:
+        return {"acc": acc, "asr": None, "ra": None}
+    asr, ra = backdoor_metrics(model, data, backdoor, batch_size)
+    return {"acc": acc, "asr": asr, "ra": ra}

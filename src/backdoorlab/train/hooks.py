@@ -1,0 +1,56 @@
+"""Hooks through which attacks and defenses extend the one training loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from backdoorlab.train.loop import TrainState
+
+
+@dataclass
+class Batch:
+    """One training batch: [0,1] images, labels, dataset indices, and the loss to minimise.
+
+    `loss` maps logits to a scalar; recipes that mix labels (mixup) replace it.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def loss_of(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits) if self.loss is not None else F.cross_entropy(logits, self.y)
+
+
+class Hook:
+    """Override any subset; every method is called in hook order by `fit`.
+
+    A *batch recipe* (AT, CAT, mixup...) overrides `transform`. A hook that changes the step
+    itself (DP-SGD) overrides `train_step` and returns (loss, logits) after calling backward.
+    """
+
+    def on_fit_start(self, state: TrainState) -> None: ...
+
+    def on_epoch_start(self, state: TrainState) -> None: ...
+
+    def transform(self, state: TrainState, batch: Batch) -> Batch:
+        return batch
+
+    def train_step(
+        self, state: TrainState, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def on_step_end(self, state: TrainState, batch: Batch, loss: torch.Tensor) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, state: TrainState) -> None: ...

@@ -1,0 +1,164 @@
+"""The one training loop: SGD over device-resident batches, extended through hooks."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.iterator import Augment, BatchIterator
+from backdoorlab.errors import TrainingDivergedError
+from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.optim import build_optimizer, build_scheduler
+
+
+@dataclass
+class TrainState:
+    """What hooks may read and change while `fit` runs."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: TrainConfig
+    data: Dataset
+    epoch: int = 0
+    step: int = 0
+    stop: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def default_step(state: TrainState, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward (the optimiser step is taken by `fit`)."""
+    logits = state.model(batch.x)
+    loss = batch.loss_of(logits)
+    loss.backward()
+    return loss.detach(), logits.detach()
+
+
+def _format_record(record: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}",
+             f"train acc {record['train_acc']:.2f}"]
+    parts += [f"{k.removeprefix('test_')} {v:.2f}" for k, v in record.items()
+              if k.startswith("test_")]
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def _step(hooks: Sequence[Hook], state: TrainState, batch: Batch):
+    """The first hook that takes over the step does it; otherwise the default step."""
+    for h in hooks:
+        result = h.train_step(state, batch)
+        if result is not None:
+            return result
+    return default_step(state, batch)
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    hooks: Sequence[Hook] = (),
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    description: str = "train",
+) -> TrainState:
+    """Train `model` on `data` in place and return the final state (with per-epoch history)."""
+    iterator = BatchIterator(
+        data,
+        cfg.batch_size,
+        shuffle=True,
+        augment=Augment(cfg.crop_padding, cfg.flip) if cfg.crop_padding or cfg.flip else None,
+        seed=seed,
+    )
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(iterator))
+    state = TrainState(model, optimizer, scheduler, cfg, data)
+    for h in hooks:
+        h.on_fit_start(state)
+    refresh = max(1, len(iterator) // 10)
+    with _progress(progress) as bar:
+        task = bar.add_task(description, total=cfg.epochs * len(iterator), loss="-", acc="-")
+        for epoch in range(cfg.epochs):
+            state.epoch = epoch
+            model.train()
+            for h in hooks:
+                h.on_epoch_start(state)
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=data.device)
+            correct = torch.zeros((), dtype=torch.int64, device=data.device)
+            seen = 0
+            for i, (x, y, idx) in enumerate(iterator):
+                batch = Batch(x, y, idx)
+                for h in hooks:
+                    batch = h.transform(state, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss, logits = _step(hooks, state, batch)
+                optimizer.step()
+                scheduler.step()
+                state.step += 1
+                loss_sum += loss * len(batch.y)
+                correct += (logits.argmax(1) == batch.y).sum()
+                seen += len(batch.y)
+                for h in hooks:
+                    h.on_step_end(state, batch, loss)
+                bar.advance(task)
+                if (i + 1) % refresh == 0 or i + 1 == len(iterator):
+                    # one host sync per tenth of an epoch: live numbers and a divergence check
+                    mean_loss = float(loss_sum) / seen
+                    if not math.isfinite(mean_loss):
+                        raise TrainingDivergedError(
+                            f"training diverged: loss is {mean_loss} in epoch {epoch + 1} "
+                            f"(try a lower train.lr than {cfg.lr})"
+                        )
+                    bar.update(
+                        task,
+                        description=f"{description} {epoch + 1}/{cfg.epochs}",
+                        loss=f"{mean_loss:.3f}",
+                        acc=f"{100 * float(correct) / seen:.1f}",
+                    )
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(loss_sum) / seen,
+                "train_acc": 100.0 * float(correct) / seen,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+            for h in hooks:
+                h.on_epoch_end(state, record)
+            state.history.append(record)
+            if progress:
+                bar.console.print(_format_record(record, cfg.epochs))
+            if state.stop:
+                break
+    for h in hooks:
+        h.on_fit_end(state)
+    model.eval()
+    return state
