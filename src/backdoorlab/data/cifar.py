@@ -68,6 +68,7 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles store byte payloads
     }
 
     def find_class(self, module: str, name: str):  # noqa: D102

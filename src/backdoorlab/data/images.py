@@ -43,7 +43,7 @@ def decode_image(raw: bytes, what: str, channels: int = 3) -> np.ndarray:
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """An HxWxC uint8 image resized (bilinear, antialiased) to a CxHxW uint8 tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
     if tuple(x.shape[2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x[0].round().clamp(0, 255).to(torch.uint8)

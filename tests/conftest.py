@@ -1,0 +1,43 @@
+"""Shared fixtures: the real MNIST folder (skip, or fail under CI, when absent) and tiny configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(os.environ.get("BACKDOORLAB_MNIST", REPO.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # pytest-xdist runs one worker per core
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST test files; skipped where absent, a failure under CI=true."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        reason = f"real MNIST files not found at {MNIST_DIR} (set BACKDOORLAB_MNIST to use others)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " - required under CI")
+        pytest.skip(reason)
+    return MNIST_DIR
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    """A seconds-long experiment on synthetic data."""
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "device": "cpu",
+        "dataset": {"name": "synthetic", "num_classes": 4, "channels": 3, "size": 12,
+                    "train_size": 256, "test_size": 128},
+        "model": {"name": "small_cnn", "width": 8, "stages": 2},
+        "attack": {"name": "badnets", "target": 0, "rate": 0.1, "patch_size": 3},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "eval_every": 1},
+    }
