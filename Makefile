@@ -28,10 +28,12 @@ quickstart: install
 
 test: install-dev
 	$(BIN)/ruff check src tests
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/ruff format --check src tests
+	$(BIN)/python -m pytest -n 2 --durations=5
 
 lint: install-dev
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

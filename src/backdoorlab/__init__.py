@@ -1,8 +1,8 @@
 """backdoorlab: plant backdoors in image classifiers, defend with adversarial training, measure.
 
-    import backdoorlab
-    result = backdoorlab.run("configs/quickstart.yaml", out="runs/quickstart")
-    result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
+import backdoorlab
+result = backdoorlab.run("configs/quickstart.yaml", out="runs/quickstart")
+result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
 """
 
 __version__ = "0.1.0"

@@ -15,8 +15,10 @@ from backdoorlab.errors import BackdoorlabError
 
 def _table_of_run(result: backdoorlab.RunResult) -> Table:
     cfg = result.config
-    table = Table(title=f"{cfg.name}: {cfg.attack.name} on {cfg.dataset.name} / {cfg.model.name}, "
-                        f"defense {cfg.defense.name}")
+    table = Table(
+        title=f"{cfg.name}: {cfg.attack.name} on {cfg.dataset.name} / {cfg.model.name}, "
+        f"defense {cfg.defense.name}"
+    )
     for col in ("ACC", "ASR", "RA", "poisoned", "train s", "total s"):
         table.add_column(col, justify="right")
     m = result.metrics
@@ -24,14 +26,21 @@ def _table_of_run(result: backdoorlab.RunResult) -> Table:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    table.add_row(pct(m["acc"]), pct(m["asr"]), pct(m["ra"]), str(result.poisoned.count),
-                  f"{result.timings['train_s']:.1f}", f"{result.timings['total_s']:.1f}")
+    table.add_row(
+        pct(m["acc"]),
+        pct(m["asr"]),
+        pct(m["ra"]),
+        str(result.poisoned.count),
+        f"{result.timings['train_s']:.1f}",
+        f"{result.timings['total_s']:.1f}",
+    )
     return table
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
-    result = backdoorlab.run(args.config, overrides=args.set, out=args.out, db=args.db,
-                             progress=not args.quiet)
+    result = backdoorlab.run(
+        args.config, overrides=args.set, out=args.out, db=args.db, progress=not args.quiet
+    )
     console.print(_table_of_run(result))
     console.print(f"saved to {result.out_dir}")
 
@@ -61,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="experiment YAML file")
-        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value (repeatable)",
+        )
 
     p = sub.add_parser("run", help="train, evaluate and save one experiment")
     config_args(p)

@@ -31,9 +31,7 @@ class Registry(Generic[T]):
         self.default_config = default_config
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(
-        self, name: str, *, config: type[BaseModel] | None = None
-    ) -> Callable[[T], T]:
+    def register(self, name: str, *, config: type[BaseModel] | None = None) -> Callable[[T], T]:
         """Register a component under `name`; its config schema is `config` or `obj.Config`."""
 
         def decorator(obj: T) -> T:
@@ -56,9 +54,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise UnknownComponentError(
-                f"unknown {self.kind} '{name}' (known: {known})"
-            ) from None
+            raise UnknownComponentError(f"unknown {self.kind} '{name}' (known: {known})") from None
 
     def get(self, name: str) -> T:
         """The component registered under `name`."""

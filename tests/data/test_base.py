@@ -6,19 +6,39 @@ from backdoorlab.errors import DataError
 
 
 def make(n=10, c=1, classes=3):
-    return Dataset("t", torch.zeros(n, c, 4, 4, dtype=torch.uint8),
-                   torch.arange(n) % classes, [str(i) for i in range(classes)], (0.5,) * c, (0.2,) * c)
+    return Dataset(
+        "t",
+        torch.zeros(n, c, 4, 4, dtype=torch.uint8),
+        torch.arange(n) % classes,
+        [str(i) for i in range(classes)],
+        (0.5,) * c,
+        (0.2,) * c,
+    )
 
 
 def test_dataset_validates_types_and_labels():
     with pytest.raises(DataError, match="uint8"):
-        Dataset("t", torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.int64), ["a"], (0.5,), (0.2,))
+        Dataset(
+            "t", torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.int64), ["a"], (0.5,), (0.2,)
+        )
     with pytest.raises(DataError, match="labels outside"):
-        Dataset("t", torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 5]), ["a", "b"],
-                (0.5,), (0.2,))
+        Dataset(
+            "t",
+            torch.zeros(2, 1, 4, 4, dtype=torch.uint8),
+            torch.tensor([0, 5]),
+            ["a", "b"],
+            (0.5,),
+            (0.2,),
+        )
     with pytest.raises(DataError, match="per channel"):
-        Dataset("t", torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
-                ["a"], (0.5,), (0.2,))
+        Dataset(
+            "t",
+            torch.zeros(2, 3, 4, 4, dtype=torch.uint8),
+            torch.zeros(2, dtype=torch.int64),
+            ["a"],
+            (0.5,),
+            (0.2,),
+        )
 
 
 def test_subset_spec_and_floats():

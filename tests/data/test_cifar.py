@@ -21,14 +21,37 @@ def write_cifar10(path, per_batch=8):
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as tar:
         for i in range(1, 6):
-            add(tar, f"cifar-10-batches-py/data_batch_{i}",
-                {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, per_batch).tolist()})
-        add(tar, "cifar-10-batches-py/test_batch",
-            {"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), "labels": list(range(6))})
-        add(tar, "cifar-10-batches-py/batches.meta",
-            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                             "horse", "ship", "truck"]})
+            add(
+                tar,
+                f"cifar-10-batches-py/data_batch_{i}",
+                {
+                    b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                    b"labels": rng.integers(0, 10, per_batch).tolist(),
+                },
+            )
+        add(
+            tar,
+            "cifar-10-batches-py/test_batch",
+            {"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), "labels": list(range(6))},
+        )
+        add(
+            tar,
+            "cifar-10-batches-py/batches.meta",
+            {
+                "label_names": [
+                    "airplane",
+                    "automobile",
+                    "bird",
+                    "cat",
+                    "deer",
+                    "dog",
+                    "frog",
+                    "horse",
+                    "ship",
+                    "truck",
+                ]
+            },
+        )
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
@@ -51,9 +74,15 @@ def test_cifar100_fine_labels(tmp_path):
     path = tmp_path / "cifar-100-python.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
         for part, n in (("train", 12), ("test", 5)):
-            add(tar, f"cifar-100-python/{part}",
-                {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "fine_labels": rng.integers(0, 100, n).tolist(), "coarse_labels": [0] * n})
+            add(
+                tar,
+                f"cifar-100-python/{part}",
+                {
+                    "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    "fine_labels": rng.integers(0, 100, n).tolist(),
+                    "coarse_labels": [0] * n,
+                },
+            )
         add(tar, "cifar-100-python/meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
     s = load_dataset(cfg("cifar100", tmp_path, None))
     assert s.train.num_classes == 100 and len(s.train) == 12 and len(s.test) == 5

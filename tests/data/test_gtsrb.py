@@ -36,8 +36,9 @@ def write_gtsrb(root):
 
 def test_official_layout_resized_to_32(tmp_path):
     write_gtsrb(tmp_path)
-    s = load_dataset(DATASETS.entry("gtsrb").config(name="gtsrb", root=str(tmp_path),
-                                                    check_md5=False))
+    s = load_dataset(
+        DATASETS.entry("gtsrb").config(name="gtsrb", root=str(tmp_path), check_md5=False)
+    )
     assert s.train.images.shape == (6, 3, 32, 32) and s.train.num_classes == 43
     assert sorted(s.train.labels.tolist()) == [0, 0, 0, 2, 2, 2]
     assert s.test.labels.tolist() == [0, 10, 20, 30]
@@ -57,8 +58,9 @@ def test_truncated_zip(tmp_path):
     f = tmp_path / "GTSRB_Final_Training_Images.zip"
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(DataError, match="not a readable zip"):
-        load_dataset(DATASETS.entry("gtsrb").config(name="gtsrb", root=str(tmp_path),
-                                                    check_md5=False))
+        load_dataset(
+            DATASETS.entry("gtsrb").config(name="gtsrb", root=str(tmp_path), check_md5=False)
+        )
 
 
 def test_decode_ppm():

@@ -5,8 +5,9 @@ from backdoorlab.data import Augment, BatchIterator, Dataset
 
 def data(n=10, size=6):
     images = torch.arange(n * size * size, dtype=torch.int64).remainder(256).to(torch.uint8)
-    return Dataset("t", images.view(n, 1, size, size), torch.arange(n) % 2, ["a", "b"], (0.5,),
-                   (0.2,))
+    return Dataset(
+        "t", images.view(n, 1, size, size), torch.arange(n) % 2, ["a", "b"], (0.5,), (0.2,)
+    )
 
 
 def test_covers_every_sample_once_per_epoch():
@@ -40,8 +41,12 @@ def test_crop_is_a_shifted_window_of_the_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     shifts = set()
     for i in range(64):
-        match = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 6])]
+        match = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 6])
+        ]
         assert match, "every crop must be a window of its own padded image"
         shifts.add(match[0])
     assert len(shifts) > 5

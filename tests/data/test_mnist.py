@@ -95,8 +95,9 @@ def test_download_checks_md5_and_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_real_mnist_files(mnist_dir):
-    s = load_dataset(cfg(root=str(mnist_dir), train_size=8000, test_size=2000, check_md5=True),
-                     seed=0)
+    s = load_dataset(
+        cfg(root=str(mnist_dir), train_size=8000, test_size=2000, check_md5=True), seed=0
+    )
     assert s.train.images.shape == (8000, 1, 28, 28) and len(s.test) == 2000
     assert set(s.train.labels.unique().tolist()) == set(range(10))
     assert 0.12 < s.train.mean[0] < 0.14  # MNIST's well-known mean intensity ~0.13

@@ -4,8 +4,9 @@ from backdoorlab.data import DATASETS, load_dataset
 
 
 def test_any_shape_and_class_count_deterministic():
-    c = DATASETS.entry("synthetic").config(name="synthetic", num_classes=7, channels=2, size=20,
-                                           train_size=50, test_size=30)
+    c = DATASETS.entry("synthetic").config(
+        name="synthetic", num_classes=7, channels=2, size=20, train_size=50, test_size=30
+    )
     s = load_dataset(c, seed=4)
     assert s.train.images.shape == (50, 2, 20, 20) and s.test.num_classes == 7
     assert torch.equal(s.train.images, load_dataset(c, seed=4).train.images)

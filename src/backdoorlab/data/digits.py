@@ -6,8 +6,8 @@ import torch
 from pydantic import Field
 
 from backdoorlab.data.base import (
-    DatasetConfig,
     Dataset,
+    DatasetConfig,
     Splits,
     channel_stats,
     register_dataset,

@@ -43,8 +43,9 @@ class GtsrbConfig(DatasetConfig):
 def _open(cfg: GtsrbConfig, key: str) -> zipfile.ZipFile:
     name, md5 = ARCHIVES[key]
     root = resolve_root(cfg.root)
-    path = fetch(root, name, [BASE_URL + name], md5 if cfg.check_md5 else None, cfg.download,
-                 "gtsrb")
+    path = fetch(
+        root, name, [BASE_URL + name], md5 if cfg.check_md5 else None, cfg.download, "gtsrb"
+    )
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -78,7 +79,9 @@ def load_gtsrb(cfg: GtsrbConfig, seed: int = 0) -> Splits:
             p = PurePosixPath(member)
             if p.suffix == ".csv" and p.name.startswith("GT-"):
                 folder = str(p.parent)
-                rows += [(f"{folder}/{r['Filename']}", int(r["ClassId"])) for r in _read_csv(zf, member)]
+                rows += [
+                    (f"{folder}/{r['Filename']}", int(r["ClassId"])) for r in _read_csv(zf, member)
+                ]
         train = _images(zf, sorted(rows), cfg.size)
     with _open(cfg, "test_gt") as zf:
         gt_name = next((n for n in zf.namelist() if n.endswith(".csv")), None)

@@ -39,7 +39,11 @@ def _read(folder: Path, classes: list[str], cfg: ImageFolderConfig):
     xs, ys = [], []
     for label, name in enumerate(classes):
         cdir = folder / name
-        files = sorted(p for p in cdir.rglob("*") if p.suffix.lower() in EXTENSIONS) if cdir.is_dir() else []
+        files = (
+            sorted(p for p in cdir.rglob("*") if p.suffix.lower() in EXTENSIONS)
+            if cdir.is_dir()
+            else []
+        )
         for f in files:
             img = decode_image(f.read_bytes(), str(f), cfg.channels)
             xs.append(resize(img, (cfg.size, cfg.size)))

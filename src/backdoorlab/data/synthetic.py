@@ -35,8 +35,9 @@ def load_synthetic(cfg: SyntheticConfig, seed: int = 0) -> Splits:
     """Each class a smooth random colour pattern; samples vary contrast, brightness and noise."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(cfg.num_classes, cfg.channels, 4, 4, generator=g)
-    prototypes = F.interpolate(coarse, size=(cfg.size, cfg.size), mode="bicubic",
-                               align_corners=True).clamp(0, 1)
+    prototypes = F.interpolate(
+        coarse, size=(cfg.size, cfg.size), mode="bicubic", align_corners=True
+    ).clamp(0, 1)
     train = _make(cfg, cfg.train_size, prototypes, g)
     test = _make(cfg, cfg.test_size, prototypes, g)
     mean, std = channel_stats(train[0])

@@ -22,8 +22,11 @@ def save_trigger_grid(
     import matplotlib.pyplot as plt
 
     n = clean.shape[0]
-    rows = [("clean", clean), ("triggered", triggered),
-            ("|diff| x5", ((triggered - clean).abs() * 5).clamp(0, 1))]
+    rows = [
+        ("clean", clean),
+        ("triggered", triggered),
+        ("|diff| x5", ((triggered - clean).abs() * 5).clamp(0, 1)),
+    ]
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(n):

@@ -131,8 +131,9 @@ def run(
         *defense.training_hooks(ctx),
         EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]
-    state = fit(model, train, cfg.train, hooks, seed=cfg.seed, progress=progress,
-                description=cfg.name)
+    state = fit(
+        model, train, cfg.train, hooks, seed=cfg.seed, progress=progress, description=cfg.name
+    )
     t_train = time.perf_counter()
     model = defense.repair(model, ctx)
     metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
@@ -228,8 +229,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Class
         raise ConfigError(f"{run_dir} is not a run folder: {exc}") from None
     cfg = load_config(record["config"])
     s = record["input_spec"]
-    spec = InputSpec(s["channels"], tuple(s["size"]), s["num_classes"], tuple(s["mean"]),
-                     tuple(s["std"]))
+    spec = InputSpec(
+        s["channels"], tuple(s["size"]), s["num_classes"], tuple(s["mean"]), tuple(s["std"])
+    )
     model = build_model(cfg.model, spec)
     model.load_state_dict(load_tensors(run_dir / "model.safetensors"))
     return model.to(device).eval()

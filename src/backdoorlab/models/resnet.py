@@ -77,9 +77,13 @@ class ResNet18(Classifier):
         w = cfg.width
         self.normalize = Normalize(spec.mean, spec.std)
         self.stem = nn.Sequential(
-            nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+            nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
         )
-        self.groups = make_groups(BasicBlock, [w, 2 * w, 4 * w, 8 * w], [2, 2, 2, 2], [1, 2, 2, 2], w)
+        self.groups = make_groups(
+            BasicBlock, [w, 2 * w, 4 * w, 8 * w], [2, 2, 2, 2], [1, 2, 2, 2], w
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(8 * w, spec.num_classes)
 
@@ -93,6 +97,8 @@ class PreActResNet18(Classifier):
         w = cfg.width
         self.normalize = Normalize(spec.mean, spec.std)
         self.stem = nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False)
-        self.groups = make_groups(PreActBlock, [w, 2 * w, 4 * w, 8 * w], [2, 2, 2, 2], [1, 2, 2, 2], w)
+        self.groups = make_groups(
+            PreActBlock, [w, 2 * w, 4 * w, 8 * w], [2, 2, 2, 2], [1, 2, 2, 2], w
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(8 * w, spec.num_classes)

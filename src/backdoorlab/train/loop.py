@@ -63,10 +63,14 @@ def default_step(state: TrainState, batch: Batch) -> tuple[torch.Tensor, torch.T
 
 
 def _format_record(record: dict[str, float], epochs: int) -> str:
-    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}",
-             f"train acc {record['train_acc']:.2f}"]
-    parts += [f"{k.removeprefix('test_')} {v:.2f}" for k, v in record.items()
-              if k.startswith("test_")]
+    parts = [
+        f"epoch {record['epoch']}/{epochs}",
+        f"loss {record['loss']:.4f}",
+        f"train acc {record['train_acc']:.2f}",
+    ]
+    parts += [
+        f"{k.removeprefix('test_')} {v:.2f}" for k, v in record.items() if k.startswith("test_")
+    ]
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
 

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.config import apply_overrides, load_config, parse_override
+
+
+def test_sections_are_validated_by_their_component(tiny_config):
+    cfg = load_config(tiny_config)
+    assert cfg.attack.patch_size == 3 and cfg.defense.name == "none"
+    d = cfg.to_dict()
+    assert d["attack"]["patch_size"] == 3 and d["dataset"]["size"] == 12
+    assert load_config(d).digest() == cfg.digest()
+    assert load_config(tiny_config, ["seed=1"]).digest() != cfg.digest()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("attack.name=nope", "attack: unknown attack 'nope' (known: badnets, blended, none"),
+        ("attack.rate=1.5", "attack.rate: Input should be less than or equal to 1 (got 1.5)"),
+        ("attack.typo=1", "attack.typo: unknown key"),
+        ("model.name=vgg", "model: unknown model 'vgg'"),
+        ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
+        ("device=gpu", "device:"),
+        ("extra=1", "extra: unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(tiny_config, override, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(tiny_config, [override])
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_override("train.lr=0.01") == (["train", "lr"], 0.01)
+    assert parse_override("train.flip=true") == (["train", "flip"], True)
+    assert parse_override("train.milestones=[2, 4]") == (["train", "milestones"], [2, 4])
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=x", "d.e=2"]) == {
+        "a": {"b": 1, "c": "x"},
+        "d": {"e": 2},
+    }
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_override("train.lr")
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+def test_yaml_files(tmp_path):
+    good = tmp_path / "exp.yaml"
+    good.write_text("dataset: {name: digits}\nmodel: {name: small_cnn}\nattack: {name: badnets}\n")
+    assert load_config(good).name == "exp"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: {name: digits\nmodel: [\n")
+    with pytest.raises(ConfigError, match="malformed YAML at line"):
+        load_config(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_repository_configs_validate():
+    repo = Path(__file__).resolve().parents[2]
+    configs = sorted((repo / "configs").rglob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)

@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+
+import backdoorlab
+from backdoorlab.errors import ConfigError, DataError
+from backdoorlab.experiment import ResultStore, load_model, plot_triggers, run
+
+
+def test_run_writes_folder_row_and_weights(tiny_config, tmp_path):
+    out = tmp_path / "runs" / "tiny"
+    result = run(tiny_config, out=out, progress=False)
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["metrics.json", "model.safetensors", "poison.safetensors", "result.json"]
+    record = json.loads((out / "result.json").read_text())
+    for key in ("acc", "asr", "ra"):
+        assert 0 <= record["metrics"][key] <= 100
+    assert record["config"]["attack"]["name"] == "badnets"
+    assert record["poison"]["count"] == 26 == result.poisoned.count
+    assert len(record["history"]) == 2 and "test_asr" in record["history"][-1]
+    rows = ResultStore(tmp_path / "runs" / "results.db").rows()
+    assert len(rows) == 1 and rows[0]["acc"] == pytest.approx(result.metrics["acc"])
+
+    poison = backdoorlab.experiment.artifacts.load_tensors(out / "poison.safetensors")
+    assert torch.equal(poison["indices"], result.poisoned.indices)
+    assert "trigger.pattern" in poison and "trigger.mask" in poison
+    model = load_model(out)
+    x = torch.rand(3, 3, 12, 12)
+    assert torch.allclose(model(x), result.model.eval()(x), atol=1e-6)
+
+
+def test_no_attack_baseline(tiny_config):
+    tiny_config["attack"] = {"name": "none"}
+    result = run(tiny_config, save=False, progress=False)
+    assert result.metrics["asr"] is None and result.poisoned.count == 0
+
+
+def test_same_seed_same_metrics(tiny_config):
+    a = run(tiny_config, save=False, progress=False)
+    b = run(tiny_config, save=False, progress=False)
+    assert a.metrics == b.metrics
+
+
+@pytest.mark.parametrize(
+    "override,error",
+    [
+        ("attack.target=12", ConfigError),
+        ("attack.rate=0.9", ConfigError),
+        ("dataset.name=mnist", DataError),
+    ],
+)
+def test_bad_input_writes_nothing(tiny_config, tmp_path, override, error):
+    if override == "dataset.name=mnist":
+        tiny_config["dataset"] = {"name": "mnist", "root": str(tmp_path / "missing")}
+    else:
+        key, value = override.split("=")
+        tiny_config["attack"][key.split(".")[1]] = float(value)
+        if key.endswith("target"):
+            tiny_config["attack"]["target"] = 12
+    with pytest.raises(error):
+        run(tiny_config, out=tmp_path / "runs" / "x", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rerun_replaces_the_folder_atomically(tiny_config, tmp_path):
+    out = tmp_path / "r"
+    run(tiny_config, out=out, progress=False)
+    (out / "stale.txt").write_text("old")
+    run(tiny_config, out=out, progress=False)
+    assert not (out / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert len(ResultStore(tmp_path / "results.db").rows()) == 2
+
+
+def test_trigger_grid_png(tiny_config, tmp_path):
+    path = plot_triggers(tiny_config, tmp_path / "grid.png", count=4)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_user_attack_registers_from_user_code(tiny_config):
+    from backdoorlab.attacks import Attack, AttackConfig, register_attack
+
+    class InvertConfig(AttackConfig):
+        strength: float = 1.0
+
+    @register_attack("test_invert", config=InvertConfig)
+    class Invert(Attack):
+        """Inverts the image."""
+
+        def trigger(self, x):
+            return 1 - x * self.cfg.strength
+
+    tiny_config["attack"] = {"name": "test_invert", "rate": 0.2, "strength": 1.0}
+    result = run(tiny_config, save=False, progress=False)
+    assert result.poisoned.count == round(0.2 * 256)
+    assert "test_invert" in dict(backdoorlab.list_components()["attacks"])

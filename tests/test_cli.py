@@ -1,0 +1,123 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from backdoorlab.cli import main
+
+
+@pytest.fixture
+def config_file(tiny_config, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    return path
+
+
+def test_run_prints_table_and_writes_result(config_file, tmp_path, capsys):
+    out = tmp_path / "runs" / "one"
+    assert (
+        main(["run", str(config_file), "--out", str(out), "--quiet", "--set", "train.epochs=1"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "ACC" in text and "ASR" in text and str(out) in text.replace("\n", "")
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["train"]["epochs"] == 1
+    assert (tmp_path / "runs" / "results.db").is_file()
+
+
+def test_list_names_every_registered_component(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in (
+        "digits",
+        "mnist",
+        "cifar10",
+        "cifar100",
+        "gtsrb",
+        "imagefolder",
+        "synthetic",
+        "small_cnn",
+        "resnet18",
+        "preact_resnet18",
+        "wrn16_1",
+        "badnets",
+        "blended",
+    ):
+        assert name in text
+
+
+def test_triggers_writes_png(config_file, tmp_path):
+    assert main(["triggers", str(config_file), "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "attack.name=nope"], "unknown attack 'nope'"),
+        (["--set", "attack.rate=1.5"], "attack.rate"),
+        (["--set", "attack.target=12"], "attack.target: class 12 does not exist"),
+        (
+            ["--set", "dataset={name: mnist, root: /nonexistent/mnist}"],
+            "/nonexistent/mnist does not exist",
+        ),
+        (["--set", "train.lr"], "expected section.key=value"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero_and_writes_no_row(
+    config_file, tmp_path, capsys, args, message
+):
+    out = tmp_path / "runs" / "bad"
+    assert main(["run", str(config_file), "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_malformed_yaml_and_truncated_archive(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: {name: digits\n  model: [\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "malformed YAML" in capsys.readouterr().err
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 50)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"name": "cifar10", "root": str(tmp_path)},
+                "model": {"name": "small_cnn"},
+                "attack": {"name": "badnets"},
+            }
+        )
+    )
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "md5" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists() and not (tmp_path / "results.db").exists()
+
+
+def test_console_script_exits_nonzero_without_traceback(config_file):
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backdoorlab.cli",
+            "run",
+            str(config_file),
+            "--set",
+            "attack.name=nope",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "unknown attack 'nope'" in proc.stderr
