@@ -49,11 +49,12 @@ def backdoor_metrics(
     robust = torch.zeros_like(hit)
     total = torch.zeros_like(hit)
     for x, y, _ in BatchIterator(data, batch_size):
+        # mask the counts rather than the batch: boolean indexing would sync with the host
         keep = backdoor.asr_mask(y)
-        xt, yt = backdoor.apply(x[keep], y[keep])
+        xt, yt = backdoor.apply(x, y)
         pred = model(xt).argmax(1)
-        hit += (pred == yt).sum()
-        robust += (pred == y[keep]).sum()
+        hit += ((pred == yt) & keep).sum()
+        robust += ((pred == y) & keep).sum()
         total += keep.sum()
     model.train(was)
     n = max(1, int(total))
