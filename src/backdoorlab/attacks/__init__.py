@@ -1,6 +1,6 @@
 """Backdoor attacks: triggers on [0,1] batches and vectorised poisoning, registered by name."""
 
-from backdoorlab.attacks import badnets, blended, none  # noqa: F401
+from backdoorlab.attacks import badnets, blended, lc, none, sig, trojan, wanet  # noqa: F401
 from backdoorlab.attacks.base import (
     ATTACKS,
     Attack,

@@ -12,6 +12,7 @@ from backdoorlab.config_base import Section
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.errors import ConfigError
 from backdoorlab.registry import Registry
+from backdoorlab.train.hooks import Hook
 
 
 class AttackConfig(Section):
@@ -66,6 +67,7 @@ class Attack:
     """
 
     Config = AttackConfig
+    plants_backdoor = True  # False for the no-attack baseline: ASR/RA are then undefined
 
     def __init__(self, cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu"):
         if cfg.target >= spec.num_classes:
@@ -78,12 +80,16 @@ class Attack:
         self.device = torch.device(device)
 
     # -- the trigger -------------------------------------------------------------------------
-    def fit(self, data: Dataset) -> None:
-        """Prepare the trigger from the training data (surrogates, inversions); default: none."""
+    def fit(self, data: Dataset, *, progress: bool = False) -> None:
+        """Prepare the trigger from the clean training data (surrogate, inversion...); default none."""
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         """Triggered images [B,C,H,W] in [0,1] from clean ones."""
         raise NotImplementedError
+
+    def poison_trigger(self, x: torch.Tensor) -> torch.Tensor:
+        """The trigger stamped on training images (the test trigger unless an attack differs)."""
+        return self.trigger(x)
 
     def target_labels(self, y: torch.Tensor) -> torch.Tensor:
         """The labels the backdoor should produce for true labels `y`."""
@@ -104,6 +110,13 @@ class Attack:
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors that define the trigger, saved with the run (pattern, mask, key...)."""
         return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what `state` saved (for attacks whose trigger is learned or random)."""
+
+    def training_hooks(self) -> list[Hook]:
+        """Hooks for attacks that poison per batch while the victim trains (WaNet, IAD)."""
+        return []
 
     # -- poisoning ---------------------------------------------------------------------------
     def candidates(self, labels: torch.Tensor) -> torch.Tensor:
@@ -140,12 +153,12 @@ class Attack:
         """A copy of `data` with the selected samples triggered (and relabelled if dirty)."""
         idx = self.select(data.labels, generator)
         original = data.labels[idx].clone()
-        x, y = self.apply(data.floats(idx), original)
+        x = self.poison_trigger(data.floats(idx)).clamp(0, 1)
         images = data.images.clone()
         labels = data.labels.clone()
         images[idx] = x.mul(255).round_().to(torch.uint8)
         if self.cfg.label_mode == "dirty":
-            labels[idx] = y
+            labels[idx] = self.target_labels(original)
         return PoisonedData(data.with_data(images, labels), idx, original)
 
 

@@ -13,6 +13,7 @@ class NoAttack(Attack):
     """No backdoor: the training set is left as it is and ASR/RA are not defined."""
 
     Config = AttackConfig
+    plants_backdoor = False
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -88,7 +88,7 @@ def prepare(config: ExperimentConfig, progress: bool = False) -> Prepared:
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset, config.seed).to(device)
     attack = build_attack(config.attack, splits.train.spec, device)
-    attack.fit(splits.train)
+    attack.fit(splits.train, progress=progress)
     generator = torch.Generator().manual_seed(config.seed)
     poisoned = attack.poison(splits.train, generator)
     return Prepared(config, device, splits, attack, poisoned)
@@ -126,8 +126,9 @@ def run(
     model = build_model(cfg.model, train.spec).to(prep.device)
     defense = build_defense(cfg.defense)
     ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned)
-    backdoor = prep.attack if prep.poisoned.count else None
+    backdoor = prep.attack if prep.attack.plants_backdoor else None
     hooks = [
+        *prep.attack.training_hooks(),
         *defense.training_hooks(ctx),
         EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]

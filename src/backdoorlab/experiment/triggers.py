@@ -24,7 +24,7 @@ def plot_triggers(
     if count < 1:
         raise ConfigError("count must be at least 1")
     cfg = load_config(config, overrides)
-    prep = prepare(cfg)
+    prep = prepare(cfg, progress=True)
     test = prep.splits.test
     keep = torch.nonzero(prep.attack.asr_mask(test.labels)).flatten()
     g = torch.Generator().manual_seed(cfg.seed)

@@ -1,0 +1,61 @@
+"""A model an attack trains for itself (LC surrogate, Trojan's clean model) or loads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.errors import ConfigError
+from backdoorlab.models.base import MODELS, Classifier, ModelConfig, build_model
+from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.hooks import Hook
+from backdoorlab.train.loop import fit
+
+
+class AuxiliaryModel(BaseModel):
+    """Architecture, training recipe, and an optional safetensors file to load instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: SerializeAsAny[ModelConfig] = Field(
+        default_factory=lambda: MODELS.validate({"name": "small_cnn"})
+    )
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4, lr=0.05))
+    weights: str | None = Field(None, description="safetensors state dict to load, not train")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _by_name(cls, value: Any) -> Any:
+        return MODELS.validate(value)
+
+
+def obtain_model(
+    aux: AuxiliaryModel,
+    data: Dataset,
+    *,
+    key: str,
+    hooks: Sequence[Hook] = (),
+    seed: int = 0,
+    progress: bool = False,
+) -> Classifier:
+    """The auxiliary model: loaded from `aux.weights`, or trained on `data` with `hooks`."""
+    model = build_model(aux.model, data.spec).to(data.device)
+    if aux.weights is not None:
+        path = Path(aux.weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"attack.{key}.weights: file {path} does not exist")
+        try:
+            state = load_file(str(path), device=str(data.device))
+            model.load_state_dict(state)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"attack.{key}.weights: cannot load {path}: {first}") from None
+    else:
+        fit(model, data, aux.train, hooks, seed=seed, progress=progress, description=key)
+    return model.eval()

@@ -1,0 +1,71 @@
+"""Threat models: how a perturbation is initialised, stepped, projected and applied."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Threat:
+    """A perturbation set around clean [0,1] images x; `delta` has the shape of x."""
+
+    eps: float
+
+    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
+        """A starting delta: zeros, or a random point of the budget."""
+        raise NotImplementedError
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        """One ascent step of size `alpha` along the steepest direction for this norm."""
+        raise NotImplementedError
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """delta projected onto the budget and so that x + delta stays in [0,1]."""
+        raise NotImplementedError
+
+    def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The perturbed images."""
+        return (x + delta).clamp(0, 1)
+
+
+class LinfBall(Threat):
+    """||delta||_inf <= eps (Madry et al.)."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
+        if not random:
+            return torch.zeros_like(x)
+        return self.project(torch.empty_like(x).uniform_(-self.eps, self.eps), x)
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        return delta + alpha * grad.sign()
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        delta = delta.clamp(-self.eps, self.eps)
+        return (x + delta).clamp(0, 1) - x
+
+
+def _norms(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.ndim - 1)))
+
+
+class L2Ball(Threat):
+    """||delta||_2 <= eps per image; steps along the normalised gradient."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
+        if not random:
+            return torch.zeros_like(x)
+        direction = torch.randn_like(x)
+        radius = torch.rand(x.shape[0], device=x.device).view(-1, *([1] * (x.ndim - 1)))
+        return self.project(direction / _norms(direction) * radius * self.eps, x)
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        return delta + alpha * grad / _norms(grad)
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        delta = delta * (self.eps / _norms(delta)).clamp(max=1.0)
+        return (x + delta).clamp(0, 1) - x
