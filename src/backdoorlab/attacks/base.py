@@ -81,7 +81,7 @@ class Attack:
 
     # -- the trigger -------------------------------------------------------------------------
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
-        """Prepare the trigger from the clean training data (surrogate, inversion...); default none."""
+        """Prepare the trigger from clean training data (surrogate, inversion); default: none."""
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         """Triggered images [B,C,H,W] in [0,1] from clean ones."""

@@ -1,4 +1,4 @@
-"""TrojanNN (Liu et al. 2018): a patch trigger inverted to excite chosen neurons of a clean model."""
+"""TrojanNN (Liu et al. 2018): a patch trigger inverted to excite neurons of a clean model."""
 
 from __future__ import annotations
 
