@@ -19,6 +19,7 @@ from backdoorlab.experiment import (  # noqa: E402
     load_model,
     plot_triggers,
     run,
+    summarize,
 )
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
 
@@ -61,4 +62,5 @@ __all__ = [
     "register_defense",
     "register_model",
     "run",
+    "summarize",
 ]

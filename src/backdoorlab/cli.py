@@ -46,7 +46,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
-    path = backdoorlab.plot_triggers(args.config, args.out, overrides=args.set, count=args.count)
+    path = backdoorlab.plot_triggers(
+        args.config, args.out, overrides=args.set, count=args.count, run_dir=args.run
+    )
+    console.print(f"wrote {path}")
+
+
+def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
+    command = "backdoorlab " + " ".join(sys.argv[1:]) if args.record_command else None
+    path = backdoorlab.summarize(
+        args.runs, args.out, baseline=args.baseline, title=args.title, command=command
+    )
     console.print(f"wrote {path}")
 
 
@@ -68,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=backdoorlab.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", help="experiment YAML file")
+    def config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+        p.add_argument("config", nargs="?" if optional else None, help="experiment YAML file")
         p.add_argument(
             "--set",
             action="append",
@@ -86,10 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("triggers", help="PNG grid of clean vs triggered samples")
-    config_args(p)
+    config_args(p, optional=True)
+    p.add_argument("--run", help="take the config and the learned trigger from this run folder")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=int, default=8, help="samples to show")
     p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("summarize", help="Markdown table of finished runs + trigger grids")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", required=True, help="Markdown file to write")
+    p.add_argument("--baseline", help="run folder of the same training without attack")
+    p.add_argument("--title", default="Results")
+    p.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not write the command line into the file",
+    )
+    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

@@ -12,7 +12,13 @@ def test_run_writes_folder_row_and_weights(tiny_config, tmp_path):
     out = tmp_path / "runs" / "tiny"
     result = run(tiny_config, out=out, progress=False)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["metrics.json", "model.safetensors", "poison.safetensors", "result.json"]
+    assert files == [
+        "metrics.json",
+        "model.safetensors",
+        "poison.safetensors",
+        "result.json",
+        "triggers.png",
+    ]
     record = json.loads((out / "result.json").read_text())
     for key in ("acc", "asr", "ra"):
         assert 0 <= record["metrics"][key] <= 100
@@ -76,6 +82,44 @@ def test_rerun_replaces_the_folder_atomically(tiny_config, tmp_path):
 def test_trigger_grid_png(tiny_config, tmp_path):
     path = plot_triggers(tiny_config, tmp_path / "grid.png", count=4)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trigger_grid_from_a_saved_run_uses_its_learned_trigger(tiny_config, tmp_path):
+    tiny_config["attack"] = {
+        "name": "trojan",
+        "rate": 0.1,
+        "patch_size": 4,
+        "steps": 20,
+        "step_size": 0.05,
+        "clean_model": {"model": {"name": "small_cnn", "width": 8}, "train": {"epochs": 1}},
+    }
+    tiny_config["train"]["epochs"] = 1
+    result = run(tiny_config, out=tmp_path / "r", progress=False)
+    from backdoorlab.experiment.prepare import prepare
+
+    prep = prepare(result.config, trigger_from=tmp_path / "r")
+    saved = backdoorlab.experiment.artifacts.load_tensors(tmp_path / "r" / "poison.safetensors")
+    assert torch.equal(prep.attack.pattern, saved["trigger.pattern"])
+    assert plot_triggers(None, tmp_path / "g.png", run_dir=tmp_path / "r").is_file()
+
+
+def test_summarize_writes_table_and_copies_grids(tiny_config, tmp_path):
+    from backdoorlab.experiment import summarize
+
+    run(tiny_config, out=tmp_path / "attack", progress=False)
+    tiny_config["attack"] = {"name": "none"}
+    tiny_config["name"] = "clean"
+    base = run(tiny_config, out=tmp_path / "clean", progress=False)
+    md = summarize(
+        [tmp_path / "attack"],
+        tmp_path / "docs" / "t.md",
+        baseline=tmp_path / "clean",
+        command="backdoorlab summarize ...",
+    )
+    text = md.read_text()
+    assert f"ACC {base.metrics['acc']:.2f}" in text and "| tiny | badnets |" in text
+    assert (tmp_path / "docs" / "tiny-triggers.png").is_file()
+    assert "![tiny](tiny-triggers.png)" in text
 
 
 def test_user_attack_registers_from_user_code(tiny_config):

@@ -1,8 +1,10 @@
 """Experiments: validated configs, the runner, the results store, plots."""
 
 from backdoorlab.experiment.config import ExperimentConfig, load_config
-from backdoorlab.experiment.runner import RunResult, load_model, prepare, resolve_device, run
+from backdoorlab.experiment.prepare import prepare, resolve_device
+from backdoorlab.experiment.runner import RunResult, load_model, run
 from backdoorlab.experiment.store import ResultStore
+from backdoorlab.experiment.summary import summarize
 from backdoorlab.experiment.triggers import plot_triggers
 
 __all__ = [
@@ -15,4 +17,5 @@ __all__ = [
     "prepare",
     "resolve_device",
     "run",
+    "summarize",
 ]

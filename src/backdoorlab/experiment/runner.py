@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import backdoorlab
-from backdoorlab.attacks.base import Attack, PoisonedData, build_attack
-from backdoorlab.data.base import Dataset, InputSpec, Splits, load_dataset
+from backdoorlab.attacks.base import Attack, PoisonedData
+from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import DefenseContext, build_defense
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import (
@@ -26,22 +26,13 @@ from backdoorlab.experiment.artifacts import (
     write_json,
 )
 from backdoorlab.experiment.config import ExperimentConfig, load_config
+from backdoorlab.experiment.prepare import Prepared, prepare
 from backdoorlab.experiment.store import ResultStore
+from backdoorlab.experiment.triggers import save_attack_grid
 from backdoorlab.metrics.core import evaluate
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.train.hooks import Hook
 from backdoorlab.train.loop import TrainState, fit
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; an unavailable device is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device: 'mps' requested but MPS is not available here")
-    return torch.device(name)
 
 
 class EvalHook(Hook):
@@ -58,17 +49,6 @@ class EvalHook(Hook):
 
 
 @dataclass
-class Prepared:
-    """Everything a run builds before training."""
-
-    config: ExperimentConfig
-    device: torch.device
-    splits: Splits
-    attack: Attack
-    poisoned: PoisonedData
-
-
-@dataclass
 class RunResult:
     """A finished run: its metrics, history, timings, model and where it was saved."""
 
@@ -81,17 +61,6 @@ class RunResult:
     poisoned: PoisonedData
     out_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def prepare(config: ExperimentConfig, progress: bool = False) -> Prepared:
-    """Load the data on the run's device, build the attack, fit it and poison the training set."""
-    device = resolve_device(config.device)
-    splits = load_dataset(config.dataset, config.seed).to(device)
-    attack = build_attack(config.attack, splits.train.spec, device)
-    attack.fit(splits.train, progress=progress)
-    generator = torch.Generator().manual_seed(config.seed)
-    poisoned = attack.poison(splits.train, generator)
-    return Prepared(config, device, splits, attack, poisoned)
 
 
 def _versions() -> dict[str, str]:
@@ -195,6 +164,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime, db_path: Path) -
         )
         write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
         write_json(tmp / "result.json", record)
+        save_attack_grid(prep, tmp / "triggers.png")
     ResultStore(db_path).add(
         {
             "run_id": result.run_id,

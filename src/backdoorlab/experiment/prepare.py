@@ -1,0 +1,70 @@
+"""Everything a run builds before training: device, data, fitted attack, poisoned set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from backdoorlab.attacks.base import Attack, PoisonedData, build_attack
+from backdoorlab.data.base import Splits, load_dataset
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import load_tensors
+from backdoorlab.experiment.config import ExperimentConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' requested but MPS is not available here")
+    return torch.device(name)
+
+
+@dataclass
+class Prepared:
+    """Everything a run builds before training."""
+
+    config: ExperimentConfig
+    device: torch.device
+    splits: Splits
+    attack: Attack
+    poisoned: PoisonedData
+
+
+def prepare(
+    config: ExperimentConfig, progress: bool = False, trigger_from: str | Path | None = None
+) -> Prepared:
+    """Load the data on the run's device, build the attack, fit it and poison the training set.
+
+    With `trigger_from` (a run folder), the attack's learned state is loaded from that run's
+    poison.safetensors instead of being fitted again.
+    """
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset, config.seed).to(device)
+    attack = build_attack(config.attack, splits.train.spec, device)
+    if trigger_from is None:
+        attack.fit(splits.train, progress=progress)
+    else:
+        path = Path(trigger_from) / "poison.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"--run: {trigger_from} holds no poison.safetensors")
+        saved = load_tensors(path, device)
+        attack.load_state(
+            {k[len("trigger.") :]: v for k, v in saved.items() if k.startswith("trigger.")}
+        )
+        idx = saved["indices"]
+        return Prepared(
+            config,
+            device,
+            splits,
+            attack,
+            PoisonedData(splits.train, idx, saved["original_labels"]),
+        )
+    generator = torch.Generator().manual_seed(config.seed)
+    poisoned = attack.poison(splits.train, generator)
+    return Prepared(config, device, splits, attack, poisoned)

@@ -1,0 +1,90 @@
+"""A Markdown table of finished runs (ACC, ASR, RA, run time), with their trigger grids."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from backdoorlab.errors import ConfigError
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The result.json of a run folder."""
+    path = Path(run_dir) / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _attack_setting(a: dict[str, Any]) -> str:
+    if a["name"] == "none":
+        return "-"
+    return f"{a['label_mode']}-label, rate {a['rate']:g} of {a['rate_of'].replace('_', ' ')}"
+
+
+def summarize(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    *,
+    baseline: str | Path | None = None,
+    title: str = "Results",
+    command: str | None = None,
+) -> Path:
+    """Write `out` (Markdown) with one row per run; copy each run's triggers.png beside it."""
+    if not run_dirs:
+        raise ConfigError("summarize: no run folders given")
+    runs = [(Path(d), read_run(d)) for d in run_dirs]
+    base = read_run(baseline) if baseline is not None else None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""]
+    if command:
+        lines += [
+            f"Written by `{command}`; every number below comes from the run folders it reads.",
+            "",
+        ]
+    if base is not None:
+        lines += [
+            f"Baseline without attack (`{base['name']}`): ACC {_pct(base['metrics']['acc'])}.",
+            "",
+        ]
+    lines += [
+        "| run | attack | setting | ACC | ACC - baseline | ASR | RA | poisoned "
+        "| train s | total s |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    figures = []
+    for run_dir, r in runs:
+        m, cfg = r["metrics"], r["config"]
+        delta = "-" if base is None else f"{m['acc'] - base['metrics']['acc']:+.2f}"
+        lines.append(
+            f"| {r['name']} | {cfg['attack']['name']} | {_attack_setting(cfg['attack'])} | "
+            f"{_pct(m['acc'])} | {delta} | {_pct(m['asr'])} | {_pct(m['ra'])} | "
+            f"{r['poison']['count']} | {r['timings']['train_s']:.0f} | "
+            f"{r['timings']['total_s']:.0f} |"
+        )
+        grid = run_dir / "triggers.png"
+        if grid.is_file() and cfg["attack"]["name"] != "none":
+            target = out.parent / f"{r['name']}-triggers.png"
+            shutil.copyfile(grid, target)
+            figures.append((r["name"], target.name))
+    lines.append("")
+    lines.append(
+        "Run times are wall-clock seconds of training and of the whole run (data, attack "
+        "preparation, training, evaluation) on the machine that ran them."
+    )
+    if figures:
+        lines += ["", "## Trigger grids", ""]
+        lines += [f"![{name}]({fname})" for name, fname in figures]
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out)
+    return out
