@@ -1,6 +1,15 @@
 """Backdoor attacks: triggers on [0,1] batches and vectorised poisoning, registered by name."""
 
-from backdoorlab.attacks import badnets, blended, lc, none, sig, trojan, wanet  # noqa: F401
+from backdoorlab.attacks import (  # noqa: F401
+    badnets,
+    blended,
+    iad,
+    lc,
+    none,
+    sig,
+    trojan,
+    wanet,
+)
 from backdoorlab.attacks.base import (
     ATTACKS,
     Attack,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -28,6 +29,7 @@ class AuxiliaryModel(BaseModel):
     )
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4, lr=0.05))
     weights: str | None = Field(None, description="safetensors state dict to load, not train")
+    seed: int = Field(0, ge=0, description="seed of its initialisation and batch order")
 
     @field_validator("model", mode="before")
     @classmethod
@@ -41,10 +43,18 @@ def obtain_model(
     *,
     key: str,
     hooks: Sequence[Hook] = (),
-    seed: int = 0,
     progress: bool = False,
 ) -> Classifier:
-    """The auxiliary model: loaded from `aux.weights`, or trained on `data` with `hooks`."""
+    """The auxiliary model: loaded from `aux.weights`, or trained on `data` with `hooks`.
+
+    It draws from its own seeded random stream, leaving the caller's untouched.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(aux.seed)
+        return _obtain(aux, data, key, hooks, progress)
+
+
+def _obtain(aux, data, key, hooks, progress) -> Classifier:
     model = build_model(aux.model, data.spec).to(data.device)
     if aux.weights is not None:
         path = Path(aux.weights).expanduser()
@@ -57,5 +67,24 @@ def obtain_model(
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"attack.{key}.weights: cannot load {path}: {first}") from None
     else:
-        fit(model, data, aux.train, hooks, seed=seed, progress=progress, description=key)
+        fit(model, data, aux.train, hooks, seed=aux.seed, progress=progress, description=key)
     return model.eval()
+
+
+def extract_weights(run_dir: str | Path, key: str, out: str | Path) -> Path:
+    """Save the auxiliary model `key` (e.g. 'surrogate') stored in a run's poison.safetensors."""
+    from safetensors.torch import save_file
+
+    state = load_file(str(Path(run_dir) / "poison.safetensors"))
+    prefix = f"trigger.{key}."
+    part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not part:
+        raise ConfigError(f"{run_dir} stores no '{key}' model")
+    save_file(part, str(out))
+    return Path(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    extract_weights(*sys.argv[1:4])

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from backdoorlab.attacks import ATTACKS, build_attack
+from backdoorlab.data import DATASETS, load_dataset
+from backdoorlab.train import Batch
+
+
+@pytest.fixture(scope="module")
+def data():
+    cfg = DATASETS.entry("synthetic").config(
+        name="synthetic", num_classes=4, size=16, train_size=128, test_size=32
+    )
+    return load_dataset(cfg).train
+
+
+def iad(spec, **kw):
+    kw.setdefault("width", 4)
+    return build_attack(ATTACKS.entry("iad").config(name="iad", **kw), spec)
+
+
+def test_trigger_is_input_specific_and_in_range(data):
+    a = iad(data.spec, mask_epochs=1, batch_size=32)
+    a.fit(data)
+    x = data.floats(torch.arange(8))
+    with torch.no_grad():
+        m, p = a.mask(x), a.pattern(x)
+    assert m.shape == (8, 1, 16, 16) and p.shape == x.shape
+    assert 0 <= m.min() and m.max() <= 1 and 0 <= p.min() and p.max() <= 1
+    xt = a.trigger(x)
+    assert torch.allclose(xt, x + (p - x) * m, atol=1e-6)
+    assert not a.generator.training and not a.masker.training
+    d = (xt - x).flatten(1)
+    assert not torch.allclose(d[0], d[1])  # different inputs, different triggers
+    assert not any(q.requires_grad for q in a.masker.parameters())
+
+
+def test_stage_one_shrinks_the_mask_towards_its_density(data):
+    a = iad(data.spec, mask_epochs=0)
+    x = data.floats(torch.arange(32))
+    before = a.mask(x).mean().item()
+    trained = iad(data.spec, mask_epochs=3, batch_size=32, lambda_div=0.0)
+    trained.fit(data)
+    after = trained.mask(x).mean().item()
+    assert after < before and after < 0.2
+
+
+def test_batch_recipe_mixes_backdoor_cross_clean_and_trains_generator(data):
+    from backdoorlab.models import MODELS, build_model
+    from backdoorlab.train import TrainConfig, fit
+
+    a = iad(data.spec, mask_epochs=0, rate=0.25, cross_rate=0.25, target=3)
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 8, "stages": 2}), data.spec)
+    hook = a.training_hooks()[0]
+    before = [p.clone() for p in a.generator.parameters()]
+    state = fit(model, data, TrainConfig(epochs=1, batch_size=32), [hook], progress=False)
+    assert state.step == 4
+    assert any(not torch.equal(p, q) for p, q in zip(before, a.generator.parameters(), strict=True))
+    y = torch.arange(8) % 4
+    batch = Batch(data.floats(torch.arange(8)), y.clone(), torch.arange(8))
+    hook.train_step(state, batch)
+    assert batch.y[:2].tolist() == [3, 3] and torch.equal(batch.y[2:], y[2:])
+
+
+def test_state_round_trip(data):
+    a, b = iad(data.spec, mask_epochs=0), iad(data.spec, mask_epochs=0, target=1)
+    x = data.floats(torch.arange(4))
+    assert not torch.allclose(a.trigger(x), b.trigger(x))
+    b.load_state(a.state())
+    assert torch.allclose(a.trigger(x), b.trigger(x))
