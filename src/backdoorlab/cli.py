@@ -60,6 +60,13 @@ def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_export(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.attacks.auxiliary import extract_weights
+
+    path = extract_weights(args.run, args.part, args.out)
+    console.print(f"wrote {path}")
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
     for kind, entries in backdoorlab.list_components().items():
         table = Table(title=kind, show_header=False, title_justify="left")
@@ -114,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write the command line into the file",
     )
     p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser(
+        "export", help="save a model an attack trained (e.g. the LC surrogate) as safetensors"
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("part", help="surrogate (lc) or clean_model (trojan)")
+    p.add_argument("--out", required=True, help="safetensors file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

@@ -18,7 +18,10 @@ def test_sections_are_validated_by_their_component(tiny_config):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("attack.name=nope", "attack: unknown attack 'nope' (known: badnets, blended, iad, lc, none"),
+        (
+            "attack.name=nope",
+            "attack: unknown attack 'nope' (known: badnets, blended, iad, lc, none",
+        ),
         ("attack.rate=1.5", "attack.rate: Input should be less than or equal to 1 (got 1.5)"),
         ("attack.typo=1", "attack.typo: unknown key"),
         ("model.name=vgg", "model: unknown model 'vgg'"),

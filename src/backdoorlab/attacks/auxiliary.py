@@ -82,9 +82,3 @@ def extract_weights(run_dir: str | Path, key: str, out: str | Path) -> Path:
         raise ConfigError(f"{run_dir} stores no '{key}' model")
     save_file(part, str(out))
     return Path(out)
-
-
-if __name__ == "__main__":
-    import sys
-
-    extract_weights(*sys.argv[1:4])

@@ -69,13 +69,17 @@ class Trojan(Attack):
             with torch.no_grad():
                 pattern = (pattern - self.cfg.step_size * grad.sign()).clamp(0, 1) * self.mask
         self.pattern = pattern.detach()
+        self.clean_model = model
         with torch.no_grad():
             clean = model.features(x)[:, self.neuron_ids].mean().item()
             stamped = model.features(self.trigger(x))[:, self.neuron_ids].mean().item()
         self.activation = {"clean": clean, "triggered": stamped}
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"mask": self.mask, "pattern": self.pattern, "neurons": self.neuron_ids}
+        out = {"mask": self.mask, "pattern": self.pattern, "neurons": self.neuron_ids}
+        if getattr(self, "clean_model", None) is not None:
+            out.update({f"clean_model.{k}": v for k, v in self.clean_model.state_dict().items()})
+        return out
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         if "pattern" in state:
