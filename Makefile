@@ -50,6 +50,7 @@ results-attacks: install
 	done
 	$(BIN)/backdoorlab summarize $(foreach a,$(ATTACKS),$(RESULTS)/mnist-$(a)) \
 	  --baseline $(RESULTS)/mnist-clean --out docs/results/attacks-mnist.md \
+	  --notes docs/results/notes/attacks-mnist.md \
 	  --title "The seven attacks on real MNIST (8,000 train / 2,000 test, small CNN)"
 
 # Clean-label attacks on MNIST: ASR as their budget grows (the evidence for docs/results).
@@ -63,6 +64,9 @@ results-sig-sweep: install
 	  $(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --out $(SWEEP)/sig-d$$d-r$$r \
 	    --set name=sig-delta$$d-rate$$r --set attack.delta=$$d --set attack.rate=$$r || exit 1; \
 	done; done
+	$(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --out $(SWEEP)/sig-d0.1569-r0.5-t0.3137 \
+	  --set name=sig-delta0.1569-rate0.5-test0.3137 --set attack.delta=0.1569 \
+	  --set attack.test_delta=0.3137
 
 # one surrogate (adversarially trained by the first run) serves the other LC runs
 results-lc-sweep: install
@@ -77,5 +81,5 @@ results-lc-sweep: install
 
 results-clean-label-table: install
 	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* \
-	  --out docs/results/clean-label-sweep-mnist.md \
+	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep.md \
 	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"

@@ -55,7 +55,12 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
 def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
     command = "backdoorlab " + " ".join(sys.argv[1:]) if args.record_command else None
     path = backdoorlab.summarize(
-        args.runs, args.out, baseline=args.baseline, title=args.title, command=command
+        args.runs,
+        args.out,
+        baseline=args.baseline,
+        title=args.title,
+        command=command,
+        notes=args.notes,
     )
     console.print(f"wrote {path}")
 
@@ -114,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="Markdown file to write")
     p.add_argument("--baseline", help="run folder of the same training without attack")
     p.add_argument("--title", default="Results")
+    p.add_argument("--notes", help="Markdown file to put under the table")
     p.add_argument(
         "--no-record-command",
         dest="record_command",

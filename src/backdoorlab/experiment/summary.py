@@ -37,8 +37,12 @@ def summarize(
     baseline: str | Path | None = None,
     title: str = "Results",
     command: str | None = None,
+    notes: str | Path | None = None,
 ) -> Path:
-    """Write `out` (Markdown) with one row per run; copy each run's triggers.png beside it."""
+    """Write `out` (Markdown) with one row per run; copy each run's triggers.png beside it.
+
+    `notes` is a Markdown file whose text goes under the table (the reading of the numbers).
+    """
     if not run_dirs:
         raise ConfigError("summarize: no run folders given")
     runs = [(Path(d), read_run(d)) for d in run_dirs]
@@ -81,6 +85,11 @@ def summarize(
         "Run times are wall-clock seconds of training and of the whole run (data, attack "
         "preparation, training, evaluation) on the machine that ran them."
     )
+    if notes is not None:
+        try:
+            lines += ["", Path(notes).read_text().strip()]
+        except OSError as exc:
+            raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
     if figures:
         lines += ["", "## Trigger grids", ""]
         lines += [f"![{name}]({fname})" for name, fname in figures]
