@@ -53,6 +53,9 @@ results-attacks: install
 	  --notes docs/results/notes/attacks-mnist.md \
 	  --title "The seven attacks on real MNIST (8,000 train / 2,000 test, small CNN)"
 
+$(RESULTS)/mnist-clean/result.json: | install
+	$(BIN)/backdoorlab run configs/mnist-clean.yaml --out $(RESULTS)/mnist-clean --quiet
+
 # Clean-label attacks on MNIST: ASR as their budget grows (the evidence for docs/results).
 SWEEP := runs/clean-label-sweep
 .PHONY: results-sig-sweep results-lc-sweep results-clean-label-table
@@ -79,7 +82,7 @@ results-lc-sweep: install
 	    --set attack.surrogate.weights=$(SWEEP)/lc-surrogate.safetensors || exit 1; \
 	done
 
-results-clean-label-table: install
-	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* \
+results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
+	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* --baseline $(RESULTS)/mnist-clean \
 	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep.md \
 	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -53,7 +54,7 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
-    command = "backdoorlab " + " ".join(sys.argv[1:]) if args.record_command else None
+    command = shlex.join(["backdoorlab", *sys.argv[1:]]) if args.record_command else None
     path = backdoorlab.summarize(
         args.runs,
         args.out,
