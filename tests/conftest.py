@@ -47,3 +47,21 @@ def tiny_config() -> dict:
         "attack": {"name": "badnets", "target": 0, "rate": 0.1, "patch_size": 3},
         "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "eval_every": 1},
     }
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """Factory of small synthetic train/test splits: synthetic(size=12, train_size=200)."""
+    from backdoorlab.data import DATASETS, load_dataset
+
+    def make(num_classes=4, size=12, train_size=200, test_size=50, seed=0):
+        cfg = DATASETS.entry("synthetic").config(
+            name="synthetic",
+            num_classes=num_classes,
+            size=size,
+            train_size=train_size,
+            test_size=test_size,
+        )
+        return load_dataset(cfg, seed)
+
+    return make

@@ -2,16 +2,12 @@ import pytest
 import torch
 
 from backdoorlab.attacks import ATTACKS, build_attack
-from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.train import Batch
 
 
 @pytest.fixture(scope="module")
-def data():
-    cfg = DATASETS.entry("synthetic").config(
-        name="synthetic", num_classes=4, size=16, train_size=128, test_size=32
-    )
-    return load_dataset(cfg).train
+def data(synthetic):
+    return synthetic(size=16, train_size=128, test_size=32).train
 
 
 def iad(spec, **kw):

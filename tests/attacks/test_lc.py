@@ -3,7 +3,6 @@ import torch
 from safetensors.torch import save_file
 
 from backdoorlab.attacks import ATTACKS, build_attack
-from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.errors import ConfigError
 from backdoorlab.models import MODELS, build_model
 
@@ -15,11 +14,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def data():
-    cfg = DATASETS.entry("synthetic").config(
-        name="synthetic", num_classes=4, size=12, train_size=200, test_size=50
-    )
-    return load_dataset(cfg).train
+def data(synthetic):
+    return synthetic(size=12, train_size=200, test_size=50).train
 
 
 def lc(spec, **kw):

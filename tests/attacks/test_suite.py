@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from backdoorlab.attacks import ATTACKS, build_attack
-from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.experiment import run
 
 AUX = {"model": {"name": "small_cnn", "width": 8, "stages": 2}, "train": {"epochs": 1}}
@@ -25,11 +24,8 @@ def test_every_attack_is_registered():
 
 
 @pytest.fixture(scope="module")
-def data():
-    cfg = DATASETS.entry("synthetic").config(
-        name="synthetic", num_classes=4, size=12, train_size=128, test_size=32
-    )
-    return load_dataset(cfg)
+def data(synthetic):
+    return synthetic(size=12, train_size=128, test_size=32)
 
 
 def make(name, spec, **extra):

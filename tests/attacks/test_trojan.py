@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from backdoorlab.attacks import ATTACKS, build_attack
-from backdoorlab.data import DATASETS, load_dataset
 
 FAST = {
     "model": {"name": "small_cnn", "width": 8, "stages": 2},
@@ -11,11 +10,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def data():
-    cfg = DATASETS.entry("synthetic").config(
-        name="synthetic", num_classes=4, size=12, train_size=200, test_size=50
-    )
-    return load_dataset(cfg).train
+def data(synthetic):
+    return synthetic(size=12, train_size=200, test_size=50).train
 
 
 def test_inverted_trigger_excites_the_strongest_neuron(data):

@@ -49,6 +49,12 @@ class PoisonedData:
     def count(self) -> int:
         return int(self.indices.numel())
 
+    @classmethod
+    def untouched(cls, data: Dataset) -> PoisonedData:
+        """The training set as it is, with no poisoned sample recorded."""
+        empty = torch.zeros(0, dtype=torch.int64, device=data.device)
+        return cls(data, empty, empty.clone())
+
     def mask(self) -> torch.Tensor:
         """Boolean [N]: which training samples are poisoned."""
         m = torch.zeros(len(self.data), dtype=torch.bool, device=self.data.device)
@@ -68,6 +74,7 @@ class Attack:
 
     Config = AttackConfig
     plants_backdoor = True  # False for the no-attack baseline: ASR/RA are then undefined
+    stores_poison = True  # False when poisoning happens per batch during training (WaNet, IAD)
 
     def __init__(self, cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu"):
         if cfg.target >= spec.num_classes:
@@ -151,6 +158,8 @@ class Attack:
 
     def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
         """A copy of `data` with the selected samples triggered (and relabelled if dirty)."""
+        if not self.stores_poison:
+            return PoisonedData.untouched(data)
         idx = self.select(data.labels, generator)
         original = data.labels[idx].clone()
         x = self.poison_trigger(data.floats(idx)).clamp(0, 1)

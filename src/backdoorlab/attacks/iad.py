@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
-from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
+from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.train.hooks import Batch, Hook
@@ -79,6 +79,8 @@ def diversity(x1: torch.Tensor, x2: torch.Tensor, g1: torch.Tensor, g2: torch.Te
 class InputAware(Attack):
     """x' = x + (G(x) - x) * M(x): pattern G(x) in [0,1], near-binary mask M(x)."""
 
+    stores_poison = False  # the stored training set stays clean: poisoning is per batch
+
     def __init__(self, cfg: IADConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
         g = torch.random.fork_rng()
@@ -130,11 +132,6 @@ class InputAware(Attack):
         self.masker.eval()
         for p in self.masker.parameters():
             p.requires_grad_(False)
-
-    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
-        """The stored training set stays clean: poisoning happens per batch (hook)."""
-        empty = torch.zeros(0, dtype=torch.int64, device=data.device)
-        return PoisonedData(data, empty, empty.clone())
 
     def training_hooks(self) -> list[Hook]:
         return [IADBatch(self)]

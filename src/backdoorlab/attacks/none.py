@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
-from backdoorlab.data.base import Dataset
+from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
 
 
 @register_attack("none")
@@ -14,10 +13,7 @@ class NoAttack(Attack):
 
     Config = AttackConfig
     plants_backdoor = False
+    stores_poison = False
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
-        empty = torch.zeros(0, dtype=torch.int64, device=data.device)
-        return PoisonedData(data, empty, empty.clone())

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
-from backdoorlab.data.base import Dataset, InputSpec
+from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
+from backdoorlab.data.base import InputSpec
 from backdoorlab.train.hooks import Batch, Hook
 
 
@@ -43,6 +43,8 @@ def identity_grid(h: int, w: int) -> torch.Tensor:
 class WaNet(Attack):
     """grid = clamp(identity + s * upsample(noise k x k) / H, -1, 1); x' = grid_sample(x, grid)."""
 
+    stores_poison = False  # the stored training set stays clean: poisoning is per batch
+
     def __init__(self, cfg: WaNetConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
         h, w = spec.size
@@ -71,11 +73,6 @@ class WaNet(Attack):
         jitter = (torch.rand(b, h, w, 2, generator=self.noise_gen) * 2 - 1).to(x.device)
         grid = (self.grid.expand(b, -1, -1, -1) + jitter / h).clamp(-1, 1)
         return F.grid_sample(x, grid, align_corners=True)
-
-    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
-        """WaNet leaves the stored training set clean: poisoning happens per batch (hook)."""
-        empty = torch.zeros(0, dtype=torch.int64, device=data.device)
-        return PoisonedData(data, empty, empty.clone())
 
     def training_hooks(self) -> list[Hook]:
         return [WaNetBatch(self)]
