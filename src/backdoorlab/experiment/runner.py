@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,6 @@ class RunResult:
     model: nn.Module
     poisoned: PoisonedData
     out_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _versions() -> dict[str, str]:
