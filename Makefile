@@ -58,9 +58,18 @@ $(RESULTS)/mnist-clean/result.json: | install
 
 # Clean-label attacks on MNIST: ASR as their budget grows (the evidence for docs/results).
 SWEEP := runs/clean-label-sweep
-.PHONY: results-sig-sweep results-lc-sweep results-clean-label-table
+.PHONY: results-sig-sweep results-lc-sweep results-nocrop-sweep results-clean-label-table
 
-results-clean-label-sweep: results-sig-sweep results-lc-sweep results-clean-label-table
+results-clean-label-sweep: results-sig-sweep results-lc-sweep results-nocrop-sweep \
+  results-clean-label-table
+
+# the same attacks trained without random-crop augmentation (crop shifts the signal's phase and
+# the corner patches), beside a no-crop clean baseline
+results-nocrop-sweep: install
+	for c in clean sig lc; do \
+	  $(BIN)/backdoorlab run configs/mnist-$$c.yaml --quiet --out $(SWEEP)/nocrop-$$c \
+	    --set name=$$c-nocrop --set train.crop_padding=0 || exit 1; \
+	done
 
 results-sig-sweep: install
 	for d in 0.0784 0.1569 0.2353; do for r in 0.5 1.0; do \
@@ -83,6 +92,7 @@ results-lc-sweep: install
 	done
 
 results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
-	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* --baseline $(RESULTS)/mnist-clean \
+	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* $(SWEEP)/nocrop-* \
+	  --baseline $(RESULTS)/mnist-clean \
 	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep.md \
 	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"
