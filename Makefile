@@ -95,4 +95,5 @@ results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
 	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* $(SWEEP)/nocrop-* \
 	  --baseline $(RESULTS)/mnist-clean \
 	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep.md \
+	  --no-figures \
 	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"

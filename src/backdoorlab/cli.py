@@ -62,6 +62,7 @@ def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
         title=args.title,
         command=command,
         notes=args.notes,
+        figures=args.figures,
     )
     console.print(f"wrote {path}")
 
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run folder of the same training without attack")
     p.add_argument("--title", default="Results")
     p.add_argument("--notes", help="Markdown file to put under the table")
+    p.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="do not copy the runs' trigger grids next to the table",
+    )
     p.add_argument(
         "--no-record-command",
         dest="record_command",

@@ -139,6 +139,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime, db_path: Path) -
         "metrics": result.metrics,
         "poison": {
             "count": poisoned.count,
+            "per_batch": not prep.attack.stores_poison and prep.attack.plants_backdoor,
             "share_of_training_set": poisoned.count / max(1, len(poisoned.data)),
             "file": "poison.safetensors",
         },

@@ -24,10 +24,14 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _attack_setting(a: dict[str, Any]) -> str:
+def _attack_setting(record: dict[str, Any]) -> str:
+    a, poison = record["config"]["attack"], record["poison"]
     if a["name"] == "none":
         return "-"
-    return f"{a['label_mode']}-label, rate {a['rate']:g} of {a['rate_of'].replace('_', ' ')}"
+    # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
+    per_batch = poison.get("per_batch", poison["count"] == 0)
+    of = "each batch" if per_batch else a["rate_of"].replace("_", " ")
+    return f"{a['label_mode']}-label, rate {a['rate']:g} of {of}"
 
 
 def summarize(
@@ -38,6 +42,7 @@ def summarize(
     title: str = "Results",
     command: str | None = None,
     notes: str | Path | None = None,
+    figures: bool = True,
 ) -> Path:
     """Write `out` (Markdown) with one row per run; copy each run's triggers.png beside it.
 
@@ -65,21 +70,21 @@ def summarize(
         "| train s | total s |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    figures = []
+    grids = []
     for run_dir, r in runs:
         m, cfg = r["metrics"], r["config"]
         delta = "-" if base is None else f"{m['acc'] - base['metrics']['acc']:+.2f}"
         lines.append(
-            f"| {r['name']} | {cfg['attack']['name']} | {_attack_setting(cfg['attack'])} | "
+            f"| {r['name']} | {cfg['attack']['name']} | {_attack_setting(r)} | "
             f"{_pct(m['acc'])} | {delta} | {_pct(m['asr'])} | {_pct(m['ra'])} | "
             f"{r['poison']['count']} | {r['timings']['train_s']:.0f} | "
             f"{r['timings']['total_s']:.0f} |"
         )
         grid = run_dir / "triggers.png"
-        if grid.is_file() and cfg["attack"]["name"] != "none":
+        if figures and grid.is_file() and cfg["attack"]["name"] != "none":
             target = out.parent / f"{r['name']}-triggers.png"
             shutil.copyfile(grid, target)
-            figures.append((r["name"], target.name))
+            grids.append((r["name"], target.name))
     lines.append("")
     lines.append(
         "Run times are wall-clock seconds of training and of the whole run (data, attack "
@@ -90,9 +95,9 @@ def summarize(
             lines += ["", Path(notes).read_text().strip()]
         except OSError as exc:
             raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
-    if figures:
+    if grids:
         lines += ["", "## Trigger grids", ""]
-        lines += [f"![{name}]({fname})" for name, fname in figures]
+        lines += [f"![{name}]({fname})" for name, fname in grids]
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, out)

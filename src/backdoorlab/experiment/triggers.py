@@ -25,7 +25,12 @@ def save_attack_grid(prep: Prepared, out: str | Path, count: int = 8) -> Path:
     names = test.classes
     titles = [f"{names[int(a)]} -> {names[int(b)]}" for a, b in zip(y, yt, strict=True)]
     cfg = prep.config
-    heading = f"{cfg.attack.name} on {cfg.dataset.name} ({prep.poisoned.count} poisoned)"
+    poisoned = (
+        "poisoned per batch"
+        if not prep.attack.stores_poison
+        else (f"{prep.poisoned.count} poisoned")
+    )
+    heading = f"{cfg.attack.name} on {cfg.dataset.name} ({poisoned})"
     return save_trigger_grid(x, xt, titles, out, heading)
 
 
