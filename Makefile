@@ -18,6 +18,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# torchattacks, for checking our PGD against it; --no-deps: it imports without torchvision
+	$(BIN)/pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
 install: $(VENV)/.installed

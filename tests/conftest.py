@@ -17,7 +17,7 @@ def _threads():
     torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST test files; skipped where absent, a failure under CI=true."""
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():

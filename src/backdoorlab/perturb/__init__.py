@@ -1,6 +1,19 @@
-"""Adversarial perturbations: threat models, PGD, the adversarial batch recipe."""
+"""Adversarial perturbations: threat models, PGD, random/relaxed perturbations, recipes."""
 
-from backdoorlab.perturb.pgd import AdversarialBatch, pgd
-from backdoorlab.perturb.threats import L2Ball, LinfBall, Threat
+from backdoorlab.perturb.flow import warp
+from backdoorlab.perturb.pgd import PerturbBatch, Stage, pgd, pgd_delta, relaxed
+from backdoorlab.perturb.threats import THREATS, FlowField, L2Ball, LinfBall, Threat
 
-__all__ = ["AdversarialBatch", "L2Ball", "LinfBall", "Threat", "pgd"]
+__all__ = [
+    "THREATS",
+    "FlowField",
+    "L2Ball",
+    "LinfBall",
+    "PerturbBatch",
+    "Stage",
+    "Threat",
+    "pgd",
+    "pgd_delta",
+    "relaxed",
+    "warp",
+]

@@ -1,8 +1,10 @@
-"""Projected gradient descent over any threat model, and the adversarial-training batch recipe."""
+"""PGD over any threat model, random and relaxed perturbations, and the batch recipe that
+composes them (adversarial training, random perturbation, CAT)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -15,7 +17,7 @@ from backdoorlab.train.hooks import Batch, Hook
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def pgd(
+def pgd_delta(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -28,7 +30,7 @@ def pgd(
     targeted: bool = False,
     bn_mode: Literal["eval", "train"] = "eval",
 ) -> torch.Tensor:
-    """Adversarial images: maximise `loss(model(x'), y)` (minimise it when `targeted`).
+    """The perturbation that maximises `loss(model(apply(x, delta)), y)` (minimises: targeted).
 
     Gradients are taken with respect to the perturbation only; BatchNorm runs in `bn_mode`.
     """
@@ -43,32 +45,61 @@ def pgd(
         with torch.no_grad():
             delta = threat.project(threat.step(delta, sign * grad, alpha), x)
     model.train(was_training)
-    return threat.apply(x, delta.detach())
+    return delta.detach()
 
 
-class AdversarialBatch(Hook):
-    """A batch recipe: replace each batch by its PGD examples (Madry adversarial training)."""
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: Threat,
+    steps: int,
+    alpha: float,
+    **options,
+) -> torch.Tensor:
+    """Adversarial images (the options are those of `pgd_delta`)."""
+    return threat.apply(x, pgd_delta(model, x, y, threat, steps, alpha, **options))
 
-    def __init__(
-        self,
-        threat: Threat,
-        steps: int,
-        alpha: float,
-        random_start: bool = True,
-        bn_mode: Literal["eval", "train"] = "eval",
-    ) -> None:
-        self.threat, self.steps, self.alpha = threat, steps, alpha
-        self.random_start, self.bn_mode = random_start, bn_mode
+
+def relaxed(adv: torch.Tensor, rand: torch.Tensor, beta: float) -> torch.Tensor:
+    """beta * adv + (1 - beta) * rand (Gao et al. Sec. III-E)."""
+    return beta * adv + (1 - beta) * rand
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One perturbation: `beta` 1 is adversarial (PGD), 0 random, in between relaxed."""
+
+    threat: Threat
+    steps: int = 10
+    alpha: float | None = None  # None: 2.5 * eps / steps
+    beta: float = 1.0
+    random_start: bool = True
+    bn_mode: Literal["eval", "train"] = "eval"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = self.threat
+        rand = t.random(x) if self.beta < 1 else None
+        if self.beta == 0:
+            return t.apply(x, rand)
+        alpha = self.alpha if self.alpha is not None else 2.5 * t.eps / max(1, self.steps)
+        adv = pgd_delta(
+            model, x, y, t, self.steps, alpha, random_start=self.random_start, bn_mode=self.bn_mode
+        )
+        delta = adv if rand is None else t.project(relaxed(adv, rand, self.beta), x)
+        return t.apply(x, delta)
+
+
+class PerturbBatch(Hook):
+    """A batch recipe: each stage perturbs the previous stage's output (composition) and the
+    model trains on the result with the true labels. One stage with beta 1 is Madry AT; a
+    relaxed spatial stage then a relaxed L_inf stage is CAT (Gao et al. Algorithm 1)."""
+
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
 
     def transform(self, state, batch: Batch) -> Batch:
-        x_adv = pgd(
-            state.model,
-            batch.x,
-            batch.y,
-            self.threat,
-            self.steps,
-            self.alpha,
-            random_start=self.random_start,
-            bn_mode=self.bn_mode,
-        )
-        return Batch(x_adv, batch.y, batch.idx, batch.loss, batch.info)
+        x = batch.x
+        for stage in self.stages:
+            x = stage(state.model, x, batch.y)
+        return Batch(x.detach(), batch.y, batch.idx, batch.loss, batch.info)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from backdoorlab.perturb.flow import warp
+
 
 class Threat:
     """A perturbation set around clean [0,1] images x; `delta` has the shape of x."""
@@ -25,6 +27,11 @@ class Threat:
     def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """The perturbed images."""
         return (x + delta).clamp(0, 1)
+
+    def random(self, x: torch.Tensor) -> torch.Tensor:
+        """A random perturbation at the budget's corners: every coordinate -eps or +eps."""
+        corners = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
+        return self.project(self.eps * corners, x)
 
 
 class LinfBall(Threat):
@@ -69,3 +76,39 @@ class L2Ball(Threat):
     def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         delta = delta * (self.eps / _norms(delta)).clamp(max=1.0)
         return (x + delta).clamp(0, 1) - x
+
+    def random(self, x: torch.Tensor) -> torch.Tensor:
+        """A random sign pattern scaled onto the sphere of radius eps."""
+        corners = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
+        return self.project(corners / _norms(corners) * self.eps, x)
+
+
+class FlowField(Threat):
+    """Spatial: a per-pixel flow w [B,H,W,2] with ||w||_inf <= eps added to the identity grid
+    (Xiao et al.; Gao et al. Sec. II-C solve it first-order with sign steps on w)."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (x.shape[0], x.shape[2], x.shape[3], 2)
+
+    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
+        w = torch.zeros(self._shape(x), device=x.device, dtype=x.dtype)
+        return w.uniform_(-self.eps, self.eps) if random else w
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        return delta + alpha * grad.sign()
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return delta.clamp(-self.eps, self.eps)
+
+    def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return warp(x, delta)
+
+    def random(self, x: torch.Tensor) -> torch.Tensor:
+        corners = torch.randint(0, 2, self._shape(x), device=x.device).to(x.dtype) * 2 - 1
+        return self.eps * corners
+
+
+THREATS: dict[str, type[Threat]] = {"linf": LinfBall, "l2": L2Ball, "spatial": FlowField}

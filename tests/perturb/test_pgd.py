@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from backdoorlab.perturb import FlowField, L2Ball, LinfBall, PerturbBatch, Stage, pgd
+from backdoorlab.train import Batch
+
+
+class Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(3 * 8 * 8, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("threat", [LinfBall(0.05), L2Ball(0.5), FlowField(0.1)])
+def test_pgd_increases_the_loss_and_stays_in_the_ball(threat):
+    model = Linear()
+    x, y = torch.rand(32, 3, 8, 8), torch.randint(0, 4, (32,))
+    loss = torch.nn.functional.cross_entropy
+    adv = pgd(model, x, y, threat, steps=10, alpha=threat.eps / 4)
+    assert loss(model(adv), y) > loss(model(x), y)
+    assert adv.min() >= 0 and adv.max() <= 1
+    if isinstance(threat, LinfBall):
+        assert (adv - x).abs().max() <= 0.05 + 1e-6
+
+
+def test_stage_beta_zero_is_random_and_recipe_composes():
+    model = Linear()
+    x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 4, (8,))
+    out = Stage(LinfBall(0.1), beta=0.0)(model, torch.full_like(x, 0.5), y)
+    assert torch.allclose((out - 0.5).abs(), torch.full_like(out, 0.1), atol=1e-6)
+    recipe = PerturbBatch(
+        [Stage(FlowField(0.05), steps=2, beta=0.8), Stage(LinfBall(4 / 255), steps=2, beta=0.8)]
+    )
+
+    class S:
+        pass
+
+    state = S()
+    state.model = model
+    b = recipe.transform(state, Batch(x, y, torch.arange(8)))
+    assert b.x.shape == x.shape and not b.x.requires_grad and torch.equal(b.y, y)
+    assert 0 < (b.x - x).abs().max() and b.x.min() >= 0 and b.x.max() <= 1
+
+
+def test_crafting_leaves_bn_mode_and_weights_untouched():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(4),
+    )
+    model(torch.rand(2, 3, 8, 8))
+    model.train()
+    stats = model[1].running_mean.clone()
+    pgd(model, torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), LinfBall(0.1), 3, 0.05)
+    assert model.training and torch.equal(model[1].running_mean, stats)
+    assert all(p.grad is None for p in model.parameters())
