@@ -1,6 +1,14 @@
 """Datasets: uint8 image tensors on the run's device, loaders by name, a batch iterator."""
 
-from backdoorlab.data import cifar, digits, gtsrb, imagefolder, mnist, synthetic  # noqa: F401
+from backdoorlab.data import (  # noqa: F401
+    cifar,
+    digits,
+    gtsrb,
+    imagefolder,
+    mnist,
+    photos,
+    synthetic,
+)
 from backdoorlab.data.base import (
     DATASETS,
     Dataset,
