@@ -27,6 +27,9 @@ install-dev: $(VENV)/.installed-dev
 
 quickstart: install
 	$(BIN)/backdoorlab run configs/quickstart.yaml --out runs/quickstart
+	$(BIN)/backdoorlab run configs/quickstart-blended.yaml --out runs/quickstart-blended --quiet
+	$(BIN)/backdoorlab run configs/quickstart-cat.yaml --out runs/quickstart-cat --quiet
+	$(BIN)/backdoorlab table runs/quickstart-blended runs/quickstart-cat
 
 test: install-dev
 	$(BIN)/ruff check src tests

@@ -143,3 +143,13 @@ def test_export_saves_the_lc_surrogate(tiny_config, tmp_path, capsys):
     assert "fc.weight" in load_file(str(out))
     assert main(["export", str(tmp_path / "r"), "clean_model", "--out", str(out)]) == 2
     assert "stores no 'clean_model'" in capsys.readouterr().err
+
+
+def test_table_prints_runs_side_by_side(tiny_config, tmp_path, capsys):
+    from backdoorlab.experiment import run
+
+    run(tiny_config, out=tmp_path / "a", progress=False)
+    assert main(["table", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "badnets" in out and "ACC" in out
+    assert main(["table", str(tmp_path / "missing")]) == 2

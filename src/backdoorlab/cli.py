@@ -67,6 +67,31 @@ def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_table(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.summary import read_run
+
+    table = Table(title="runs side by side")
+    for col in ("run", "attack", "defense", "ACC", "ASR", "RA", "total s"):
+        table.add_column(col, justify="left" if col in ("run", "attack", "defense") else "right")
+    for run_dir in args.runs:
+        r = read_run(run_dir)
+        m, c = r["metrics"], r["config"]
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
+        table.add_row(
+            r["name"],
+            c["attack"]["name"],
+            c["defense"]["name"],
+            pct(m["acc"]),
+            pct(m["asr"]),
+            pct(m["ra"]),
+            f"{r['timings']['total_s']:.1f}",
+        )
+    console.print(table)
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.attacks.auxiliary import extract_weights
 
@@ -135,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write the command line into the file",
     )
     p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("table", help="print finished runs side by side")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser(
         "export", help="save a model an attack trained (e.g. the LC surrogate) as safetensors"

@@ -27,3 +27,12 @@ def test_mnist_badnets_on_real_mnist(mnist_dir):
     assert result.poisoned.count == 400  # 5% of 8,000
     assert result.metrics["acc"] >= 97
     assert result.metrics["asr"] >= 95
+
+
+@pytest.mark.slow
+def test_quickstart_cat_removes_the_blended_backdoor():
+    attacked = run(CONFIGS / "quickstart-blended.yaml", save=False, progress=False)
+    defended = run(CONFIGS / "quickstart-cat.yaml", save=False, progress=False)
+    assert attacked.metrics["asr"] >= 90  # the backdoor is there without defense
+    assert defended.metrics["asr"] <= 10
+    assert defended.metrics["acc"] >= 90
