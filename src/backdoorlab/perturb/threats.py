@@ -7,6 +7,11 @@ import torch
 from backdoorlab.perturb.flow import warp
 
 
+def random_signs(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """-1 or +1 per coordinate, uniformly, with `like`'s device and dtype."""
+    return torch.randint(0, 2, shape, device=like.device).to(like.dtype) * 2 - 1
+
+
 class Threat:
     """A perturbation set around clean [0,1] images x; `delta` has the shape of x."""
 
@@ -30,8 +35,7 @@ class Threat:
 
     def random(self, x: torch.Tensor) -> torch.Tensor:
         """A random perturbation at the budget's corners: every coordinate -eps or +eps."""
-        corners = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
-        return self.project(self.eps * corners, x)
+        return self.project(self.eps * random_signs(x.shape, x), x)
 
 
 class LinfBall(Threat):
@@ -79,7 +83,7 @@ class L2Ball(Threat):
 
     def random(self, x: torch.Tensor) -> torch.Tensor:
         """A random sign pattern scaled onto the sphere of radius eps."""
-        corners = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
+        corners = random_signs(x.shape, x)
         return self.project(corners / _norms(corners) * self.eps, x)
 
 
@@ -107,8 +111,7 @@ class FlowField(Threat):
         return warp(x, delta)
 
     def random(self, x: torch.Tensor) -> torch.Tensor:
-        corners = torch.randint(0, 2, self._shape(x), device=x.device).to(x.dtype) * 2 - 1
-        return self.eps * corners
+        return self.eps * random_signs(self._shape(x), x)
 
 
 THREATS: dict[str, type[Threat]] = {"linf": LinfBall, "l2": L2Ball, "spatial": FlowField}
