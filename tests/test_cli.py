@@ -153,3 +153,24 @@ def test_table_prints_runs_side_by_side(tiny_config, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tiny" in out and "badnets" in out and "ACC" in out
     assert main(["table", str(tmp_path / "missing")]) == 2
+
+
+def test_at_report_writes_markdown_and_rejects_an_empty_sweep(tiny_config, tmp_path, capsys):
+    from backdoorlab.experiment import run
+
+    for name, defense in (("none", {"name": "none"}), ("rand", {"name": "random", "eps": 0.1})):
+        run(
+            {**tiny_config, "name": name, "defense": defense},
+            out=tmp_path / "sw" / name,
+            progress=False,
+        )
+    out = tmp_path / "at.md"
+    assert main(["at-report", str(tmp_path / "sw"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Written by `backdoorlab at-report" in text and "| L_inf | 0.1 | - | - |" in text
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["at-report", str(tmp_path / "empty"), "--out", str(tmp_path / "e.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no finished run folders" in err[0]
+    assert not (tmp_path / "e.md").exists()

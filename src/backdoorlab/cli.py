@@ -12,6 +12,7 @@ from rich.table import Table
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
+from backdoorlab.experiment.summary import pct, read_run
 
 
 def _table_of_run(result: backdoorlab.RunResult) -> Table:
@@ -23,10 +24,6 @@ def _table_of_run(result: backdoorlab.RunResult) -> Table:
     for col in ("ACC", "ASR", "RA", "poisoned", "train s", "total s"):
         table.add_column(col, justify="right")
     m = result.metrics
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}"
-
     table.add_row(
         pct(m["acc"]),
         pct(m["asr"]),
@@ -54,7 +51,7 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
-    command = shlex.join(["backdoorlab", *sys.argv[1:]]) if args.record_command else None
+    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
     path = backdoorlab.summarize(
         args.runs,
         args.out,
@@ -67,19 +64,21 @@ def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-def cmd_table(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.experiment.summary import read_run
+def cmd_at_report(args: argparse.Namespace, console: Console) -> None:
+    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+    path = backdoorlab.budget_report(
+        args.sweeps, args.out, runs=args.run, title=args.title, command=command, notes=args.notes
+    )
+    console.print(f"wrote {path}")
 
+
+def cmd_table(args: argparse.Namespace, console: Console) -> None:
     table = Table(title="runs side by side")
     for col in ("run", "attack", "defense", "ACC", "ASR", "RA", "total s"):
         table.add_column(col, justify="left" if col in ("run", "attack", "defense") else "right")
     for run_dir in args.runs:
         r = read_run(run_dir)
         m, c = r["metrics"], r["config"]
-
-        def pct(v: float | None) -> str:
-            return "-" if v is None else f"{v:.2f}"
-
         table.add_row(
             r["name"],
             c["attack"]["name"],
@@ -161,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_summarize)
 
+    p = sub.add_parser(
+        "at-report",
+        help="Markdown + PNG: ACC/ASR against AT type and budget, random, relaxed, CAT (Gao)",
+    )
+    p.add_argument("sweeps", nargs="*", help="folders of run folders, one attack each")
+    p.add_argument("--run", action="append", default=[], help="a single run folder (repeatable)")
+    p.add_argument("--out", required=True, help="Markdown file to write (figures beside it)")
+    p.add_argument("--title", default="Adversarial training against backdoors")
+    p.add_argument("--notes", help="Markdown file to put under the tables")
+    p.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not write the command line into the file",
+    )
+    p.set_defaults(func=cmd_at_report)
+
     p = sub.add_parser("table", help="print finished runs side by side")
     p.add_argument("runs", nargs="+", help="run folders")
     p.set_defaults(func=cmd_table)
@@ -181,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     console = Console()
     err = Console(stderr=True)
     try:

@@ -20,4 +20,4 @@ class UnknownComponentError(ConfigError):
 
 
 class TrainingDivergedError(BackdoorlabError):
-    """Training produced a non-finite loss."""
+    """Training produced a non-finite loss or its accuracy collapsed to chance."""

@@ -5,6 +5,7 @@ from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.errors import TrainingDivergedError
 from backdoorlab.models import MODELS, build_model
 from backdoorlab.train import Batch, Hook, TrainConfig, build_optimizer, build_scheduler, fit
+from backdoorlab.train.loop import _check_collapse
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,47 @@ def test_divergence_is_an_error(splits):
             [Explode()],
             progress=False,
         )
+
+
+def test_accuracy_collapse_is_an_error(splits):
+    class Collapse(Hook):
+        """Learns normally for two epochs, then its logits always name a wrong class."""
+
+        def train_step(self, state, batch):
+            logits = state.model(batch.x)
+            loss = torch.nn.functional.cross_entropy(logits, batch.y)
+            loss.backward()
+            if state.epoch >= 2:
+                logits = torch.nn.functional.one_hot((batch.y + 1) % 4, 4).float()
+            return loss.detach(), logits
+
+    with pytest.raises(TrainingDivergedError, match="fell from .* to chance .* for 2 epochs"):
+        fit(
+            model_for(splits.train),
+            splits.train,
+            TrainConfig(epochs=6, batch_size=32, lr=0.05),
+            [Collapse()],
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "accs,patience,raises",
+    [
+        ([60, 80, 25, 24], 2, True),  # learned, then two epochs at chance (25 for 4 classes)
+        ([60, 80, 25, 40], 2, False),  # one bad epoch recovers
+        ([60, 80, 25, 24], 0, False),  # check switched off
+        ([26, 30, 27, 26], 2, False),  # hard (strong AT) but never learned then lost it
+        ([24, 25], 2, False),  # too short to judge
+    ],
+)
+def test_collapse_rule(accs, patience, raises):
+    history = [{"epoch": i + 1, "train_acc": a} for i, a in enumerate(accs)]
+    if raises:
+        with pytest.raises(TrainingDivergedError, match="chance"):
+            _check_collapse(history, 4, patience)
+    else:
+        _check_collapse(history, 4, patience)
 
 
 def test_config_validation():

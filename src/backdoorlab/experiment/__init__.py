@@ -1,5 +1,6 @@
 """Experiments: validated configs, the runner, the results store, plots."""
 
+from backdoorlab.experiment.budget_report import budget_report
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import prepare, resolve_device
 from backdoorlab.experiment.runner import RunResult, load_model, run
@@ -9,6 +10,7 @@ from backdoorlab.experiment.triggers import plot_triggers
 
 __all__ = [
     "ExperimentConfig",
+    "budget_report",
     "ResultStore",
     "RunResult",
     "load_config",

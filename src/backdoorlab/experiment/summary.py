@@ -20,11 +20,11 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _attack_setting(record: dict[str, Any]) -> str:
+def attack_setting(record: dict[str, Any]) -> str:
     a, poison = record["config"]["attack"], record["poison"]
     if a["name"] == "none":
         return "-"
@@ -62,7 +62,7 @@ def summarize(
         ]
     if base is not None:
         lines += [
-            f"Baseline without attack (`{base['name']}`): ACC {_pct(base['metrics']['acc'])}.",
+            f"Baseline without attack (`{base['name']}`): ACC {pct(base['metrics']['acc'])}.",
             "",
         ]
     lines += [
@@ -75,8 +75,8 @@ def summarize(
         m, cfg = r["metrics"], r["config"]
         delta = "-" if base is None else f"{m['acc'] - base['metrics']['acc']:+.2f}"
         lines.append(
-            f"| {r['name']} | {cfg['attack']['name']} | {_attack_setting(r)} | "
-            f"{_pct(m['acc'])} | {delta} | {_pct(m['asr'])} | {_pct(m['ra'])} | "
+            f"| {r['name']} | {cfg['attack']['name']} | {attack_setting(r)} | "
+            f"{pct(m['acc'])} | {delta} | {pct(m['asr'])} | {pct(m['ra'])} | "
             f"{r['poison']['count']} | {r['timings']['train_s']:.0f} | "
             f"{r['timings']['total_s']:.0f} |"
         )

@@ -25,6 +25,11 @@ class TrainConfig(BaseModel):
     flip: bool = Field(False, description="random horizontal flip")
     eval_batch_size: int = Field(512, ge=1)
     eval_every: int = Field(1, ge=0, description="evaluate on the test set every N epochs (0: end)")
+    collapse_patience: int = Field(
+        2,
+        ge=0,
+        description="stop when training accuracy falls back to chance for N epochs (0: never)",
+    )
 
     @model_validator(mode="after")
     def _milestones(self) -> TrainConfig:

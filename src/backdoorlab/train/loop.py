@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from rich.progress import (
@@ -84,6 +85,27 @@ def _step(hooks: Sequence[Hook], state: TrainState, batch: Batch):
     return default_step(state, batch)
 
 
+# Training accuracy within this many points of chance counts as collapsed, and only after the run
+# has once been this many points above chance: strong adversarial training legitimately keeps
+# accuracy on its own perturbed batches low, but never back at chance after it has learned.
+COLLAPSE_MARGIN = 2.0
+LEARNED_MARGIN = 20.0
+
+
+def _check_collapse(history: list[dict[str, Any]], num_classes: int, patience: int) -> None:
+    if patience == 0 or len(history) <= patience:
+        return
+    chance = 100.0 / max(num_classes, 1)
+    recent = [r["train_acc"] for r in history[-patience:]]
+    best = max(r["train_acc"] for r in history[:-patience])
+    if best >= chance + LEARNED_MARGIN and all(a <= chance + COLLAPSE_MARGIN for a in recent):
+        raise TrainingDivergedError(
+            f"training diverged: accuracy fell from {best:.1f}% to chance ({chance:.1f}%) for "
+            f"{patience} epochs (last {recent[-1]:.1f}% in epoch {history[-1]['epoch']}; try a "
+            "lower train.lr or a smaller perturbation budget)"
+        )
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -160,6 +182,7 @@ def fit(
             state.history.append(record)
             if progress:
                 bar.console.print(_format_record(record, cfg.epochs))
+            _check_collapse(state.history, len(data.classes), cfg.collapse_patience)
             if state.stop:
                 break
     for h in hooks:
