@@ -13,8 +13,9 @@ cell() {  # cell DATASET NAME [--set ...]
   local dir="$OUT/$ds/$name"
   [ -f "$dir/result.json" ] && return 0
   echo "== $ds/$name"
+  # a cell that fails (e.g. training diverged) is reported and left out; the sweep goes on
   "$BIN/backdoorlab" run "configs/at-sweep/$ds.yaml" --quiet --out "$dir" \
-    --set "name=$ds-$name" "$@"
+    --set "name=$ds-$name" "$@" || echo "!! $ds/$name failed (exit $?); left out of the report"
 }
 
 sweep() {  # sweep DATASET "LINF BUDGETS" "L2 BUDGETS" "SPATIAL BUDGETS" RELAX_THREAT RELAX_EPS
