@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import InputSpec
 from backdoorlab.registry import Registry
 
-__all__ = ["Classifier", "InputSpec", "MODELS", "ModelConfig", "Normalize", "build_model"]
+__all__ = [
+    "Classifier",
+    "InputSpec",
+    "MODELS",
+    "ModelConfig",
+    "Normalize",
+    "batchnorm_to_groupnorm",
+    "build_model",
+]
 
 
 class ModelConfig(Section):
     """Options every model accepts."""
+
+    norm: Literal["batch", "group"] = Field(
+        "batch", description="normalisation layers: BatchNorm, or GroupNorm (per-sample, DP-SGD)"
+    )
+    norm_groups: int = Field(8, ge=1, description="GroupNorm groups (fewer where C needs)")
 
 
 MODELS: Registry = Registry("model", ModelConfig)
@@ -64,9 +80,28 @@ class Classifier(nn.Module):
         return self.fc(self.features(x))
 
 
+def batchnorm_to_groupnorm(module: nn.Module, groups: int = 8) -> nn.Module:
+    """Replace every BatchNorm2d in `module` (in place) by a GroupNorm over the same channels.
+
+    The group count is the largest divisor of the channel count not above `groups`, so the
+    affine weight and bias keep their [C] shape. Per-sample statistics make per-sample gradients
+    (DP-SGD) well defined.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            g = max(d for d in range(1, min(groups, c) + 1) if c % d == 0)
+            setattr(module, name, nn.GroupNorm(g, c, eps=child.eps, affine=child.affine))
+        else:
+            batchnorm_to_groupnorm(child, groups)
+    return module
+
+
 def build_model(section: ModelConfig, spec: InputSpec) -> Classifier:
     """Build the model that `section` names for inputs described by `spec`."""
     model = MODELS.get(section.name)(section, spec)
     if not isinstance(model, Classifier):
         raise TypeError(f"model '{section.name}' must build a backdoorlab Classifier")
+    if section.norm == "group":
+        batchnorm_to_groupnorm(model, section.norm_groups)
     return model
