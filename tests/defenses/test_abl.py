@@ -1,8 +1,6 @@
-import pytest
 import torch
 
-from backdoorlab.defenses.abl import ABLConfig, ABLHook, isolate, per_sample_loss
-from backdoorlab.errors import ConfigError
+from backdoorlab.defenses.abl import ABLConfig, ABLHook, _LossGuarded, isolate, per_sample_loss
 from backdoorlab.experiment import run
 from backdoorlab.train import Batch
 
@@ -27,19 +25,19 @@ def test_per_sample_loss_matches_cross_entropy(synthetic):
 
 
 def test_guarded_loss_then_isolated_samples_leave_the_batches():
-    h = ABLHook(ABLConfig(name="abl", gamma=0.5), batch_size=4)
     x, y, idx = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 2, 3])
-    b = h.transform(None, Batch(x, y, idx))
+    b = _LossGuarded(0.5).transform(None, Batch(x, y, idx))
     confident = torch.tensor([[2.0, -2.0], [-2.0, 2.0]] * 2)  # loss 0.018 < gamma
     assert b.loss(confident) < 0  # sign(L - gamma) * L: ascent once below gamma
     assert b.loss(torch.zeros(4, 2)) > 0
+    h = ABLHook(ABLConfig(name="abl"), None)
     h.mask = torch.tensor([False, True, False, True])
     out = h.transform(None, Batch(x, y, idx))
     assert out.idx.tolist() == [0, 2] and out.x.shape[0] == 2
 
 
 def test_end_to_end_records_isolation_precision(tiny_config):
-    tiny_config["train"]["epochs"] = 3
+    tiny_config["train"]["epochs"] = 1
     tiny_config["defense"] = {
         "name": "abl",
         "isolation_epochs": 2,
@@ -50,10 +48,10 @@ def test_end_to_end_records_isolation_precision(tiny_config):
     m = result.metrics
     assert m["abl_isolated"] == 13  # ceil(0.05 * 256)
     assert 0 <= m["abl_precision"] <= 100 and 0 <= m["abl_recall"] <= 100
-    assert result.history[1]["isolated"] == 13
+    assert len(result.history) == 1  # isolation is a phase of its own before train.epochs
 
 
-def test_isolation_longer_than_training_is_one_clear_error(tiny_config):
-    tiny_config["defense"] = {"name": "abl", "isolation_epochs": 5}
-    with pytest.raises(ConfigError, match="isolation_epochs"):
-        run(tiny_config, save=False, progress=False)
+def test_without_training_on_the_rest_no_main_epoch_runs(tiny_config):
+    tiny_config["defense"] = {"name": "abl", "isolation_epochs": 1, "train_on_rest": False}
+    result = run(tiny_config, save=False, progress=False)
+    assert result.history == [] and result.metrics["abl_isolated"] == 3  # ceil(0.01 * 256)

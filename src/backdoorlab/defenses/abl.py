@@ -1,9 +1,10 @@
 """Anti-Backdoor Learning (Li et al. 2021) as a training-time baseline (Gao Table VII).
 
-Isolation: the first epochs minimise the loss-guarded objective sign(L - gamma) * L on the
-batch-mean loss, which lets poisoned samples (learned fastest) sink below gamma while clean ones
-hover near it; the lowest-loss share of the training set is isolated. The remaining epochs train
-on the rest (optional). Repair: gradient ascent on the isolated samples (unlearning).
+Isolation: `isolation_epochs` of training on the loss-guarded objective sign(L - gamma) * L on
+the batch-mean loss, which lets poisoned samples (learned fastest) sink below gamma while clean
+ones hover near it; the lowest-loss share of the training set is isolated. Then (optional) the
+run's `train.epochs` on the rest, from the same weights. Repair: gradient ascent on the isolated
+samples (unlearning).
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from pydantic import Field
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.errors import ConfigError
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.loop import fit
 
 
 class ABLConfig(DefenseConfig):
-    isolation_epochs: int = Field(20, ge=1, description="epochs of loss-guarded training")
+    isolation_epochs: int = Field(
+        20, ge=1, description="epochs of loss-guarded training before train.epochs on the rest"
+    )
     gamma: float = Field(0.5, ge=0, description="loss floor of the isolation objective")
     isolation_ratio: float = Field(0.01, gt=0, lt=1, description="share of samples isolated")
-    train_on_rest: bool = Field(True, description="train the remaining epochs without them")
+    train_on_rest: bool = Field(True, description="then train train.epochs without them")
     unlearning_epochs: int = Field(5, ge=0, description="gradient-ascent epochs on the isolated")
     unlearning_lr: float = Field(5e-4, gt=0)
     unlearning_batch_size: int = Field(64, ge=1)
@@ -51,45 +53,66 @@ def isolate(losses: torch.Tensor, ratio: float) -> torch.Tensor:
     return torch.topk(losses, k, largest=False).indices.sort().values
 
 
-class ABLHook(Hook):
-    def __init__(self, cfg: ABLConfig, batch_size: int) -> None:
-        self.cfg = cfg
-        self.batch_size = batch_size
-        self.isolated: torch.Tensor | None = None
-        self.mask: torch.Tensor | None = None
+class _LossGuarded(Hook):
+    """The isolation objective sign(L - gamma) * L on the batch-mean loss (ABL Eq. 3)."""
 
-    def on_fit_start(self, state) -> None:
-        if self.cfg.isolation_epochs > state.config.epochs:
-            raise ConfigError(
-                f"defense.isolation_epochs ({self.cfg.isolation_epochs}) exceeds train.epochs "
-                f"({state.config.epochs})"
-            )
+    def __init__(self, gamma: float) -> None:
+        self.gamma = gamma
 
     def transform(self, state, batch: Batch) -> Batch:
-        if self.mask is None:
-            y, gamma = batch.y, self.cfg.gamma
+        y, gamma = batch.y, self.gamma
 
-            def loss(logits: torch.Tensor) -> torch.Tensor:
-                ce = F.cross_entropy(logits, y)
-                return torch.sign(ce - gamma) * ce  # loss-guarded objective (ABL Eq. 3)
+        def loss(logits: torch.Tensor) -> torch.Tensor:
+            ce = F.cross_entropy(logits, y)
+            return torch.sign(ce - gamma) * ce
 
-            return Batch(batch.x, y, batch.idx, loss=loss, info=batch.info)
+        return Batch(batch.x, y, batch.idx, loss=loss, info=batch.info)
+
+
+class ABLHook(Hook):
+    """Before training: the isolation phase; during training: batches without the isolated."""
+
+    def __init__(self, cfg: ABLConfig, ctx: DefenseContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.isolated: torch.Tensor | None = None
+        self.mask: torch.Tensor | None = None
+        self.history: list[dict[str, float]] = []
+
+    def on_fit_start(self, state) -> None:
+        # Isolation is a phase of its own with the run's optimiser settings and a schedule over
+        # its own epochs, as in the authors' code (a separate isolation training), followed by
+        # training on the rest from the same weights.
+        c = self.cfg
+        phase = state.config.model_copy(
+            update={"epochs": c.isolation_epochs, "eval_every": 0, "milestones": []}
+        )
+        if phase.schedule == "step":
+            phase = phase.model_copy(update={"schedule": "cosine"})
+        iso = fit(
+            state.model,
+            state.data,
+            phase,
+            [*self.ctx.attack_hooks, _LossGuarded(c.gamma)],
+            seed=self.ctx.seed,
+            progress=False,
+            description="abl isolation",
+        )
+        self.history = iso.history
+        losses = per_sample_loss(state.model, state.data, state.config.eval_batch_size)
+        self.isolated = isolate(losses, c.isolation_ratio)
+        self.mask = torch.zeros(len(state.data), dtype=torch.bool, device=state.data.device)
+        self.mask[self.isolated] = True
+        state.model.train()
+        if not c.train_on_rest:
+            state.stop = True
+
+    def transform(self, state, batch: Batch) -> Batch:
         keep = ~self.mask[batch.idx]
         if not bool(keep.any()):
             # a batch made only of isolated samples: a step that changes nothing
             return Batch(batch.x, batch.y, batch.idx, loss=lambda lg: lg.sum() * 0.0)
         return Batch(batch.x[keep], batch.y[keep], batch.idx[keep], info=batch.info)
-
-    def on_epoch_end(self, state, record) -> None:
-        if state.epoch + 1 != self.cfg.isolation_epochs:
-            return
-        losses = per_sample_loss(state.model, state.data, state.config.eval_batch_size)
-        self.isolated = isolate(losses, self.cfg.isolation_ratio)
-        self.mask = torch.zeros(len(state.data), dtype=torch.bool, device=state.data.device)
-        self.mask[self.isolated] = True
-        record["isolated"] = int(self.isolated.numel())
-        if not self.cfg.train_on_rest:
-            state.stop = True
 
 
 class _Ascent(Hook):
@@ -104,7 +127,7 @@ class ABL(Defense):
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
         self.ctx = ctx
-        self.hook = ABLHook(self.cfg, ctx.train_config.batch_size)
+        self.hook = ABLHook(self.cfg, ctx)
         return [self.hook]
 
     def repair(self, model: torch.nn.Module, ctx: DefenseContext) -> torch.nn.Module:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -28,7 +28,9 @@ class DefenseContext:
     """What a defense may see: the (possibly poisoned) training set and the run's settings.
 
     `poisoned` is the attack's bookkeeping; a defense must not read it (it is the ground truth
-    that metrics like ABL's isolation precision compare against).
+    that metrics like ABL's isolation precision compare against). `attack_hooks` are the
+    per-batch recipes of the training pipeline the defender runs (e.g. WaNet's), for a defense
+    that trains in phases of its own.
     """
 
     train: Dataset
@@ -36,6 +38,7 @@ class DefenseContext:
     device: torch.device
     seed: int
     poisoned: PoisonedData | None = None
+    attack_hooks: list[Hook] = field(default_factory=list)
 
 
 class Defense:

@@ -93,10 +93,11 @@ def run(
     train, test = prep.poisoned.data, prep.splits.test
     model = build_model(cfg.model, train.spec).to(prep.device)
     defense = build_defense(cfg.defense)
-    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned)
+    attack_hooks = prep.attack.training_hooks()
+    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned, attack_hooks)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
     hooks = [
-        *prep.attack.training_hooks(),
+        *attack_hooks,
         *defense.training_hooks(ctx),
         EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]

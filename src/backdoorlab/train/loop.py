@@ -133,6 +133,8 @@ def fit(
     with _progress(progress) as bar:
         task = bar.add_task(description, total=cfg.epochs * len(iterator), loss="-", acc="-")
         for epoch in range(cfg.epochs):
+            if state.stop:  # a hook may stop training before the first epoch, too
+                break
             state.epoch = epoch
             model.train()
             for h in hooks:
@@ -183,8 +185,6 @@ def fit(
             if progress:
                 bar.console.print(_format_record(record, cfg.epochs))
             _check_collapse(state.history, len(data.classes), cfg.collapse_patience)
-            if state.stop:
-                break
     for h in hooks:
         h.on_fit_end(state)
     model.eval()
