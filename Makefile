@@ -106,7 +106,9 @@ results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
 # Adversarial training (issue 4): the budget sweep of scripts/at-sweep.sh (resumable: finished
 # cells are skipped), the full-profile acceptance configs, then the report.
 AT_FULL := runs/at-full
-AT_CONFIGS := mnist-blended-at-linf mnist-blended-cat photos-badnets-at-spatial photos-badnets-cat
+AT_CONFIGS := mnist-blended-at-linf mnist-blended-cat photos-badnets-at-spatial photos-badnets-cat \
+  mnist-badnets $(foreach d,mixup cutmix dpsgd abl,mnist-badnets-$(d)) \
+  photos-badnets $(foreach d,mixup cutmix dpsgd abl,photos-badnets-$(d))
 .PHONY: results-adversarial-training
 
 results-adversarial-training: install

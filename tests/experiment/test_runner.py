@@ -139,3 +139,18 @@ def test_user_attack_registers_from_user_code(tiny_config):
     result = run(tiny_config, save=False, progress=False)
     assert result.poisoned.count == round(0.2 * 256)
     assert "test_invert" in dict(backdoorlab.list_components()["attacks"])
+
+
+def test_clean_subset_avoids_poisoned_samples_and_has_its_share(synthetic):
+    from backdoorlab.experiment.runner import clean_subset
+
+    data = synthetic(train_size=400).train
+    poisoned = torch.arange(0, 400, 3)  # every third sample
+    sub = clean_subset(data, poisoned, 0.05, seed=1)
+    assert len(sub) == 20
+    # find each subset image back in the training set: none of them is a poisoned one
+    flat = data.images.flatten(1)
+    picked = [int((flat == img.flatten()).all(1).nonzero()[0]) for img in sub.images]
+    assert not set(picked) & set(poisoned.tolist())
+    assert torch.equal(clean_subset(data, poisoned, 0.05, seed=1).images, sub.images)
+    assert not torch.equal(clean_subset(data, poisoned, 0.05, seed=2).images, sub.images)

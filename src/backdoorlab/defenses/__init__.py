@@ -1,6 +1,6 @@
 """Defenses: training-time recipes and post-training repairs, registered by name."""
 
-from backdoorlab.defenses import abl, adversarial, dpsgd, mixing  # noqa: F401
+from backdoorlab.defenses import abl, adversarial, dpsgd, finetune, mixing  # noqa: F401
 from backdoorlab.defenses.base import (
     DEFENSES,
     Defense,

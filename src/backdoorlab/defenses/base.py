@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from backdoorlab.attacks.base import PoisonedData
@@ -18,6 +20,13 @@ from backdoorlab.train.hooks import Hook
 class DefenseConfig(Section):
     """Options every defense accepts."""
 
+    clean_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="clean subset a post-training defense may use: share of the training set",
+    )
+
 
 DEFENSES: Registry = Registry("defense", DefenseConfig)
 register_defense = DEFENSES.register
@@ -30,7 +39,9 @@ class DefenseContext:
     `poisoned` is the attack's bookkeeping; a defense must not read it (it is the ground truth
     that metrics like ABL's isolation precision compare against). `attack_hooks` are the
     per-batch recipes of the training pipeline the defender runs (e.g. WaNet's), for a defense
-    that trains in phases of its own.
+    that trains in phases of its own. `clean` is the defender's clean subset (`clean_share` of
+    the training set, drawn by seed from the samples the attack left alone). `monitor(model)`
+    returns test ACC/ASR for curves a defense records; it must never steer a decision.
     """
 
     train: Dataset
@@ -39,12 +50,19 @@ class DefenseContext:
     seed: int
     poisoned: PoisonedData | None = None
     attack_hooks: list[Hook] = field(default_factory=list)
+    clean: Dataset | None = None
+    monitor: Callable[[nn.Module], dict[str, float | None]] | None = None
 
 
 class Defense:
-    """Base defense: no training hooks, no repair. Subclasses override either or both."""
+    """Base defense: no training hooks, no repair. Subclasses override either or both.
+
+    A defense with `post_training = True` only repairs a finished model: the runner then takes the
+    infected model from the stage cache (training and storing it on a miss).
+    """
 
     Config = DefenseConfig
+    post_training = False
 
     def __init__(self, cfg: DefenseConfig) -> None:
         self.cfg = cfg

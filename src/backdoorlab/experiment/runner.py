@@ -25,6 +25,7 @@ from backdoorlab.experiment.artifacts import (
     staged_dir,
     write_json,
 )
+from backdoorlab.experiment.cache import StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, prepare
 from backdoorlab.experiment.store import ResultStore
@@ -71,6 +72,18 @@ def _versions() -> dict[str, str]:
     }
 
 
+def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int) -> Dataset:
+    """`share` of the training set drawn by `seed` from the samples the attack left alone."""
+    n = len(train)
+    free = torch.ones(n, dtype=torch.bool)
+    free[poisoned.cpu()] = False
+    candidates = free.nonzero().squeeze(1)
+    gen = torch.Generator().manual_seed(seed + 7919)  # its own stream, apart from poisoning
+    k = min(len(candidates), max(1, round(share * n)))
+    pick = candidates[torch.randperm(len(candidates), generator=gen)[:k]].sort().values
+    return train.subset(pick)
+
+
 def run(
     config: str | Path | dict[str, Any] | ExperimentConfig,
     *,
@@ -79,12 +92,20 @@ def run(
     db: str | Path | None = None,
     save: bool = True,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> RunResult:
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
-    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out`.
+    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out`. `cache` is
+    the stage-cache folder where post-training defenses find the infected model (default:
+    `cache` beside the run folder when saving; none otherwise).
     """
     cfg = load_config(config, overrides)
+    if out is None:
+        stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        out = Path("runs") / f"{cfg.name}-{stamp}"
+    if cache is None and save:
+        cache = Path(out).parent / "cache"
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     prep = prepare(cfg, progress)
@@ -94,20 +115,44 @@ def run(
     model = build_model(cfg.model, train.spec).to(prep.device)
     defense = build_defense(cfg.defense)
     attack_hooks = prep.attack.training_hooks()
-    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned, attack_hooks)
+    clean = clean_subset(train, prep.poisoned.indices, cfg.defense.clean_share, cfg.seed)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
+
+    def monitor(m: nn.Module) -> dict[str, float | None]:
+        return evaluate(m, test, backdoor, cfg.train.eval_batch_size)
+
+    ctx = DefenseContext(
+        train, cfg.train, prep.device, cfg.seed, prep.poisoned, attack_hooks, clean, monitor
+    )
     hooks = [
         *attack_hooks,
         *defense.training_hooks(ctx),
         EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]
-    state = fit(
-        model, train, cfg.train, hooks, seed=cfg.seed, progress=progress, description=cfg.name
-    )
+    infected: dict[str, Any] = {}
+    cached = None
+    if defense.post_training and cache is not None:
+        stages = StageCache(cache)
+        key = stage_key(cfg)
+        cached = stages.load("infected", key, model)
+        infected = {"cache_key": key, "from_cache": cached is not None}
+    if cached is not None:
+        history = cached.history
+    else:
+        state = fit(
+            model, train, cfg.train, hooks, seed=cfg.seed, progress=progress, description=cfg.name
+        )
+        history = state.history
+        if infected:
+            stages.save("infected", infected["cache_key"], model, history)
+    if defense.post_training:
+        infected["metrics"] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     t_train = time.perf_counter()
     model = defense.repair(model, ctx)
     metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     metrics.update(defense.report())
+    if infected:
+        metrics["infected"] = infected
     t_end = time.perf_counter()
 
     timings = {
@@ -118,9 +163,9 @@ def run(
     }
     created = datetime.now(timezone.utc)
     run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
-    result = RunResult(cfg, run_id, metrics, state.history, timings, model, prep.poisoned)
+    result = RunResult(cfg, run_id, metrics, history, timings, model, prep.poisoned)
     if save:
-        out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name}-{run_id}"
+        out_dir = Path(out)
         db_path = Path(db) if db is not None else out_dir.parent / "results.db"
         result.out_dir = out_dir.resolve()
         _save(result, prep, created, db_path)

@@ -1,0 +1,225 @@
+"""Post-training repairs by fine-tuning: FT (clean fine-tuning) and Adversarial Fine-Tuning (AFT,
+Mu et al. Algorithm 1), with and without clean data."""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.iterator import Augment, BatchIterator
+from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
+from backdoorlab.errors import ConfigError
+from backdoorlab.perturb.pgd import pgd
+from backdoorlab.perturb.threats import LinfBall
+from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.loop import TrainState, fit
+
+
+class FineTuneConfig(DefenseConfig):
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+
+def _tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool):
+    t = ctx.train_config
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        schedule="constant",
+        crop_padding=t.crop_padding if augment else 0,
+        flip=t.flip if augment else False,
+        eval_every=0,
+        collapse_patience=t.collapse_patience,
+    )
+
+
+def _need_clean(ctx: DefenseContext, name: str) -> Dataset:
+    if ctx.clean is None:
+        raise ConfigError(f"defense {name} needs a clean subset (defense.clean_share)")
+    return ctx.clean
+
+
+@register_defense("ft", config=FineTuneConfig)
+class FineTune(Defense):
+    """Fine-tune the infected model on the clean subset."""
+
+    post_training = True
+
+    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        c = self.cfg
+        clean = _need_clean(ctx, "ft")
+        fit(
+            model,
+            clean,
+            _tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
+            seed=ctx.seed,
+            progress=False,
+            description="ft",
+        )
+        return model
+
+
+class AFTConfig(DefenseConfig):
+    data: Literal["clean", "poisoned"] = Field(
+        "clean", description="craft from the clean subset, or from the poisoned training set"
+    )
+    eps: float = Field(6 / 255, gt=0, description="L_inf budget of the untargeted PGD")
+    steps: int = Field(7, ge=1)
+    alpha: float | None = Field(None, gt=0, description="PGD step (default eps/5)")
+    epochs: int = Field(5, ge=1, description="stage-2 epochs over the adversarial examples")
+    lr: float = Field(0.001, gt=0)
+    batch_size: int = Field(128, ge=1)
+    clean_epochs: int = Field(0, ge=0, description="stage 3: clean fine-tuning (clean data only)")
+    early_stop: bool = Field(
+        True, description="without clean data: keep the step whose adversarial labels spread most"
+    )
+    check_every: int = Field(10, ge=1, description="steps between early-stopping checks")
+    check_size: int = Field(512, ge=32, description="samples crafted for each check")
+    curve_every: int = Field(5, ge=1, description="steps between recorded ACC/ASR points")
+
+
+def craft_untargeted(
+    model: nn.Module,
+    data: Dataset,
+    threat: LinfBall,
+    steps: int,
+    alpha: float,
+    batch_size: int = 256,
+    augment: Augment | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Stage 1: untargeted PGD examples of every sample of `data` ([N,C,H,W] floats, index order).
+
+    With `augment`, each sample is augmented once before crafting (AFT without clean data).
+    """
+    out = torch.empty((len(data), data.channels, *data.size), device=data.device)
+    for x, y, idx in BatchIterator(data, batch_size, augment=augment, seed=seed):
+        out[idx] = pgd(model, x, y, threat, steps, alpha)
+    return out
+
+
+def label_concentration(model: nn.Module, x_adv: torch.Tensor) -> float:
+    """Share of adversarial examples predicted as the single most frequent class (Mu Fig. 1)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(x_adv).argmax(1)
+    model.train(was)
+    return float(torch.bincount(pred).max()) / len(pred)
+
+
+class _SwapIn(Hook):
+    """Stage 2's batches: the crafted adversarial examples of the batch's samples."""
+
+    def __init__(self, adv: torch.Tensor) -> None:
+        self.adv = adv
+
+    def transform(self, state: TrainState, batch: Batch) -> Batch:
+        return Batch(self.adv[batch.idx], batch.y, batch.idx, batch.loss, batch.info)
+
+
+class _Watch(Hook):
+    """Records ACC/ASR (for the curve only) and, optionally, early-stops on defender data.
+
+    The early-stopping signal is the concentration of untargeted adversarial labels on fresh
+    PGD examples of a fixed slice of the defender's data: an infected model sends most of them
+    to the target class (Mu Fig. 1); as the backdoor fades they spread out, and when fine-tuning
+    re-learns the poisoned samples they concentrate again. The weights with the lowest
+    concentration are kept. No trigger and no ASR enter the decision.
+    """
+
+    def __init__(self, cfg: AFTConfig, ctx: DefenseContext, probe: tuple, threat: LinfBall):
+        self.cfg, self.ctx, self.probe, self.threat = cfg, ctx, probe, threat
+        self.curve: list[dict[str, float | None]] = []
+        self.checks: list[dict[str, float]] = []
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+
+    def _record(self, state: TrainState) -> None:
+        if self.ctx.monitor is not None:
+            was = state.model.training
+            m = self.ctx.monitor(state.model)
+            state.model.train(was)
+            self.curve.append({"step": state.step, "acc": m["acc"], "asr": m.get("asr")})
+
+    def _check(self, state: TrainState) -> None:
+        c = self.cfg
+        x, y = self.probe
+        alpha = c.alpha or c.eps / 5
+        adv = pgd(state.model, x, y, self.threat, c.steps, alpha)
+        conc = label_concentration(state.model, adv)
+        self.checks.append({"step": state.step, "concentration": 100 * conc})
+        if self.best is None or conc < self.best[0]:
+            weights = copy.deepcopy(state.model.state_dict())
+            self.best = (conc, state.step, weights)
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._record(state)
+        if self.cfg.early_stop and self.cfg.data == "poisoned":
+            self._check(state)
+
+    def on_step_end(self, state: TrainState, batch: Batch, loss: torch.Tensor) -> None:
+        if state.step % self.cfg.curve_every == 0:
+            self._record(state)
+        if self.cfg.early_stop and self.cfg.data == "poisoned":
+            if state.step % self.cfg.check_every == 0:
+                self._check(state)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.best is not None:
+            state.model.load_state_dict(self.best[2])
+
+
+@register_defense("aft", config=AFTConfig)
+class AdversarialFineTuning(Defense):
+    """Fine-tune the infected model on its own untargeted PGD examples (Mu et al. Alg. 1)."""
+
+    post_training = True
+
+    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        c = self.cfg
+        threat = LinfBall(c.eps)
+        alpha = c.alpha or c.eps / 5
+        if c.data == "clean":
+            data, augment = _need_clean(ctx, "aft"), None
+        else:
+            t = ctx.train_config
+            data = ctx.train
+            augment = Augment(t.crop_padding, t.flip) if t.crop_padding or t.flip else None
+        adv = craft_untargeted(model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed + 1)
+        pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
+        probe = (data.floats(pick), data.labels[pick])
+        self.watch = _Watch(c, ctx, probe, threat)
+        stage2 = _tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=False)
+        fit(
+            model,
+            data,
+            stage2,
+            [_SwapIn(adv), self.watch],
+            seed=ctx.seed,
+            progress=False,
+            description="aft",
+        )
+        if c.clean_epochs and c.data == "clean":
+            stage3 = _tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
+            fit(model, data, stage3, seed=ctx.seed, progress=False, description="aft stage 3")
+        return model
+
+    def report(self) -> dict[str, object]:
+        """The ACC/ASR curve over fine-tuning steps and the early-stopping checks."""
+        w = self.watch
+        out: dict[str, object] = {"aft_curve": w.curve}
+        if w.checks:
+            out["aft_checks"] = w.checks
+            out["aft_stopped_at_step"] = w.best[1] if w.best else None
+        return out

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from backdoorlab.data import InputSpec
+from backdoorlab.defenses.finetune import craft_untargeted, label_concentration
+from backdoorlab.experiment import run
+from backdoorlab.models import MODELS, build_model
+from backdoorlab.perturb.threats import LinfBall
+
+
+def small_model(num_classes=4):
+    torch.manual_seed(0)
+    cfg = MODELS.entry("small_cnn").config(name="small_cnn", width=8, stages=2)
+    return build_model(cfg, InputSpec(3, (12, 12), num_classes, (0.5,) * 3, (0.25,) * 3)).eval()
+
+
+def test_crafted_examples_lie_in_the_ball_in_index_order(synthetic):
+    data = synthetic().train
+    model = small_model()
+    adv = craft_untargeted(model, data, LinfBall(0.1), steps=3, alpha=0.04, batch_size=64)
+    x = data.floats()
+    assert adv.shape == x.shape
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    # untargeted PGD raises the loss of (almost) every sample over its clean loss
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        up = ce(model(adv), data.labels, reduction="none") > ce(
+            model(x), data.labels, reduction="none"
+        )
+    assert up.float().mean() > 0.95
+
+
+def test_label_concentration_is_the_top_class_share():
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            labels = torch.tensor([2, 2, 2, 1, 0, 2, 1, 2])
+            return torch.nn.functional.one_hot(labels, 4).float()
+
+    assert label_concentration(Fixed(), torch.zeros(8, 1)) == pytest.approx(5 / 8)
+
+
+def test_ft_and_aft_repair_the_cached_infected_model(tiny_config, tmp_path):
+    """Every post-training defense of one attack config reuses one infected model."""
+    cache = tmp_path / "cache"
+    first = run(
+        {**tiny_config, "defense": {"name": "ft", "epochs": 1}},
+        cache=cache,
+        save=False,
+        progress=False,
+    )
+    info = first.metrics["infected"]
+    assert info["from_cache"] is False
+    assert len(list((cache / "infected").iterdir())) == 1
+    for defense in (
+        {"name": "aft", "epochs": 1, "steps": 2, "eps": 0.1},
+        {
+            "name": "aft",
+            "data": "poisoned",
+            "epochs": 1,
+            "steps": 2,
+            "eps": 0.1,
+            "check_every": 2,
+            "check_size": 64,
+        },
+    ):
+        r = run({**tiny_config, "defense": defense}, cache=cache, save=False, progress=False)
+        assert r.metrics["infected"]["from_cache"] is True
+        assert r.metrics["infected"]["cache_key"] == info["cache_key"]
+        assert r.metrics["infected"]["metrics"] == info["metrics"]  # the very same model
+        curve = r.metrics["aft_curve"]
+        assert curve[0]["step"] == 0 and all(0 <= p["acc"] <= 100 for p in curve)
+    assert r.metrics["aft_stopped_at_step"] in {c["step"] for c in r.metrics["aft_checks"]}
+    # a different attack setting is a different infected model
+    other = {**tiny_config, "attack": {**tiny_config["attack"], "rate": 0.2}}
+    r = run(
+        {**other, "defense": {"name": "ft", "epochs": 1}}, cache=cache, save=False, progress=False
+    )
+    assert r.metrics["infected"]["from_cache"] is False
+    assert len(list((cache / "infected").iterdir())) == 2
+
+
+def test_training_time_defenses_do_not_use_the_cache(tiny_config, tmp_path):
+    r = run(tiny_config, cache=tmp_path / "cache", save=False, progress=False)
+    assert "infected" not in r.metrics and not (tmp_path / "cache").exists()
