@@ -1,6 +1,15 @@
 """Defenses: training-time recipes and post-training repairs, registered by name."""
 
-from backdoorlab.defenses import abl, adversarial, dpsgd, finetune, mixing  # noqa: F401
+from backdoorlab.defenses import (  # noqa: F401
+    abl,
+    adversarial,
+    cleanse,
+    dpsgd,
+    finetune,
+    mixing,
+    nad,
+    pruning,
+)
 from backdoorlab.defenses.base import (
     DEFENSES,
     Defense,

@@ -27,7 +27,7 @@ class FineTuneConfig(DefenseConfig):
     batch_size: int = Field(128, ge=1)
 
 
-def _tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool):
+def tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool):
     t = ctx.train_config
     return TrainConfig(
         epochs=epochs,
@@ -43,7 +43,7 @@ def _tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, a
     )
 
 
-def _need_clean(ctx: DefenseContext, name: str) -> Dataset:
+def need_clean(ctx: DefenseContext, name: str) -> Dataset:
     if ctx.clean is None:
         raise ConfigError(f"defense {name} needs a clean subset (defense.clean_share)")
     return ctx.clean
@@ -57,11 +57,11 @@ class FineTune(Defense):
 
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        clean = _need_clean(ctx, "ft")
+        clean = need_clean(ctx, "ft")
         fit(
             model,
             clean,
-            _tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
+            tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
             seed=ctx.seed,
             progress=False,
             description="ft",
@@ -190,7 +190,7 @@ class AdversarialFineTuning(Defense):
         threat = LinfBall(c.eps)
         alpha = c.alpha or c.eps / 5
         if c.data == "clean":
-            data, augment = _need_clean(ctx, "aft"), None
+            data, augment = need_clean(ctx, "aft"), None
         else:
             t = ctx.train_config
             data = ctx.train
@@ -200,7 +200,7 @@ class AdversarialFineTuning(Defense):
         pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
         probe = (data.floats(pick), data.labels[pick])
         self.watch = _Watch(c, ctx, probe, threat)
-        stage2 = _tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=False)
+        stage2 = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=False)
         fit(
             model,
             data,
@@ -211,7 +211,7 @@ class AdversarialFineTuning(Defense):
             description="aft",
         )
         if c.clean_epochs and c.data == "clean":
-            stage3 = _tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
+            stage3 = tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
             fit(model, data, stage3, seed=ctx.seed, progress=False, description="aft stage 3")
         return model
 

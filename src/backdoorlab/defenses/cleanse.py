@@ -1,0 +1,126 @@
+"""Neural Cleanse (Wang et al. 2019): reverse-engineer the smallest trigger that sends clean
+images to each class, flag classes whose trigger is anomalously small (MAD), and unlearn."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
+from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.train.loop import fit
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
+
+
+class NCConfig(DefenseConfig):
+    steps: int = Field(300, ge=1, description="optimisation steps per class")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0, description="Adam step of mask and pattern")
+    init_cost: float = Field(1e-3, ge=0, description="initial weight of the mask's L1 norm")
+    cost_multiplier: float = Field(1.5, gt=1)
+    patience: int = Field(10, ge=1, description="steps before the cost is raised or lowered")
+    success_threshold: float = Field(0.99, gt=0, le=1, description="attack success to count")
+    anomaly_threshold: float = Field(2.0, gt=0, description="flag classes above this index")
+    unlearn_share: float = Field(0.2, gt=0, le=1, description="clean samples given the trigger")
+    epochs: int = Field(5, ge=0, description="unlearning fine-tuning epochs (0: detect only)")
+    unlearn_lr: float = Field(0.01, gt=0)
+
+
+def reverse_trigger(
+    model: nn.Module, data: Dataset, target: int, cfg: NCConfig, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mask [1,1,H,W] and pattern [1,C,H,W] in [0,1] of the smallest trigger found for `target`
+    (NC Eq. 2-3: CE to the target + cost * ||m||_1, with NC's adaptive cost), and its L1 norm."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    device = data.device
+    gen = torch.Generator().manual_seed(seed * 1000 + target)
+    m_param = torch.zeros((1, 1, *data.size), device=device, requires_grad=True)
+    p_param = torch.zeros((1, data.channels, *data.size), device=device, requires_grad=True)
+    opt = torch.optim.Adam([m_param, p_param], lr=cfg.lr, betas=(0.5, 0.9))
+    cost, up, down = cfg.init_cost, 0, 0
+    best: tuple[torch.Tensor, torch.Tensor, float] | None = None
+    labels = torch.full((cfg.batch_size,), target, device=device)
+    for _ in range(cfg.steps):
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen).to(device)
+        x = data.floats(idx)
+        mask = (torch.tanh(m_param) + 1) / 2
+        pattern = (torch.tanh(p_param) + 1) / 2
+        logits = model((1 - mask) * x + mask * pattern)
+        l1 = mask.sum()
+        loss = F.cross_entropy(logits, labels[: len(x)]) + cost * l1
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        success = float((logits.argmax(1) == target).float().mean())
+        if success >= cfg.success_threshold:
+            if best is None or float(l1.detach()) < best[2]:
+                best = (mask.detach().clone(), pattern.detach().clone(), float(l1.detach()))
+            up, down = up + 1, 0
+        else:
+            up, down = 0, down + 1
+        if up >= cfg.patience:
+            cost, up = cost * cfg.cost_multiplier, 0
+        elif down >= cfg.patience:
+            cost, down = cost / cfg.cost_multiplier**1.5, 0
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if best is None:  # never reached the success threshold: the last (largest) trigger
+        mask = ((torch.tanh(m_param) + 1) / 2).detach()
+        best = (mask, ((torch.tanh(p_param) + 1) / 2).detach(), float(mask.sum()))
+    return best
+
+
+def anomaly_index(norms: torch.Tensor) -> torch.Tensor:
+    """|L1 - median| / (1.4826 * MAD) per class (NC Sec. IV-C)."""
+    median = norms.median()
+    mad = MAD_CONSISTENCY * (norms - median).abs().median()
+    return (norms - median).abs() / mad.clamp_min(1e-12)
+
+
+@register_defense("nc", config=NCConfig)
+class NeuralCleanse(Defense):
+    """Reverse-engineer a trigger per class, flag small-trigger outliers, unlearn their trigger."""
+
+    post_training = True
+
+    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        c = self.cfg
+        clean = need_clean(ctx, "nc")
+        triggers = [reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)]
+        norms = torch.tensor([t[2] for t in triggers])
+        index = anomaly_index(norms)
+        median = norms.median()
+        flagged = [
+            k for k in range(len(norms)) if norms[k] < median and index[k] > c.anomaly_threshold
+        ]
+        self.result = {
+            "nc_norms": norms.tolist(),
+            "nc_anomaly_index": index.tolist(),
+            "nc_flagged": flagged,
+        }
+        if not flagged or c.epochs == 0:
+            return model
+        # unlearning: the reversed triggers stamped on a share of the clean subset, true labels
+        gen = torch.Generator().manual_seed(ctx.seed + 17)
+        n = len(clean)
+        chosen = torch.randperm(n, generator=gen)[: max(1, round(c.unlearn_share * n))]
+        images = clean.images.clone()
+        for part, k in zip(chosen.chunk(len(flagged)), flagged, strict=False):
+            mask, pattern, _ = triggers[k]
+            idx = part.to(clean.device)
+            x = (1 - mask) * clean.floats(idx) + mask * pattern
+            images[idx] = (x.clamp(0, 1) * 255).round().to(images.dtype)
+        tuned = clean.with_data(images, clean.labels)
+        cfg = tune_config(ctx, c.epochs, c.unlearn_lr, c.batch_size, augment=True)
+        fit(model, tuned, cfg, seed=ctx.seed, progress=False, description="nc unlearn")
+        return model
+
+    def report(self) -> dict[str, object]:
+        """Trigger L1 norms, anomaly indices and the flagged classes."""
+        return self.result

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from backdoorlab.data import InputSpec
+from backdoorlab.defenses.cleanse import anomaly_index
+from backdoorlab.defenses.nad import attention
+from backdoorlab.defenses.pruning import channel_activity, prune_channels
+from backdoorlab.experiment import run
+from backdoorlab.models import MODELS, build_model
+
+
+def small_model():
+    torch.manual_seed(0)
+    cfg = MODELS.entry("small_cnn").config(name="small_cnn", width=8, stages=2)
+    return build_model(cfg, InputSpec(3, (12, 12), 4, (0.5,) * 3, (0.25,) * 3)).eval()
+
+
+def test_pruning_a_channel_equals_zeroing_its_feature(synthetic):
+    model, data = small_model(), synthetic().train
+    x = data.floats(torch.arange(16))
+    feats = model.features(x)
+    prune_channels(model, torch.tensor([0, 3]))
+    feats[:, [0, 3]] = 0
+    assert torch.allclose(model(x), model.fc(feats), atol=1e-6)
+    act = channel_activity(model, data)
+    assert act.shape == (16,) and (act >= 0).all()  # ReLU features
+
+
+def test_attention_is_unit_norm_and_channel_summed():
+    f = torch.randn(2, 5, 4, 4)
+    a = attention(f)
+    assert a.shape == (2, 16) and torch.allclose(a.norm(dim=1), torch.ones(2))
+    manual = (f**2).sum(1).flatten(1)
+    assert torch.allclose(a, manual / manual.norm(dim=1, keepdim=True))
+
+
+def test_anomaly_index_flags_the_small_outlier():
+    norms = torch.tensor([40.0, 42.0, 38.0, 41.0, 5.0, 39.0, 42.0, 40.5, 39.5, 41.5])
+    index = anomaly_index(norms)
+    median = norms.median()  # torch: the lower middle value, 40
+    mad = 1.4826 * (norms - median).abs().median()
+    assert index[4] == pytest.approx(35 / mad.item())
+    assert index.argmax() == 4 and index[4] > 2 and (index[torch.arange(10) != 4] < 2).all()
+
+
+@pytest.mark.parametrize(
+    "defense",
+    [
+        {"name": "ft", "epochs": 1},
+        {"name": "fp", "epochs": 1, "max_acc_drop": 10},
+        {"name": "nad", "teacher_epochs": 1, "epochs": 1},
+        {"name": "nc", "steps": 20, "epochs": 1},
+    ],
+)
+def test_each_post_training_defense_end_to_end(tiny_config, tmp_path, defense):
+    tiny_config["defense"] = {**defense, "clean_share": 0.25}
+    r = run(tiny_config, cache=tmp_path / "cache", save=False, progress=False)
+    assert 0 <= r.metrics["acc"] <= 100 and 0 <= r.metrics["asr"] <= 100
+    assert "acc" in r.metrics["infected"]["metrics"]
+    if defense["name"] == "fp":
+        assert 0 <= r.metrics["fp_pruned"] < r.metrics["fp_channels"]
+        drops = [
+            r.metrics["fp_steps"][0]["clean_acc"] - s["clean_acc"] for s in r.metrics["fp_steps"]
+        ]
+        assert all(d <= 10 for d in drops[:-1])  # every kept step within the allowed drop
+    if defense["name"] == "nc":
+        assert len(r.metrics["nc_norms"]) == 4 and len(r.metrics["nc_anomaly_index"]) == 4
