@@ -72,6 +72,26 @@ def cmd_at_report(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab import analysis
+
+    if args.what == "tsne":
+        analysis.feature_tsne(args.run, args.out, count=args.count, seed=args.seed)
+    else:
+        if not args.benign:
+            raise backdoorlab.ConfigError(f"analyze {args.what}: --benign RUN_DIR is required")
+        fn = analysis.adversarial_labels if args.what == "labels" else analysis.feature_distances
+        r = fn(args.run, args.benign, args.out, eps=args.eps, steps=args.steps, limit=args.limit)
+        if args.what == "labels":
+            console.print(
+                f"adversarial examples labelled as target {r['target']}: infected "
+                f"{r['infected']['target_share']:.2f}%, benign {r['benign']['target_share']:.2f}%"
+            )
+        else:
+            console.print(f"D_benign {r['D_benign']:.3f}, D_infected {r['D_infected']:.3f}")
+    console.print(f"wrote {args.out}")
+
+
 def cmd_table(args: argparse.Namespace, console: Console) -> None:
     table = Table(title="runs side by side")
     for col in ("run", "attack", "defense", "ACC", "ASR", "RA", "total s"):
@@ -176,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write the command line into the file",
     )
     p.set_defaults(func=cmd_at_report)
+
+    p = sub.add_parser(
+        "analyze",
+        help="adversarial-label matrix, feature distances or t-SNE of a run (JSON + PNG)",
+    )
+    p.add_argument("what", choices=["labels", "distance", "tsne"])
+    p.add_argument("--run", required=True, help="run folder of the (infected) model")
+    p.add_argument("--benign", help="run folder of a benign model (labels, distance)")
+    p.add_argument("--out", required=True, help="folder for the JSON and PNG")
+    p.add_argument("--eps", type=float, default=8 / 255, help="L_inf budget of untargeted PGD")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--limit", type=int, help="at most this many test images")
+    p.add_argument("--count", type=int, default=500, help="t-SNE: clean and triggered samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("table", help="print finished runs side by side")
     p.add_argument("runs", nargs="+", help="run folders")

@@ -1,0 +1,7 @@
+"""Analyses of trained models (AFT paper Fig. 1 / Table I, CAT paper Fig. 5): numbers + PNGs."""
+
+from backdoorlab.analysis.distance import feature_distances
+from backdoorlab.analysis.labels import adversarial_labels
+from backdoorlab.analysis.tsne import feature_tsne
+
+__all__ = ["adversarial_labels", "feature_distances", "feature_tsne"]

@@ -1,0 +1,90 @@
+"""What every analysis loads: a run's model, its test set and its attack, and PGD examples."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from backdoorlab.attacks.base import Attack
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.config import load_config
+from backdoorlab.experiment.prepare import prepare
+from backdoorlab.experiment.runner import load_model
+from backdoorlab.experiment.summary import read_run
+from backdoorlab.perturb.pgd import pgd
+from backdoorlab.perturb.threats import LinfBall
+
+
+@dataclass
+class LoadedRun:
+    """A finished run's model (eval mode), its test set and its (fitted) attack."""
+
+    name: str
+    model: nn.Module
+    test: Dataset
+    attack: Attack
+    target: int | None
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild a run's test set and attack (learned triggers from its poison.safetensors)."""
+    record = read_run(run_dir)
+    cfg = load_config(record["config"])
+    prep = prepare(cfg, trigger_from=run_dir)
+    model = load_model(run_dir, prep.device)
+    target = record["config"]["attack"].get("target")
+    return LoadedRun(record["name"], model, prep.splits.test, prep.attack, target)
+
+
+def same_test_set(a: LoadedRun, b: LoadedRun) -> None:
+    """Refuse to compare runs whose test sets differ."""
+    if len(a.test) != len(b.test) or not torch.equal(a.test.labels, b.test.labels):
+        raise ConfigError(f"runs {a.name} and {b.name} do not share a test set")
+
+
+def untargeted_predictions(
+    model: nn.Module,
+    data: Dataset,
+    eps: float,
+    steps: int,
+    alpha: float | None = None,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Untargeted L_inf PGD examples of `data` and the labels `model` gives them."""
+    threat = LinfBall(eps)
+    xs, preds = [], []
+    for x, y, _ in BatchIterator(data, batch_size):
+        adv = pgd(model, x, y, threat, steps, alpha or 2.5 * eps / steps)
+        with torch.no_grad():
+            preds.append(model(adv).argmax(1))
+        xs.append(adv)
+    return torch.cat(xs), torch.cat(preds)
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> Path:
+    """JSON written whole (temp name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure whole (temp name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+import torch
+
+from backdoorlab.analysis import adversarial_labels, feature_distances, feature_tsne
+from backdoorlab.analysis.common import load_run
+from backdoorlab.cli import main
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment import run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    base = {
+        "seed": 0,
+        "device": "cpu",
+        "dataset": {
+            "name": "synthetic",
+            "num_classes": 4,
+            "size": 12,
+            "train_size": 256,
+            "test_size": 96,
+        },
+        "model": {"name": "small_cnn", "width": 8, "stages": 2},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "eval_every": 0},
+    }
+    attack = {"name": "badnets", "target": 0, "rate": 0.1, "patch_size": 3}
+    run({**base, "name": "infected", "attack": attack}, out=root / "infected", progress=False)
+    run({**base, "name": "benign", "attack": {"name": "none"}}, out=root / "benign", progress=False)
+    return root
+
+
+def test_adversarial_label_matrix_is_consistent(runs, tmp_path):
+    r = adversarial_labels(runs / "infected", runs / "benign", tmp_path, eps=0.1, steps=3)
+    saved = json.loads((tmp_path / "adversarial-labels.json").read_text())
+    assert saved["gap"] == pytest.approx(r["gap"])
+    for key in ("infected", "benign"):
+        m = torch.tensor(r[key]["matrix"])
+        assert m.sum() == r["images"] and m[0].sum() == 0  # no target-class image is attacked
+        assert r[key]["target_share"] == pytest.approx(100 * m[:, 0].sum().item() / r["images"])
+        assert sum(r[key]["label_shares"]) == pytest.approx(100, abs=0.05)
+    assert r["gap"] == pytest.approx(r["infected"]["target_share"] - r["benign"]["target_share"])
+    assert (tmp_path / "adversarial-labels.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_feature_distances_and_tsne(runs, tmp_path):
+    d = feature_distances(runs / "infected", runs / "benign", tmp_path, eps=0.1, steps=3)
+    test = load_run(runs / "infected").test
+    assert d["D_infected"] > 0 and d["D_benign"] > 0
+    assert d["images"] == int((test.labels != 0).sum())  # the non-target test images
+    t = feature_tsne(runs / "infected", tmp_path, count=40)
+    assert len(t["clean"]["points"]) == 40 and len(t["triggered"]["points"]) == 40
+    assert all(label != 0 for label in t["triggered"]["labels"])
+    for name in ("feature-distances.png", "tsne.png", "tsne.json"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_runs_with_different_test_sets_are_refused(runs, tmp_path):
+    other = {
+        "name": "other",
+        "seed": 1,
+        "device": "cpu",
+        "dataset": {
+            "name": "synthetic",
+            "num_classes": 4,
+            "size": 12,
+            "train_size": 128,
+            "test_size": 50,
+        },
+        "model": {"name": "small_cnn", "width": 8, "stages": 2},
+        "attack": {"name": "none"},
+        "train": {"epochs": 1, "eval_every": 0},
+    }
+    run(other, out=tmp_path / "other", progress=False)
+    with pytest.raises(ConfigError, match="do not share a test set"):
+        adversarial_labels(runs / "infected", tmp_path / "other", tmp_path / "o", eps=0.1)
+
+
+def test_cli_analyze_needs_a_benign_run(runs, tmp_path, capsys):
+    assert main(["analyze", "labels", "--run", str(runs / "infected"), "--out", str(tmp_path)]) == 2
+    assert "--benign" in capsys.readouterr().err
