@@ -59,8 +59,10 @@ def load_sweep(folder: str | Path) -> Sweep:
 
 
 def _budget(eps: float) -> str:
-    k = eps * 255
-    return f"{eps:g} ({round(k)}/255)" if abs(k - round(k)) < 0.05 and k >= 1 else f"{eps:g}"
+    """eps, with its k/255 form where eps was written as a rounded k/255 (0.0157 -> 4/255)."""
+    text, k = f"{eps:g}", eps * 255
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{text} ({round(k)}/255)" if decimals >= 3 and abs(k - round(k)) < 0.05 else text
 
 
 def _acc_asr(r: dict[str, Any] | None) -> str:
