@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -77,6 +78,8 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
 
     if args.what == "tsne":
         analysis.feature_tsne(args.run, args.out, count=args.count, seed=args.seed)
+    elif args.what == "curve":
+        analysis.aft_curve(args.run, Path(args.out) / "aft-curve.png")
     else:
         if not args.benign:
             raise backdoorlab.ConfigError(f"analyze {args.what}: --benign RUN_DIR is required")
@@ -90,6 +93,19 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
         else:
             console.print(f"D_benign {r['D_benign']:.3f}, D_infected {r['D_infected']:.3f}")
     console.print(f"wrote {args.out}")
+
+
+def cmd_defense_grid(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.grid_report import defense_grid
+
+    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+    figures = [tuple(f.split("=", 1)) for f in args.figure]
+    if any(len(f) != 2 for f in figures):
+        raise backdoorlab.ConfigError("--figure takes CAPTION=PATH")
+    path = defense_grid(
+        args.runs, args.out, title=args.title, command=command, notes=args.notes, figures=figures
+    )
+    console.print(f"wrote {path}")
 
 
 def cmd_table(args: argparse.Namespace, console: Console) -> None:
@@ -201,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="adversarial-label matrix, feature distances or t-SNE of a run (JSON + PNG)",
     )
-    p.add_argument("what", choices=["labels", "distance", "tsne"])
+    p.add_argument("what", choices=["labels", "distance", "tsne", "curve"])
     p.add_argument("--run", required=True, help="run folder of the (infected) model")
     p.add_argument("--benign", help="run folder of a benign model (labels, distance)")
     p.add_argument("--out", required=True, help="folder for the JSON and PNG")
@@ -211,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=500, help="t-SNE: clean and triggered samples")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("defense-grid", help="Markdown attack x defense ACC/ASR table of runs")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", required=True, help="Markdown file to write")
+    p.add_argument("--title", default="Defenses against attacks")
+    p.add_argument("--notes", help="Markdown file to put under the table")
+    p.add_argument("--figure", action="append", default=[], help="CAPTION=PATH (repeatable)")
+    p.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not write the command line into the file",
+    )
+    p.set_defaults(func=cmd_defense_grid)
 
     p = sub.add_parser("table", help="print finished runs side by side")
     p.add_argument("runs", nargs="+", help="run folders")

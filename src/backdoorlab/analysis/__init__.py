@@ -1,7 +1,8 @@
 """Analyses of trained models (AFT paper Fig. 1 / Table I, CAT paper Fig. 5): numbers + PNGs."""
 
+from backdoorlab.analysis.curve import aft_curve
 from backdoorlab.analysis.distance import feature_distances
 from backdoorlab.analysis.labels import adversarial_labels
 from backdoorlab.analysis.tsne import feature_tsne
 
-__all__ = ["adversarial_labels", "feature_distances", "feature_tsne"]
+__all__ = ["adversarial_labels", "aft_curve", "feature_distances", "feature_tsne"]

@@ -1,0 +1,37 @@
+"""The AFT fine-tuning curve (AFT paper Fig. 3): ACC and ASR against fine-tuning steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backdoorlab.analysis.common import save_figure
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.summary import read_run
+
+
+def aft_curve(run: str | Path, out: str | Path) -> Path:
+    """Write the PNG `out` from the curve an AFT run recorded (test ACC/ASR every few steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = read_run(run)
+    curve = r["metrics"].get("aft_curve")
+    if not curve:
+        raise ConfigError(f"{run} is not an AFT run (no aft_curve in its metrics)")
+    steps = [p["step"] for p in curve]
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.plot(steps, [p["acc"] for p in curve], "-o", ms=3, c="tab:blue", label="ACC")
+    ax.plot(steps, [p["asr"] for p in curve], "-o", ms=3, c="tab:red", label="ASR")
+    stop = r["metrics"].get("aft_stopped_at_step")
+    if stop is not None:
+        ax.axvline(stop, c="gray", ls="--", lw=1, label=f"kept (step {stop})")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("%")
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(r["name"], fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(out))
