@@ -121,3 +121,42 @@ results-adversarial-training: install
 	  $(foreach c,$(AT_CONFIGS),--run $(AT_FULL)/$(c)) \
 	  --out docs/results/adversarial-training.md --notes docs/results/notes/adversarial-training.md \
 	  --title "Adversarial training against backdoors: photos-BadNets and MNIST-Blended (CPU scale)"
+
+# Post-training defenses on MNIST (issue 6): infected models (cached per attack config, shared by
+# every defense), the repairs, the analyses, then the attack x defense table.
+PT := runs/post-training
+PT_DOCS := docs/results/post-training
+PT_RUNS := mnist-clean mnist-badnets mnist-blended mnist-wanet \
+  $(foreach d,aft ft fp nad nc aft-noclean,mnist-badnets-$(d)) \
+  mnist-blended-aft mnist-blended-aft-noclean mnist-wanet-aft
+.PHONY: results-post-training
+
+results-post-training: install
+	for c in $(PT_RUNS); do \
+	  [ -f $(PT)/$$c/result.json ] || \
+	  $(BIN)/backdoorlab run configs/$$c.yaml --out $(PT)/$$c --quiet || exit 1; \
+	done
+	for a in badnets blended; do for e in 0.1 0.2 0.3; do \
+	  $(BIN)/backdoorlab analyze labels --run $(PT)/mnist-$$a --benign $(PT)/mnist-clean \
+	    --eps $$e --out $(PT_DOCS)/labels-$$a-eps$$e || exit 1; \
+	done; done
+	for a in badnets blended; do \
+	  $(BIN)/backdoorlab analyze distance --run $(PT)/mnist-$$a --benign $(PT)/mnist-clean \
+	    --eps 0.2 --out $(PT_DOCS)/distance-$$a || exit 1; \
+	  $(BIN)/backdoorlab analyze tsne --run $(PT)/mnist-$$a --out $(PT_DOCS)/tsne-$$a || exit 1; \
+	done
+	for c in mnist-badnets-aft mnist-badnets-aft-noclean mnist-blended-aft-noclean; do \
+	  $(BIN)/backdoorlab analyze curve --run $(PT)/$$c --out $(PT_DOCS)/curve-$$c || exit 1; \
+	done
+	$(BIN)/backdoorlab defense-grid $(foreach c,$(filter-out mnist-clean mnist-badnets mnist-blended mnist-wanet,$(PT_RUNS)),$(PT)/$(c)) \
+	  --out docs/results/post-training-mnist.md --notes docs/results/notes/post-training-mnist.md \
+	  --title "Post-training defenses on real MNIST (8,000 train / 2,000 test, small CNN)" \
+	  --figure "adversarial labels, BadNets, eps 0.2=post-training/labels-badnets-eps0.2/adversarial-labels.png" \
+	  --figure "adversarial labels, Blended, eps 0.2=post-training/labels-blended-eps0.2/adversarial-labels.png" \
+	  --figure "feature distances, BadNets=post-training/distance-badnets/feature-distances.png" \
+	  --figure "feature distances, Blended=post-training/distance-blended/feature-distances.png" \
+	  --figure "t-SNE, BadNets=post-training/tsne-badnets/tsne.png" \
+	  --figure "t-SNE, Blended=post-training/tsne-blended/tsne.png" \
+	  --figure "AFT curve, BadNets=post-training/curve-mnist-badnets-aft/aft-curve.png" \
+	  --figure "AFT curve, BadNets without clean data=post-training/curve-mnist-badnets-aft-noclean/aft-curve.png" \
+	  --figure "AFT curve, Blended without clean data=post-training/curve-mnist-blended-aft-noclean/aft-curve.png"
