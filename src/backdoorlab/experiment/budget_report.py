@@ -205,6 +205,16 @@ def _defense_setting(d: dict[str, Any]) -> str:
     return d["name"] + "".join(f", {k} {d[k]:g}" if k != "threat" else f" {d[k]}" for k in keys)
 
 
+def _extras(r: dict[str, Any]) -> str:
+    """The defense's own scalar numbers (ABL isolation precision, DP-SGD epsilon...)."""
+    out = []
+    for k, v in r["metrics"].items():
+        if k in ("acc", "asr", "ra") or isinstance(v, (list, dict)) or v is None:
+            continue
+        out.append(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(out) or "-"
+
+
 def budget_report(
     sweeps: list[str | Path],
     out: str | Path,
@@ -246,14 +256,14 @@ def budget_report(
         lines += [
             "## Single configurations",
             "",
-            "| config | attack | defense | ACC | ASR | train s |",
-            "| --- | --- | --- | ---: | ---: | ---: |",
+            "| config | attack | defense | ACC | ASR | defense numbers | train s |",
+            "| --- | --- | --- | ---: | ---: | --- | ---: |",
         ]
         for r in singles:
             c = r["config"]
             lines.append(
                 f"| {r['name']} | {c['attack']['name']} on {c['dataset']['name']} | "
-                f"{_defense_setting(c['defense'])} | {_acc_asr(r)} | "
+                f"{_defense_setting(c['defense'])} | {_acc_asr(r)} | {_extras(r)} | "
                 f"{r['timings']['train_s']:.0f} |"
             )
         lines.append("")
