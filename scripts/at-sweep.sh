@@ -7,15 +7,27 @@ set -euo pipefail
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/at-sweep}
 ONLY=${1:-all}   # photos | mnist | all
+ORDER=${2:-forward}  # reverse: the same cells last to first, for a second worker beside a first
 
-cell() {  # cell DATASET NAME [--set ...]
+CELLS=()
+cell() {  # cell DATASET NAME [--set ...]: queue one cell (arguments contain no spaces)
+  CELLS+=("$*")
+}
+
+run_cell() {
   local ds=$1 name=$2; shift 2
   local dir="$OUT/$ds/$name"
   [ -f "$dir/result.json" ] && return 0
+  mkdir -p "$OUT/$ds"
+  # a second worker skips a cell that a live worker is running (a dead worker's lock is stale)
+  local lock="$dir.lock"
+  if [ -f "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null; then return 0; fi
+  echo $$ > "$lock"
   echo "== $ds/$name"
   # a cell that fails (e.g. training diverged) is reported and left out; the sweep goes on
   "$BIN/backdoorlab" run "configs/at-sweep/$ds.yaml" --quiet --out "$dir" \
     --set "name=$ds-$name" "$@" || echo "!! $ds/$name failed (exit $?); left out of the report"
+  rm -f "$lock"
 }
 
 sweep() {  # sweep DATASET "LINF BUDGETS" "L2 BUDGETS" "SPATIAL BUDGETS" RELAX_THREAT RELAX_EPS
@@ -49,4 +61,10 @@ if [ "$ONLY" = mnist ] || [ "$ONLY" = all ]; then
     cell mnist-blended "cat-s$es-l$el" --set defense.name=cat --set defense.steps=3 \
       --set defense.eps_s=$es --set defense.eps_l=$el
   done; done
+fi
+
+if [ "$ORDER" = reverse ]; then
+  for ((i = ${#CELLS[@]} - 1; i >= 0; i--)); do run_cell ${CELLS[i]}; done
+else
+  for c in "${CELLS[@]}"; do run_cell $c; done
 fi
