@@ -202,7 +202,7 @@ def _sweep_section(sweep: Sweep, figure: str) -> list[str]:
 
 def _defense_setting(d: dict[str, Any]) -> str:
     keys = [k for k in ("threat", "eps", "eps_s", "eps_l", "beta", "steps") if k in d]
-    return d["name"] + "".join(f", {k} {d[k]:g}" if k != "threat" else f" {d[k]}" for k in keys)
+    return d["name"] + "".join(f", {k} {d[k]:.4g}" if k != "threat" else f" {d[k]}" for k in keys)
 
 
 def _extras(r: dict[str, Any]) -> str:
@@ -211,7 +211,7 @@ def _extras(r: dict[str, Any]) -> str:
     for k, v in r["metrics"].items():
         if k in ("acc", "asr", "ra") or isinstance(v, (list, dict)) or v is None:
             continue
-        out.append(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}")
+        out.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
     return ", ".join(out) or "-"
 
 
