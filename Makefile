@@ -107,7 +107,7 @@ results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
 # cells are skipped), the full-profile acceptance configs, then the report.
 AT_FULL := runs/at-full
 AT_CONFIGS := mnist-blended-at-linf mnist-blended-cat photos-badnets-at-spatial photos-badnets-cat \
-  mnist-badnets $(foreach d,mixup cutmix dpsgd abl,mnist-badnets-$(d)) \
+  mnist-badnets $(foreach d,mixup cutmix dpsgd abl cat,mnist-badnets-$(d)) \
   photos-badnets $(foreach d,mixup cutmix dpsgd abl,photos-badnets-$(d))
 .PHONY: results-adversarial-training
 
