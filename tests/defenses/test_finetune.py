@@ -82,3 +82,30 @@ def test_ft_and_aft_repair_the_cached_infected_model(tiny_config, tmp_path):
 def test_training_time_defenses_do_not_use_the_cache(tiny_config, tmp_path):
     r = run(tiny_config, cache=tmp_path / "cache", save=False, progress=False)
     assert "infected" not in r.metrics and not (tmp_path / "cache").exists()
+
+
+def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
+    from types import SimpleNamespace
+
+    from backdoorlab.defenses import finetune
+    from backdoorlab.defenses.base import DefenseContext
+    from backdoorlab.defenses.finetune import AFTConfig, _Watch
+
+    model = small_model()
+    cfg = AFTConfig(name="aft", data="poisoned", steps=1, eps=0.1, check_every=1)
+    ctx = DefenseContext(None, None, torch.device("cpu"), 0)
+    probe = (torch.rand(8, 3, 12, 12), torch.zeros(8, dtype=torch.int64))
+    watch = _Watch(cfg, ctx, probe, LinfBall(0.1))
+    shares = iter([0.9, 0.3, 0.6])  # what each check measures
+    monkeypatch.setattr(finetune, "label_concentration", lambda m, x: next(shares))
+    state = SimpleNamespace(model=model, step=0)
+    kept = {}
+    for step in range(3):
+        with torch.no_grad():
+            model.fc.bias.fill_(float(step))  # weights that tell the steps apart
+        state.step = step
+        watch._check(state)
+        kept[step] = model.fc.bias.clone()
+    watch.on_fit_end(state)
+    assert torch.equal(model.fc.bias, kept[1]) and watch.best[1] == 1
+    assert [c["concentration"] for c in watch.checks] == [90.0, 30.0, 60.0]
