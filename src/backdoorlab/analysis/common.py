@@ -76,15 +76,3 @@ def write_json(path: Path, obj: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Save a matplotlib figure whole (temp name, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backdoorlab.analysis.common import save_figure
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.plots import save_figure
 from backdoorlab.experiment.summary import read_run
 
 

@@ -12,10 +12,10 @@ import torch
 from backdoorlab.analysis.common import (
     load_run,
     same_test_set,
-    save_figure,
     untargeted_predictions,
     write_json,
 )
+from backdoorlab.experiment.plots import save_figure
 
 
 @torch.no_grad()

@@ -11,11 +11,11 @@ import torch
 from backdoorlab.analysis.common import (
     load_run,
     same_test_set,
-    save_figure,
     untargeted_predictions,
     write_json,
 )
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.plots import save_figure
 
 
 def _summary(y: torch.Tensor, pred: torch.Tensor, k: int, target: int) -> dict[str, Any]:

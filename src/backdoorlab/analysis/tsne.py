@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from backdoorlab.analysis.common import load_run, save_figure, write_json
+from backdoorlab.analysis.common import load_run, write_json
+from backdoorlab.experiment.plots import save_figure
 
 
 def feature_tsne(

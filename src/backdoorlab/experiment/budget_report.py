@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.plots import save_figure
 from backdoorlab.experiment.summary import attack_setting, pct, read_run
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}
@@ -112,13 +113,7 @@ def budget_figure(sweep: Sweep, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def _setting(r: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Figures: the clean-vs-triggered sample grid."""
+"""Figures: the clean-vs-triggered sample grid, and saving any figure whole."""
 
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def save_trigger_grid(
     if heading:
         fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG whole (temp name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
