@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from backdoorlab.attacks.base import Attack
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
@@ -71,8 +71,4 @@ def untargeted_predictions(
 
 def write_json(path: Path, obj: dict[str, Any]) -> Path:
     """JSON written whole (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -35,6 +35,16 @@ def staged_dir(out: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """A text file written whole: temp name beside it, then one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Pretty JSON, written whole."""
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -3,15 +3,15 @@ random perturbations of the same budgets (Tables I-II), relaxation (Tables V-VI)
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.plots import save_figure
-from backdoorlab.experiment.summary import attack_setting, pct, read_run
+from backdoorlab.experiment.summary import attack_setting, pct, read_notes, read_run, written_by
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}
 
@@ -228,20 +228,10 @@ def budget_report(
         raise ConfigError("budget report: no sweep folders or runs given")
     loaded = [load_sweep(s) for s in sweeps]
     singles = [read_run(r) for r in runs]
-    note_text = None
-    if notes is not None:
-        try:
-            note_text = Path(notes).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+    note_text = read_notes(notes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [
-            f"Written by `{command}`; every number below comes from the run folders it reads.",
-            "",
-        ]
+    lines = [f"# {title}", "", *written_by(command)]
     for sweep in loaded:
         figure = f"{out.stem}-{sweep.name}.png"
         if sweep.at or sweep.random:
@@ -268,7 +258,4 @@ def budget_report(
         "Run times are wall-clock seconds on the machine that ran them (2 CPU cores unless a "
         "run's result.json says otherwise)."
     )
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
-    return out
+    return write_text(out, "\n".join(lines) + "\n")

@@ -6,12 +6,12 @@ repaired (recorded in its result as metrics.infected), so it needs no separate r
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.summary import pct, read_run
+from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.summary import pct, read_notes, read_run, written_by
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -49,9 +49,8 @@ def defense_grid(
             cells.setdefault((attack, "none"), infected["metrics"])
     attacks = sorted({a for a, _ in cells})
     defenses = sorted({d for _, d in cells}, key=lambda d: (d != "none", d))
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [f"Written by `{command}`; every number comes from the run folders it reads.", ""]
+    note_text = read_notes(notes)
+    lines = [f"# {title}", "", *written_by(command)]
     lines += [
         "| attack | " + " | ".join(f"{d} ACC | {d} ASR" for d in defenses) + " |",
         "| --- | " + " | ".join("---: | ---:" for _ in defenses) + " |",
@@ -76,16 +75,10 @@ def defense_grid(
         asr = sum(b["asr"] - m["asr"] for b, m in pairs) / len(pairs)
         drops.append(f"{acc:.2f} | {asr:.2f}")
     lines += ["| **Avg. Drop** | " + " | ".join(drops) + " |", ""]
-    if notes is not None:
-        try:
-            lines += [Path(notes).read_text().strip(), ""]
-        except OSError as exc:
-            raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+    if note_text:
+        lines += [note_text, ""]
     for caption, path in figures:
         lines += [f"![{caption}]({path})", ""]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
-    return out
+    return write_text(out, "\n".join(lines) + "\n")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_text
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -34,6 +34,23 @@ def attack_setting(record: dict[str, Any]) -> str:
     return f"{a['label_mode']}-label, rate {a['rate']:g} of {of}"
 
 
+def written_by(command: str | None) -> list[str]:
+    """The Markdown lines that name the command a report was written by (none without one)."""
+    if not command:
+        return []
+    return [f"Written by `{command}`; every number below comes from the run folders it reads.", ""]
+
+
+def read_notes(notes: str | Path | None) -> str | None:
+    """The text of a --notes file; a missing file is one ConfigError line."""
+    if notes is None:
+        return None
+    try:
+        return Path(notes).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+
+
 def summarize(
     run_dirs: list[str | Path],
     out: str | Path,
@@ -54,12 +71,8 @@ def summarize(
     base = read_run(baseline) if baseline is not None else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [
-            f"Written by `{command}`; every number below comes from the run folders it reads.",
-            "",
-        ]
+    note_text = read_notes(notes)
+    lines = [f"# {title}", "", *written_by(command)]
     if base is not None:
         lines += [
             f"Baseline without attack (`{base['name']}`): ACC {pct(base['metrics']['acc'])}.",
@@ -90,15 +103,9 @@ def summarize(
         "Run times are wall-clock seconds of training and of the whole run (data, attack "
         "preparation, training, evaluation) on the machine that ran them."
     )
-    if notes is not None:
-        try:
-            lines += ["", Path(notes).read_text().strip()]
-        except OSError as exc:
-            raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+    if note_text:
+        lines += ["", note_text]
     if grids:
         lines += ["", "## Trigger grids", ""]
         lines += [f"![{name}]({fname})" for name, fname in grids]
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
-    return out
+    return write_text(out, "\n".join(lines) + "\n")
