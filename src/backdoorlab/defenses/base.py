@@ -58,11 +58,13 @@ class Defense:
     """Base defense: no training hooks, no repair. Subclasses override either or both.
 
     A defense with `post_training = True` only repairs a finished model: the runner then takes the
-    infected model from the stage cache (training and storing it on a miss).
+    infected model from the stage cache (training and storing it on a miss). `identity` marks the
+    no-defense baseline, whose model is the infected model itself.
     """
 
     Config = DefenseConfig
     post_training = False
+    identity = False
 
     def __init__(self, cfg: DefenseConfig) -> None:
         self.cfg = cfg
@@ -83,6 +85,9 @@ class Defense:
 @register_defense("none")
 class NoDefense(Defense):
     """Standard training and no repair."""
+
+    post_training = True  # its model is the infected model: sweeps share it with the repairs
+    identity = True
 
 
 def build_defense(cfg: DefenseConfig) -> Defense:

@@ -1,8 +1,12 @@
-"""A stage cache: trained models stored by the hash of the config parts that determine them.
+"""A stage cache: what a stage produced, stored by the hash of the config parts that determine it.
 
-Every post-training defense of one attack configuration repairs the same infected model; the
-cache trains it once. Entries are written to a temp folder and renamed, so a killed run never
-leaves a half-written entry, and weights are safetensors (nothing is unpickled).
+Two stages are cached: `poisoned` (the fitted attack's trigger and the poisoned training set:
+seed, dataset, attack) and `infected` (the model trained on it: + model, train). Every cell of a
+sweep that shares those sections reuses them, e.g. each post-training defense of one attack repairs
+the same infected model. Each entry also keeps the global RNG state the stage left behind, so a
+run that takes a stage from the cache continues exactly as the run that computed it. Entries are
+written to a temp folder and renamed (a killed run never leaves a half-written entry) and hold
+safetensors and JSON only (nothing is unpickled).
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors, staged_dir, write_json
 from backdoorlab.experiment.config import ExperimentConfig
 
-# the sections that determine the infected model (the defense and the run's name do not)
+# the sections that determine each stage (the defense and the run's name never do)
+POISONED_SECTIONS = ("seed", "dataset", "attack")
 INFECTED_SECTIONS = ("seed", "dataset", "model", "attack", "train")
+_RNG = "rng.cpu"
 
 
 def stage_key(cfg: ExperimentConfig, sections: tuple[str, ...] = INFECTED_SECTIONS) -> str:
@@ -29,15 +36,36 @@ def stage_key(cfg: ExperimentConfig, sections: tuple[str, ...] = INFECTED_SECTIO
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def rng_state() -> dict[str, torch.Tensor]:
+    """The global torch RNG state (CPU and every CUDA device) as tensors."""
+    state = {_RNG: torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"rng.cuda{i}"] = s
+    return state
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    """Restore what rng_state() recorded (entries without one are left alone)."""
+    if _RNG in tensors:
+        torch.set_rng_state(tensors[_RNG].cpu())
+    cuda = [tensors[k].cpu() for k in sorted(tensors) if k.startswith("rng.cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 @dataclass
-class CachedModel:
+class Entry:
+    """One cached stage: its tensors (RNG state removed) and its JSON metadata."""
+
     key: str
-    history: list[dict[str, Any]]
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
     path: Path
 
 
 class StageCache:
-    """Models under ROOT/<stage>/<key>/ (model.safetensors + meta.json)."""
+    """Entries under ROOT/<stage>/<key>/ (tensors.safetensors + meta.json)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -45,25 +73,37 @@ class StageCache:
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def load(self, stage: str, key: str, model: nn.Module) -> CachedModel | None:
-        """Load the weights of entry `key` into `model`; None where there is no entry."""
+    def get(self, stage: str, key: str, device: str | torch.device = "cpu") -> Entry | None:
+        """Entry `key` of `stage` with the RNG state it recorded restored; None on a miss."""
         d = self._dir(stage, key)
-        if not (d / "meta.json").is_file():
-            return None
-        device = next(model.parameters()).device
-        model.load_state_dict(load_tensors(d / "model.safetensors", device))
-        meta = json.loads((d / "meta.json").read_text())
-        return CachedModel(key, meta.get("history", []), d)
+        if not (d / "meta.json").is_file() or not (d / "tensors.safetensors").is_file():
+            return None  # absent, or written by an older layout
+        tensors = load_tensors(d / "tensors.safetensors", device)
+        set_rng_state(tensors)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+        return Entry(key, tensors, json.loads((d / "meta.json").read_text()), d)
 
-    def save(
-        self, stage: str, key: str, model: nn.Module, history: list[dict[str, Any]]
-    ) -> CachedModel:
-        """Store `model` as entry `key` (replacing any entry of that key)."""
+    def put(
+        self, stage: str, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    ) -> Path:
+        """Store `tensors` (+ the current RNG state) and `meta` as entry `key`, replacing any."""
         d = self._dir(stage, key)
         with staged_dir(d) as tmp:
-            save_tensors(tmp / "model.safetensors", model.state_dict())
-            write_json(tmp / "meta.json", {"key": key, "stage": stage, "history": history})
-        return CachedModel(key, history, d)
+            save_tensors(tmp / "tensors.safetensors", {**tensors, **rng_state()})
+            write_json(tmp / "meta.json", {"key": key, "stage": stage, **meta})
+        return d
+
+    def load_model(self, key: str, model: nn.Module) -> list[dict[str, Any]] | None:
+        """Load infected model `key` into `model`; its training history, or None on a miss."""
+        entry = self.get("infected", key, next(model.parameters()).device)
+        if entry is None:
+            return None
+        model.load_state_dict(entry.tensors)
+        return entry.meta.get("history", [])
+
+    def save_model(self, key: str, model: nn.Module, history: list[dict[str, Any]]) -> Path:
+        """Store trained `model` as infected entry `key`."""
+        return self.put("infected", key, model.state_dict(), {"history": history})
 
     def keys(self, stage: str) -> list[str]:
         """Keys of the finished entries of `stage`."""

@@ -11,6 +11,7 @@ from backdoorlab.attacks.base import Attack, PoisonedData, build_attack
 from backdoorlab.data.base import Splits, load_dataset
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import load_tensors
+from backdoorlab.experiment.cache import POISONED_SECTIONS, StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig
 
 
@@ -37,12 +38,16 @@ class Prepared:
 
 
 def prepare(
-    config: ExperimentConfig, progress: bool = False, trigger_from: str | Path | None = None
+    config: ExperimentConfig,
+    progress: bool = False,
+    trigger_from: str | Path | None = None,
+    cache: StageCache | None = None,
 ) -> Prepared:
     """Load the data on the run's device, build the attack, fit it and poison the training set.
 
     With `trigger_from` (a run folder), the attack's learned state is loaded from that run's
-    poison.safetensors instead of being fitted again.
+    poison.safetensors instead of being fitted again. With `cache`, the fitted trigger and the
+    poisoned set come from its `poisoned` stage when present (and are stored there otherwise).
     """
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset, config.seed).to(device)
@@ -65,6 +70,29 @@ def prepare(
             attack,
             PoisonedData(splits.train, idx, saved["original_labels"]),
         )
+    if cache is not None:
+        key = stage_key(config, POISONED_SECTIONS)
+        entry = cache.get("poisoned", key, device)
+        if entry is not None:
+            return Prepared(config, device, splits, attack, _restore(attack, splits, entry.tensors))
     generator = torch.Generator().manual_seed(config.seed)
     poisoned = attack.poison(splits.train, generator)
+    if cache is not None:
+        cache.put("poisoned", key, _stored(attack, poisoned), {"count": poisoned.count})
     return Prepared(config, device, splits, attack, poisoned)
+
+
+def _stored(attack: Attack, poisoned: PoisonedData) -> dict[str, torch.Tensor]:
+    tensors = {f"trigger.{k}": v for k, v in attack.state().items()}
+    tensors.update(indices=poisoned.indices, original_labels=poisoned.original_labels)
+    if attack.stores_poison:
+        tensors.update(images=poisoned.data.images, labels=poisoned.data.labels)
+    return tensors
+
+
+def _restore(attack: Attack, splits: Splits, tensors: dict[str, torch.Tensor]) -> PoisonedData:
+    attack.load_state({k[8:]: v for k, v in tensors.items() if k.startswith("trigger.")})
+    data = splits.train
+    if attack.stores_poison:
+        data = data.with_data(tensors["images"], tensors["labels"])
+    return PoisonedData(data, tensors["indices"], tensors["original_labels"])

@@ -97,23 +97,24 @@ def run(
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
     `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out`. `cache` is
-    the stage-cache folder where post-training defenses find the infected model (default:
-    `cache` beside the run folder when saving; none otherwise).
+    the stage-cache folder holding poisoned sets and infected models (default, for post-training
+    defenses that save: `cache` beside the run folder; no cache otherwise).
     """
     cfg = load_config(config, overrides)
+    defense = build_defense(cfg.defense)
     if out is None:
         stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         out = Path("runs") / f"{cfg.name}-{stamp}"
-    if cache is None and save:
+    if cache is None and save and defense.post_training and not defense.identity:
         cache = Path(out).parent / "cache"
+    stages = StageCache(cache) if cache is not None else None
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    prep = prepare(cfg, progress)
+    prep = prepare(cfg, progress, cache=stages)
     t_data = time.perf_counter()
 
     train, test = prep.poisoned.data, prep.splits.test
     model = build_model(cfg.model, train.spec).to(prep.device)
-    defense = build_defense(cfg.defense)
     attack_hooks = prep.attack.training_hooks()
     clean = clean_subset(train, prep.poisoned.indices, cfg.defense.clean_share, cfg.seed)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
@@ -130,28 +131,25 @@ def run(
         EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]
     infected: dict[str, Any] = {}
-    cached = None
-    if defense.post_training and cache is not None:
-        stages = StageCache(cache)
+    history = None
+    if defense.post_training and stages is not None:
         key = stage_key(cfg)
-        cached = stages.load("infected", key, model)
-        infected = {"cache_key": key, "from_cache": cached is not None}
-    if cached is not None:
-        history = cached.history
-    else:
+        history = stages.load_model(key, model)
+        infected = {"cache_key": key, "from_cache": history is not None}
+    if history is None:
         state = fit(
             model, train, cfg.train, hooks, seed=cfg.seed, progress=progress, description=cfg.name
         )
         history = state.history
         if infected:
-            stages.save("infected", infected["cache_key"], model, history)
-    if defense.post_training:
+            stages.save_model(infected["cache_key"], model, history)
+    if defense.post_training and not defense.identity:
         infected["metrics"] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     t_train = time.perf_counter()
     model = defense.repair(model, ctx)
     metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     metrics.update(defense.report())
-    if infected:
+    if infected and not defense.identity:
         metrics["infected"] = infected
     t_end = time.perf_counter()
 
