@@ -134,6 +134,35 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.sweep import sweep
+
+    result = sweep(
+        args.file,
+        args.out,
+        profile=args.profile,
+        executor=args.executor,
+        address=args.address,
+        cache=args.cache,
+        progress=not args.quiet,
+        say=lambda line: console.print(line, highlight=False),
+    )
+    _sweep_tally(result, console)
+
+
+def _sweep_tally(result, console: Console) -> None:
+    console.print(
+        f"{result.ran} cells ran, {result.skipped} were finished before, "
+        f"{len(result.failures)} failed; results in {result.db}",
+        highlight=False,
+    )
+    if result.failures:
+        raise backdoorlab.BackdoorlabError(
+            f"{len(result.failures)} sweep cells failed (start again to retry them): "
+            + "; ".join(result.failures)
+        )
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
     for kind, entries in backdoorlab.list_components().items():
         table = Table(title=kind, show_header=False, title_justify="left")
@@ -253,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("part", help="surrogate (lc) or clean_model (trojan)")
     p.add_argument("--out", required=True, help="safetensors file to write")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="run every cell of a sweep file not yet in OUT/results.db")
+    p.add_argument("file", help="sweep YAML file (base config + axes)")
+    p.add_argument("--out", required=True, help="sweep folder (results.db, cells/, cache/)")
+    p.add_argument("--profile", help="a profile of the sweep file (e.g. cpu, full)")
+    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
+    p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

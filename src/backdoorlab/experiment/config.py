@@ -81,18 +81,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def set_path(raw: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set raw[a][b]... = value in place (creating sections); `what` names the source in errors."""
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: {part} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """A copy of `raw` with each 'a.b=value' override set (creating sections as needed)."""
     raw = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: {part} is not a section")
-            node = child
-        node[path[-1]] = value
+        set_path(raw, path, value, f"--set {text!r}")
     return raw
 
 

@@ -89,14 +89,15 @@ def run(
     *,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
-    db: str | Path | None = None,
+    db: str | Path | bool | None = None,
     save: bool = True,
     progress: bool = True,
     cache: str | Path | None = None,
 ) -> RunResult:
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
-    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out`. `cache` is
+    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (False: write
+    the folder and no database row). `cache` is
     the stage-cache folder holding poisoned sets and infected models (default, for post-training
     defenses that save: `cache` beside the run folder; no cache otherwise).
     """
@@ -164,13 +165,15 @@ def run(
     result = RunResult(cfg, run_id, metrics, history, timings, model, prep.poisoned)
     if save:
         out_dir = Path(out)
-        db_path = Path(db) if db is not None else out_dir.parent / "results.db"
         result.out_dir = out_dir.resolve()
-        _save(result, prep, created, db_path)
+        record = _save(result, prep, created)
+        if db is not False:
+            db_path = Path(db) if db not in (None, True) else out_dir.parent / "results.db"
+            ResultStore(db_path).add(store_row(record, result.out_dir))
     return result
 
 
-def _save(result: RunResult, prep: Prepared, created: datetime, db_path: Path) -> None:
+def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any]:
     cfg = result.config
     spec = prep.poisoned.data.spec
     poisoned = result.poisoned
@@ -209,28 +212,33 @@ def _save(result: RunResult, prep: Prepared, created: datetime, db_path: Path) -
         write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
         write_json(tmp / "result.json", record)
         save_attack_grid(prep, tmp / "triggers.png")
-    ResultStore(db_path).add(
-        {
-            "run_id": result.run_id,
-            "created": record["created"],
-            "name": cfg.name,
-            "config_hash": record["config_hash"],
-            "dataset": cfg.dataset.name,
-            "model": cfg.model.name,
-            "attack": cfg.attack.name,
-            "defense": cfg.defense.name,
-            "seed": cfg.seed,
-            "acc": result.metrics.get("acc"),
-            "asr": result.metrics.get("asr"),
-            "ra": result.metrics.get("ra"),
-            "status": "finished",
-            "out_dir": str(result.out_dir),
-            "config_json": record["config"],
-            "metrics_json": result.metrics,
-            "timings_json": result.timings,
-            "versions_json": record["versions"],
-        }
-    )
+    return record
+
+
+def store_row(record: dict[str, Any], out_dir: str | Path | None) -> dict[str, Any]:
+    """The results-database row of a run from its result.json record."""
+    cfg = record["config"]
+    m = record["metrics"]
+    return {
+        "run_id": record["run_id"],
+        "created": record["created"],
+        "name": cfg["name"],
+        "config_hash": record["config_hash"],
+        "dataset": cfg["dataset"]["name"],
+        "model": cfg["model"]["name"],
+        "attack": cfg["attack"]["name"],
+        "defense": cfg["defense"]["name"],
+        "seed": cfg["seed"],
+        "acc": m.get("acc"),
+        "asr": m.get("asr"),
+        "ra": m.get("ra"),
+        "status": "finished",
+        "out_dir": None if out_dir is None else str(out_dir),
+        "config_json": cfg,
+        "metrics_json": m,
+        "timings_json": record["timings"],
+        "versions_json": record["versions"],
+    }
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

@@ -1,4 +1,4 @@
-"""The results database: one SQLite row per finished run."""
+"""The results database: one SQLite row per finished run (and per finished sweep cell)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,20 @@ CREATE TABLE IF NOT EXISTS runs (
     versions_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash);
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY,
+    updated TEXT NOT NULL,
+    spec_json TEXT NOT NULL
+);
 """
+# sweep columns, added to databases written before sweeps existed: `cell` is the cell's config
+# hash (unique: a cell is recorded once), `axes_json` its label on each axis
+SWEEP_COLUMNS = {"sweep": "TEXT", "cell": "TEXT", "axes_json": "TEXT"}
 
 COLUMNS = (
     "run_id", "created", "name", "config_hash", "dataset", "model", "attack", "defense", "seed",
     "acc", "asr", "ra", "status", "out_dir", "config_json", "metrics_json", "timings_json",
-    "versions_json",
+    "versions_json", "sweep", "cell", "axes_json",
 )  # fmt: skip
 
 
@@ -49,6 +58,11 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
+            have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+            for col, kind in SWEEP_COLUMNS.items():
+                if col not in have:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+            con.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_cell ON runs (cell)")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -59,17 +73,41 @@ class ResultStore:
         finally:
             con.close()
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Insert one finished run (keys as in COLUMNS; *_json values may be objects)."""
+    def add(self, record: dict[str, Any]) -> bool:
+        """Insert one finished run (keys as in COLUMNS; *_json values may be objects).
+
+        A row whose `cell` is already recorded is left out; returns whether the row was added.
+        """
         row = []
         for col in COLUMNS:
             value = record.get(col)
-            if col.endswith("_json") and not isinstance(value, str):
+            if col.endswith("_json") and value is not None and not isinstance(value, str):
                 value = json.dumps(value, sort_keys=True)
             row.append(value)
         marks = ", ".join("?" for _ in COLUMNS)
+        sql = f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})"
         with self._connect() as con:
-            con.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})", row)
+            return con.execute(sql, row).rowcount == 1
+
+    def cells(self) -> set[str]:
+        """The cell hashes already recorded."""
+        with self._connect() as con:
+            return {r[0] for r in con.execute("SELECT cell FROM runs WHERE cell IS NOT NULL")}
+
+    def put_sweep(self, name: str, spec: dict[str, Any]) -> None:
+        """Record (or update) the spec of sweep `name`, so reports can read its layout."""
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO sweeps (name, updated, spec_json) VALUES (?, ?, ?)",
+                (name, now, json.dumps(spec, sort_keys=True)),
+            )
+
+    def sweeps(self) -> dict[str, dict[str, Any]]:
+        """Every recorded sweep spec by name."""
+        with self._connect() as con:
+            rows = con.execute("SELECT name, spec_json FROM sweeps ORDER BY name").fetchall()
+        return {name: json.loads(spec) for name, spec in rows}
 
     def rows(self, **where: Any) -> list[dict[str, Any]]:
         """All runs (optionally filtered by equality on columns), oldest first."""

@@ -1,0 +1,196 @@
+"""A sweep file: a base config, axes whose product is the grid of cells, profiles, report layouts.
+
+    name: digits-smoke
+    base: ../quickstart.yaml             # a config file (relative to this file) or a mapping
+    set: {train.epochs: 3}                # dotted overrides of the base
+    resources: {cpus: 2, gpus: 0}         # what one cell uses (its torch threads, Ray's request)
+    axes:                                 # the cells are the cartesian product of the axes
+      attack:                             # named variants: label -> overrides
+        badnets: {attack.name: badnets}
+        blended: {attack.name: blended, attack.alpha: 0.2}
+      rate: {attack.rate: [0.01, 0.05]}   # one key: a list axis (labels are the values)
+      budget:                             # several keys of equal length: zipped
+        defense.threat: [linf, l2]
+        defense.eps: [0.2, 2.0]
+    reports: {...}                        # tables and figures (see experiment/report.py)
+    profiles:                             # partial sweeps merged over the rest by --profile
+      cpu: {base: ../mnist.yaml}
+      full: {base: ../cifar.yaml, resources: {gpus: 1}}
+
+A variant or profile value of null removes that key from what it is merged over.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.config import (
+    ExperimentConfig,
+    format_validation_error,
+    load_config,
+    read_yaml,
+    set_path,
+)
+
+
+class Resources(BaseModel):
+    """What one cell uses: torch threads = cpus on every executor; Ray reserves cpus and gpus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: int = Field(1, ge=1)
+    gpus: float = Field(0, ge=0)
+
+
+class SweepSpec(BaseModel):
+    """A validated sweep file (after its profile, if any, was merged in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = ""
+    profile: str | None = None
+    base: dict[str, Any]
+    set: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    axes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: str = ""
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, spec in axes.items():
+            _axis_values(name, spec)  # raises on a malformed axis
+        return axes
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its label on each axis and its validated config."""
+
+    axes: dict[str, str]
+    config: ExperimentConfig
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{a}={v}" for a, v in self.axes.items()) or "base"
+
+    @property
+    def key(self) -> str:
+        """The hash that identifies the cell in the results database."""
+        return self.config.digest()
+
+    @property
+    def slug(self) -> str:
+        """A folder name for the cell."""
+        return _slug("__".join(self.axes.values()) or "base")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def _axis_values(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, overrides) for each value of one axis."""
+    if not spec:
+        raise ConfigError(f"sweep axis {name!r} has no values")
+    if all(isinstance(v, dict) for v in spec.values()):
+        return [(str(label), dict(over)) for label, over in spec.items()]
+    if not all(isinstance(v, list) and v for v in spec.values()):
+        raise ConfigError(
+            f"sweep axis {name!r}: give either label -> overrides mappings or key -> non-empty "
+            "lists of values"
+        )
+    lengths = {len(v) for v in spec.values()}
+    if len(lengths) != 1:
+        raise ConfigError(f"sweep axis {name!r}: zipped lists differ in length {sorted(lengths)}")
+    keys = list(spec)
+    out = []
+    for values in zip(*spec.values(), strict=True):
+        label = "/".join(str(v) for v in values)
+        out.append((label, dict(zip(keys, values, strict=True))))
+    return out
+
+
+def merge(base: Any, over: Any) -> Any:
+    """`over` deep-merged onto `base` (mappings merge, a None value deletes, the rest replace)."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return copy.deepcopy(over)
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge(out.get(k), v) if k in out else copy.deepcopy(v)
+    return out
+
+
+def load_sweep(source: str | Path | dict[str, Any], profile: str | None = None) -> SweepSpec:
+    """A validated sweep from a YAML file or mapping, with `profile` merged in."""
+    if isinstance(source, dict):
+        raw, where = copy.deepcopy(source), Path.cwd()
+    else:
+        raw, where = read_yaml(source), Path(source).resolve().parent
+        raw.setdefault("name", Path(source).stem)
+    profiles = raw.pop("profiles", {}) or {}
+    if profile is not None:
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"sweep {raw.get('name')!r} has no profile {profile!r} ({known})")
+        raw = merge(raw, profiles[profile])
+        raw["profile"] = profile
+    base = raw.get("base")
+    if isinstance(base, str):
+        path = Path(base) if Path(base).is_absolute() else where / base
+        raw["base"] = read_yaml(path)
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("sweep: " + format_validation_error(exc)) from None
+
+
+def _assign(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
+    path = key.split(".")
+    if value is not None:
+        set_path(raw, path, copy.deepcopy(value), what)
+        return
+    node = raw
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    """Every cell of the sweep, validated (one bad cell is an error naming it)."""
+    axes = [[(name, *v) for v in _axis_values(name, s)] for name, s in spec.axes.items()]
+    cells = []
+    for combo in itertools.product(*axes):
+        raw = copy.deepcopy(spec.base)
+        labels = {}
+        for key, value in spec.set.items():
+            _assign(raw, key, value, f"sweep set {key!r}")
+        for axis, label, overrides in combo:
+            labels[axis] = label
+            for key, value in overrides.items():
+                _assign(raw, key, value, f"axis {axis}={label}")
+        raw["name"] = _slug("-".join([spec.name, *labels.values()]))
+        try:
+            cfg = load_config(raw)
+        except ConfigError as exc:
+            where = ",".join(f"{a}={v}" for a, v in labels.items())
+            raise ConfigError(f"sweep cell {where}: {exc}") from None
+        cells.append(Cell(labels, cfg))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("sweep: two cells resolve to the same config (an axis changes nothing)")
+    return cells
