@@ -1,4 +1,4 @@
-"""The stage cache: a run that takes a stage from the cache continues exactly as one that built it."""
+"""The stage cache: a run taking a stage from the cache goes on exactly as the one that built it."""
 
 from __future__ import annotations
 

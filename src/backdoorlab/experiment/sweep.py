@@ -8,6 +8,7 @@ killed at any moment and started again runs exactly the cells that are missing.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ def sweep(
         raise ConfigError(f"--executor: unknown {executor!r} (known: {', '.join(EXECUTORS)})")
     cells = expand(spec)
     out = Path(out)
+    # a start killed while writing a cell folder leaves its temp folder: this driver owns cells/
+    for stale in (out / "cells").glob(".*.tmp") if (out / "cells").is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
     store = ResultStore(out / "results.db")
     store.put_sweep(spec.name, spec.model_dump(mode="json"))
     done = store.cells()

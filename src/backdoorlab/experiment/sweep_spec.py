@@ -23,7 +23,9 @@ A variant or profile value of null removes that key from what it is merged over.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +88,9 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """The hash that identifies the cell in the results database."""
-        return self.config.digest()
+        """The hash that identifies the cell in the results database: its config but the name."""
+        blob = {k: v for k, v in self.config.to_dict().items() if k != "name"}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     @property
     def slug(self) -> str:

@@ -1,0 +1,152 @@
+"""Sweeps: one row per finished cell whatever the interruptions; Ray gives the local numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backdoorlab.experiment.store import ResultStore
+from backdoorlab.experiment.sweep import sweep
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "sweeps" / "digits-smoke.yaml"
+
+
+def _cells(db: Path) -> list[str]:
+    if not db.is_file():
+        return []
+    with sqlite3.connect(db) as con:
+        return [r[0] for r in con.execute("SELECT cell FROM runs")]
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "backdoorlab.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path):
+    out = tmp_path / "smoke"
+    db = out / "results.db"
+    first = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
+    time.sleep(20)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    before = _cells(db)
+    assert len(before) < 6, "the sweep finished within 20 s: the kill hit nothing"
+
+    second = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
+    text = second.communicate(timeout=600)[0]
+    assert second.returncode == 0, text
+    assert f"{len(before)} already finished, {6 - len(before)} to run" in text
+    after = _cells(db)
+    assert len(after) == 6 and len(set(after)) == 6 and set(before) <= set(after)
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert len(cells) == 6, cells  # no temp folder of the killed start is left behind
+    for name in cells:
+        record = json.loads((out / "cells" / name / "result.json").read_text())
+        assert 0 <= record["metrics"]["acc"] <= 100
+        assert (out / "cells" / name / "model.safetensors").stat().st_size > 0
+    rows = ResultStore(db).rows()
+    assert {tuple(json.loads(r["axes_json"]).values()) for r in rows} == {
+        (a, d) for a in ("badnets", "blended") for d in ("none", "ft", "at")
+    }
+
+    third = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
+    text = third.communicate(timeout=120)[0]
+    assert third.returncode == 0 and "6 already finished, 0 to run" in text, text
+    assert _cells(db) == after
+
+
+def _small(tiny_config) -> dict:
+    return {
+        "name": "small",
+        "base": tiny_config,
+        "resources": {"cpus": 1},
+        "axes": {
+            "attack": {
+                "badnets": {},
+                "blended": {"attack.name": "blended", "attack.patch_size": None},
+            },
+            "defense": {"none": {}, "ft": {"defense.name": "ft", "defense.epochs": 1}},
+        },
+    }
+
+
+def test_a_failed_cell_is_reported_and_the_rest_are_recorded(tiny_config, tmp_path):
+    spec = _small(tiny_config)
+    spec["axes"]["defense"]["diverging"] = {"train.lr": 1e30}  # fails: non-finite loss
+    lines: list[str] = []
+    r = sweep(spec, tmp_path, progress=False, say=lines.append)
+    assert r.ran == 4 and set(r.failures) == {
+        "attack=badnets,defense=diverging",
+        "attack=blended,defense=diverging",
+    }
+    assert len(_cells(tmp_path / "results.db")) == 4
+    assert any("FAILED" in line for line in lines)
+    again = sweep(spec, tmp_path, progress=False, say=lines.append)
+    assert again.skipped == 4 and again.ran == 0 and len(again.failures) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster():
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    start = [
+        str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+        "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        import ray
+
+        ray.shutdown()
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_the_ray_executor_gives_the_local_numbers(tiny_config, tmp_path, ray_cluster):
+    spec = _small(tiny_config)
+    local = sweep(spec, tmp_path / "local", progress=False, say=lambda _: None)
+    remote = sweep(
+        spec, tmp_path / "ray", executor="ray", address=ray_cluster, progress=False, say=print
+    )
+    assert local.ran == remote.ran == 4 and not remote.failures
+
+    def metrics(root: Path) -> dict:
+        return {
+            r["cell"]: (json.loads(r["metrics_json"]), r["acc"], r["asr"])
+            for r in ResultStore(root / "results.db").rows()
+        }
+
+    a, b = metrics(tmp_path / "local"), metrics(tmp_path / "ray")
+    assert a.keys() == b.keys() and len(a) == 4
+    for cell in a:
+        ma, mb = a[cell][0], b[cell][0]
+        assert (ma["acc"], ma["asr"], ma["ra"]) == (mb["acc"], mb["asr"], mb["ra"])
