@@ -6,7 +6,7 @@
     resources: {cpus: 2, gpus: 0}         # what one cell uses (its torch threads, Ray's request)
     axes:                                 # the cells are the cartesian product of the axes
       attack:                             # named variants: label -> overrides
-        badnets: {attack.name: badnets}
+        badnets: {base: ../mnist-badnets.yaml}   # a variant may bring its own base config
         blended: {attack.name: blended, attack.alpha: 0.2}
       rate: {attack.rate: [0.01, 0.05]}   # one key: a list axis (labels are the values)
       budget:                             # several keys of equal length: zipped
@@ -60,7 +60,7 @@ class SweepSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     title: str = ""
     profile: str | None = None
-    base: dict[str, Any]
+    base: dict[str, Any] = Field(default_factory=dict)
     set: dict[str, Any] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     axes: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -151,10 +151,12 @@ def load_sweep(source: str | Path | dict[str, Any], profile: str | None = None) 
             raise ConfigError(f"sweep {raw.get('name')!r} has no profile {profile!r} ({known})")
         raw = merge(raw, profiles[profile])
         raw["profile"] = profile
-    base = raw.get("base")
-    if isinstance(base, str):
-        path = Path(base) if Path(base).is_absolute() else where / base
-        raw["base"] = read_yaml(path)
+    if isinstance(raw.get("base"), str):
+        raw["base"] = _read_base(raw["base"], where)
+    for axis in (raw.get("axes") or {}).values():
+        for variant in axis.values() if isinstance(axis, dict) else []:
+            if isinstance(variant, dict) and isinstance(variant.get("base"), str):
+                variant["base"] = _read_base(variant["base"], where)
     try:
         return SweepSpec.model_validate(raw)
     except ValidationError as exc:
@@ -173,19 +175,27 @@ def _assign(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
         node.pop(path[-1], None)
 
 
+def _read_base(path: str, where: Path) -> dict[str, Any]:
+    return read_yaml(Path(path) if Path(path).is_absolute() else where / path)
+
+
 def expand(spec: SweepSpec) -> list[Cell]:
     """Every cell of the sweep, validated (one bad cell is an error naming it)."""
     axes = [[(name, *v) for v in _axis_values(name, s)] for name, s in spec.axes.items()]
     cells = []
     for combo in itertools.product(*axes):
-        raw = copy.deepcopy(spec.base)
+        bases = [over["base"] for _, _, over in combo if "base" in over]
+        if len(bases) > 1:
+            raise ConfigError("sweep: two axes of one cell each bring a base config")
+        raw = copy.deepcopy(bases[0] if bases else spec.base)
         labels = {}
         for key, value in spec.set.items():
             _assign(raw, key, value, f"sweep set {key!r}")
         for axis, label, overrides in combo:
             labels[axis] = label
             for key, value in overrides.items():
-                _assign(raw, key, value, f"axis {axis}={label}")
+                if key != "base":
+                    _assign(raw, key, value, f"axis {axis}={label}")
         raw["name"] = _slug("-".join([spec.name, *labels.values()]))
         try:
             cfg = load_config(raw)
