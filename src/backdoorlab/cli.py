@@ -163,6 +163,60 @@ def _sweep_tally(result, console: Console) -> None:
         )
 
 
+def _print_sections(sections, console: Console) -> None:
+    for s in sections:
+        if s.grid is None:
+            continue
+        table = Table(title=s.title, title_justify="left")
+        table.add_column(s.corner)
+        for c in s.grid.columns:
+            table.add_column(f"{c} ACC", justify="right")
+            table.add_column(f"{c} ASR", justify="right")
+        for label, cells in s.grid.pairs():
+            table.add_row(label, *(v for pair in cells for v in pair))
+        console.print(table)
+        for note in s.notes:
+            console.print(note, highlight=False)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.report import report
+
+    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+    path, sections = report(
+        args.db,
+        args.out,
+        sweep=args.sweep,
+        tables=args.table,
+        figures=args.figure,
+        fmt=args.format,
+        command=command,
+    )
+    _print_sections(sections, console)
+    console.print(f"wrote {path}")
+
+
+def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.reproduce import reproduce
+
+    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+    result, path, sections = reproduce(
+        args.name,
+        args.profile,
+        out=args.out,
+        report_to=args.report,
+        fmt=args.format,
+        executor=args.executor,
+        address=args.address,
+        progress=not args.quiet,
+        say=lambda line: console.print(line, highlight=False),
+        command=command,
+    )
+    _print_sections(sections, console)
+    console.print(f"wrote {path}")
+    _sweep_tally(result, console)
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
     for kind, entries in backdoorlab.list_components().items():
         table = Table(title=kind, show_header=False, title_justify="left")
@@ -292,6 +346,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="the sweep's tables (Markdown + CSV) and figures (PNG)")
+    p.add_argument("db", help="results database of a sweep (OUT/results.db)")
+    p.add_argument("--sweep", help="which sweep, where the database holds several")
+    p.add_argument("--table", action="append", default=[], help="only this table (repeatable)")
+    p.add_argument("--figure", action="append", default=[], help="only this figure (repeatable)")
+    p.add_argument("--format", default="md", choices=["md", "html"], help="html: one page")
+    p.add_argument("--out", help="path without suffix (default report/<sweep> beside the db)")
+    p.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not write the command line into the file",
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reproduce", help="run a paper's reproduction sweep and write its report")
+    p.add_argument("name", help="e.g. gao2023-table7 (configs/paper/gao2023/table7.yaml)")
+    p.add_argument("--profile", required=True, help="cpu (MNIST, minutes) or full (GPU)")
+    p.add_argument("--out", help="sweep folder (default runs/reproduce/<name>-<profile>)")
+    p.add_argument("--report", help="report path without suffix (default OUT/report/<name>)")
+    p.add_argument("--format", default="md", choices=["md", "html"])
+    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--address", help="ray: address of an existing cluster")
+    p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
+    p.add_argument(
+        "--no-record-command",
+        dest="record_command",
+        action="store_false",
+        help="do not write the command line into the file",
+    )
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

@@ -1,17 +1,104 @@
-"""An attack x defense table of ACC/ASR (the layout of Gao Table VII / Mu Table II) from runs.
+"""An attack x defense table of ACC/ASR (the layout of Gao Table VII / Mu Table II).
 
-The "no defense" column of a post-training defense's row comes from the infected model the run
-repaired (recorded in its result as metrics.infected), so it needs no separate run.
+`Grid` holds the numbers and renders them (Markdown, CSV rows, plain cells for HTML); the
+"Avg. Drop" row is the mean ACC and ASR drop of each column against the baseline column over the
+rows that have both (Gao Table VII). Published numbers, where given, stand beside ours.
+`defense_grid` builds one from run folders: the "no defense" column of a post-training defense's
+row comes from the infected model the run repaired (metrics.infected), so it needs no extra run.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.summary import pct, read_notes, read_run, written_by
+
+DROP = "Avg. Drop"
+
+
+@dataclass
+class Grid:
+    """ACC/ASR per (row, column) label, with the baseline column and published numbers."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]]
+    baseline: str | None = None
+    paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def _paper(self, r: str, c: str) -> list[float] | None:
+        return self.paper.get(r, {}).get(c)
+
+    def _drop(self, c: str, numbers) -> tuple[float, float] | None:
+        pairs = [(numbers(r, self.baseline), numbers(r, c)) for r in self.rows]
+        pairs = [(b, m) for b, m in pairs if b is not None and m is not None]
+        if not pairs or c == self.baseline:
+            return None
+        n = len(pairs)
+        return sum(b[0] - m[0] for b, m in pairs) / n, sum(b[1] - m[1] for b, m in pairs) / n
+
+    def _ours(self, r: str, c: str) -> tuple[float, float] | None:
+        m = self.cells.get((r, c))
+        return None if m is None or m.get("asr") is None else (m["acc"], m["asr"])
+
+    def drop(self, c: str) -> tuple[float, float] | None:
+        """Mean (ACC, ASR) drop of column `c` against the baseline column."""
+        return None if self.baseline is None else self._drop(c, self._ours)
+
+    def paper_drop(self, c: str) -> tuple[float, float] | None:
+        """The same from the published numbers."""
+        if self.baseline is None or not self.paper:
+            return None
+        return self._drop(c, lambda r, col: self._paper(r, col))
+
+    def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""
+
+        def text(ours: tuple[float, float] | None, paper: Any) -> tuple[str, str]:
+            out = ["-", "-"] if ours is None else [pct(ours[0]), pct(ours[1])]
+            if paper is not None:
+                out = [f"{o} ({p:.2f})" for o, p in zip(out, paper, strict=True)]
+            return out[0], out[1]
+
+        lines = [
+            (r, [text(self._ours(r, c), self._paper(r, c)) for c in self.columns])
+            for r in self.rows
+        ]
+        if self.baseline is not None:
+            lines.append((DROP, [text(self.drop(c), self.paper_drop(c)) for c in self.columns]))
+        return lines
+
+    def markdown(self, corner: str = "") -> list[str]:
+        """The table as Markdown lines."""
+        lines = [
+            f"| {corner} | " + " | ".join(f"{c} ACC | {c} ASR" for c in self.columns) + " |",
+            "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
+        ]
+        for label, cells in self.pairs():
+            label = f"**{label}**" if label == DROP else label
+            lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
+        return lines
+
+    def csv(self) -> str:
+        """One CSV line per (row, column): ours and the published ACC/ASR."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr"])
+        for r in self.rows:
+            for c in self.columns:
+                ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
+                w.writerow([r, c, *ours, *paper])
+        return buf.getvalue()
+
+    def missing(self) -> list[tuple[str, str]]:
+        """(row, column) pairs without a result."""
+        return [(r, c) for r in self.rows for c in self.columns if (r, c) not in self.cells]
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -35,8 +122,7 @@ def defense_grid(
     notes: str | Path | None = None,
     figures: list[tuple[str, str]] = (),
 ) -> Path:
-    """Write `out` (Markdown): one row per attack, ACC | ASR per defense, plus the Avg. Drop row
-    (mean ACC and ASR drop of each defense against no defense over the attacks it ran on)."""
+    """Write `out` (Markdown): one row per attack, ACC | ASR per defense, plus the Avg. Drop row."""
     if not run_dirs:
         raise ConfigError("defense grid: no run folders given")
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -45,36 +131,13 @@ def defense_grid(
         attack, defense = _attack(r), _label(r)
         cells[(attack, defense)] = r["metrics"]
         infected = r["metrics"].get("infected")
-        if infected:
+        if infected and "metrics" in infected:
             cells.setdefault((attack, "none"), infected["metrics"])
     attacks = sorted({a for a, _ in cells})
     defenses = sorted({d for _, d in cells}, key=lambda d: (d != "none", d))
+    grid = Grid(attacks, defenses, cells, baseline="none")
     note_text = read_notes(notes)
-    lines = [f"# {title}", "", *written_by(command)]
-    lines += [
-        "| attack | " + " | ".join(f"{d} ACC | {d} ASR" for d in defenses) + " |",
-        "| --- | " + " | ".join("---: | ---:" for _ in defenses) + " |",
-    ]
-    for a in attacks:
-        row = []
-        for d in defenses:
-            m = cells.get((a, d))
-            row.append("- | -" if m is None else f"{pct(m['acc'])} | {pct(m.get('asr'))}")
-        lines.append(f"| {a} | " + " | ".join(row) + " |")
-    drops = []
-    for d in defenses:
-        pairs = [
-            (cells[(a, "none")], cells[(a, d)])
-            for a in attacks
-            if (a, "none") in cells and (a, d) in cells and d != "none"
-        ]
-        if not pairs:
-            drops.append("- | -")
-            continue
-        acc = sum(b["acc"] - m["acc"] for b, m in pairs) / len(pairs)
-        asr = sum(b["asr"] - m["asr"] for b, m in pairs) / len(pairs)
-        drops.append(f"{acc:.2f} | {asr:.2f}")
-    lines += ["| **Avg. Drop** | " + " | ".join(drops) + " |", ""]
+    lines = [f"# {title}", "", *written_by(command), *grid.markdown("attack"), ""]
     if note_text:
         lines += [note_text, ""]
     for caption, path in figures:

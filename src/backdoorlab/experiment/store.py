@@ -100,7 +100,7 @@ class ResultStore:
         with self._connect() as con:
             con.execute(
                 "INSERT OR REPLACE INTO sweeps (name, updated, spec_json) VALUES (?, ?, ?)",
-                (name, now, json.dumps(spec, sort_keys=True)),
+                (name, now, json.dumps(spec)),  # keeps the order of axes and labels
             )
 
     def sweeps(self) -> dict[str, dict[str, Any]]:

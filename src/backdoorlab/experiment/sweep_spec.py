@@ -71,7 +71,7 @@ class SweepSpec(BaseModel):
     @classmethod
     def _axes(cls, axes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, spec in axes.items():
-            _axis_values(name, spec)  # raises on a malformed axis
+            axis_values(name, spec)  # raises on a malformed axis
         return axes
 
 
@@ -102,7 +102,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
 
 
-def _axis_values(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def axis_values(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(label, overrides) for each value of one axis."""
     if not spec:
         raise ConfigError(f"sweep axis {name!r} has no values")
@@ -181,7 +181,7 @@ def _read_base(path: str, where: Path) -> dict[str, Any]:
 
 def expand(spec: SweepSpec) -> list[Cell]:
     """Every cell of the sweep, validated (one bad cell is an error naming it)."""
-    axes = [[(name, *v) for v in _axis_values(name, s)] for name, s in spec.axes.items()]
+    axes = [[(name, *v) for v in axis_values(name, s)] for name, s in spec.axes.items()]
     cells = []
     for combo in itertools.product(*axes):
         bases = [over["base"] for _, _, over in combo if "base" in over]

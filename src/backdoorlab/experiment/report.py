@@ -1,0 +1,354 @@
+"""Reports of a sweep's results database: the papers' tables and figures, as Markdown + CSV + PNG
+or as one self-contained HTML page.
+
+The layouts come from the `reports` section of the sweep file (stored in the database by the
+sweep), each entry one of REPORT_KINDS:
+
+    table7: {kind: grid, rows: attack, columns: defense, baseline: none, paper: {...}}
+    fig2:   {kind: lines, x: defense.eps, panels: defense.threat, lines: attack}
+    fig3:   {kind: curve, lines: attack, where: {defense: aft}}
+
+`rows`, `columns`, `x`, `panels` and `lines` name an axis of the sweep or a dotted config key;
+`where` keeps the cells with those labels (or config values).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.grid_report import Grid
+from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.store import ResultStore
+from backdoorlab.experiment.summary import pct, written_by
+from backdoorlab.experiment.sweep_spec import axis_values
+
+
+@dataclass
+class Cell:
+    """A finished cell as the report reads it."""
+
+    key: str
+    axes: dict[str, str]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    def value(self, name: str) -> str:
+        """The cell's label on axis `name`, or the config value at dotted key `name`."""
+        if name in self.axes:
+            return self.axes[name]
+        node: Any = self.config
+        for part in name.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"report: {name!r} is neither an axis nor a config key")
+            node = node[part]
+        return str(node)
+
+
+@dataclass
+class Section:
+    """One table or figure of a report."""
+
+    id: str
+    kind: str
+    title: str
+    grid: Grid | None = None
+    corner: str = ""
+    figure: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    links: dict[tuple[str, str], str] = field(default_factory=dict)  # grid cell -> cell key
+
+
+def _cells(store: ResultStore, sweep: str) -> list[Cell]:
+    return [
+        Cell(
+            r["cell"],
+            json.loads(r["axes_json"]),
+            json.loads(r["config_json"]),
+            json.loads(r["metrics_json"]),
+        )
+        for r in store.rows()
+        if r["sweep"] == sweep
+    ]
+
+
+def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
+    """Labels of an axis in declaration order (config values in order of appearance)."""
+    if name in spec["axes"]:
+        return [label for label, _ in axis_values(name, spec["axes"][name])]
+    seen: dict[str, None] = {}
+    for c in cells:
+        seen.setdefault(c.value(name))
+    return list(seen)
+
+
+def _select(entry: dict[str, Any], cells: list[Cell]) -> list[Cell]:
+    where = entry.get("where", {})
+    return [c for c in cells if all(c.value(k) == str(v) for k, v in where.items())]
+
+
+def _grid(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
+) -> Section:
+    rows, cols = entry["rows"], entry["columns"]
+    chosen = _select(entry, cells)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    links = {}
+    for c in chosen:
+        key = (c.value(rows), c.value(cols))
+        if key in found:
+            raise ConfigError(
+                f"report {rid}: several cells at {rows}={key[0]}, {cols}={key[1]}; pin the other "
+                "axes with `where`"
+            )
+        found[key], links[key] = c.metrics, c.key
+    grid = Grid(
+        _order(spec, rows, chosen),
+        _order(spec, cols, chosen),
+        found,
+        baseline=entry.get("baseline"),
+        paper=entry.get("paper", {}),
+    )
+    notes = []
+    if grid.paper:
+        notes.append("In parentheses: the paper's published numbers.")
+    if grid.missing():
+        cells_text = ", ".join(f"{r}/{c}" for r, c in grid.missing())
+        notes.append(f"Not run yet (or failed): {cells_text}.")
+    (out.parent / f"{out.name}-{rid}.csv").write_text(grid.csv())
+    title = entry.get("title", rid)
+    return Section(rid, "grid", title, grid=grid, corner=rows, notes=notes, links=links)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _lines(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
+) -> Section:
+    """ACC (dashed) and ASR (solid) against a numeric x, one panel per `panels`, one colour per
+    `lines` (Gao Fig. 2)."""
+    chosen = _select(entry, cells)
+    x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
+    panels = _order(spec, panels_key, chosen) if panels_key else [""]
+    lines = _order(spec, lines_key, chosen)
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for i, line in enumerate(lines):
+            pts = sorted(
+                (float(c.value(x)), c.metrics["acc"], c.metrics.get("asr"))
+                for c in chosen
+                if c.value(lines_key) == line and (not panels_key or c.value(panels_key) == panel)
+            )
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            colour = colours[i % len(colours)]
+            ax.plot(xs, [p[1] for p in pts], "--s", c=colour, ms=3, label=f"{line} ACC")
+            if pts[0][2] is not None:
+                ax.plot(xs, [p[2] for p in pts], "-o", c=colour, ms=3, label=f"{line} ASR")
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel(x)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("%  (ACC dashed, ASR solid)")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(entry.get("title", rid), fontsize=10)
+    fig.tight_layout()
+    path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
+    return Section(rid, "figure", entry.get("title", rid), figure=path)
+
+
+def _curve(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
+) -> Section:
+    """ACC (dashed) and ASR (solid) against AFT steps, one colour per `lines` (Mu Fig. 3)."""
+    chosen = [c for c in _select(entry, cells) if c.metrics.get("aft_curve")]
+    lines_key = entry["lines"]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, line in enumerate(_order(spec, lines_key, chosen)):
+        for c in (c for c in chosen if c.value(lines_key) == line):
+            curve = c.metrics["aft_curve"]
+            steps = [p["step"] for p in curve]
+            colour = colours[i % len(colours)]
+            ax.plot(steps, [p["acc"] for p in curve], "--", c=colour, label=f"{line} ACC")
+            ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("%  (ACC dashed, ASR solid)")
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(entry.get("title", rid), fontsize=10)
+    fig.tight_layout()
+    path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
+    notes = [] if chosen else ["No cell holds an AFT curve yet."]
+    return Section(rid, "figure", entry.get("title", rid), figure=path, notes=notes)
+
+
+REPORT_KINDS: dict[str, Callable[..., Section]] = {"grid": _grid, "lines": _lines, "curve": _curve}
+
+
+def _markdown(title: str, notes: str, sections: list[Section], command: str | None) -> str:
+    lines = [f"# {title}", "", *written_by(command)]
+    if notes:
+        lines += [notes, ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        if s.grid is not None:
+            lines += [*s.grid.markdown(s.corner), ""]
+        if s.figure is not None:
+            lines += [f"![{s.title}]({s.figure.name})", ""]
+        lines += [*(f"{n}\n" for n in s.notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:76em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+thead th{background:#f3f3f3} tr.drop td{font-weight:bold;background:#fafafa}
+td a{color:inherit;text-decoration:none;border-bottom:1px dotted #888}
+img{max-width:100%;border:1px solid #eee} pre{background:#f7f7f7;padding:.6em;overflow:auto}
+details{margin:.2em 0} summary{cursor:pointer} .muted{color:#666}
+"""
+
+_JS = """
+function openCell(){var d=document.getElementById(location.hash.slice(1));
+if(d&&d.tagName==='DETAILS'){d.open=true;d.scrollIntoView();}}
+window.addEventListener('hashchange',openCell);window.addEventListener('load',openCell);
+"""
+
+
+def _html(
+    title: str, notes: str, sections: list[Section], cells: list[Cell], command: str | None
+) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>",
+        f"<h1>{e(title)}</h1>",
+    ]
+    if command:
+        parts.append(f'<p class="muted">Written by <code>{e(command)}</code>.</p>')
+    if notes:
+        parts.append(f"<p>{e(notes)}</p>")
+    for s in sections:
+        parts.append(f'<h2 id="{e(s.id)}">{e(s.title)}</h2>')
+        if s.grid is not None:
+            g = s.grid
+            head = "".join(f"<th>{e(c)} ACC</th><th>{e(c)} ASR</th>" for c in g.columns)
+            parts.append(f"<table><thead><tr><th>{e(s.corner)}</th>{head}</tr></thead><tbody>")
+            for label, row in g.pairs():
+                cls = ' class="drop"' if label not in g.rows else ""
+                tds = []
+                for col, (acc, asr) in zip(g.columns, row, strict=True):
+                    key = s.links.get((label, col))
+                    for v in (acc, asr):
+                        v = e(v)
+                        tds.append(
+                            f'<td><a href="#cell-{key[:12]}">{v}</a></td>'
+                            if key
+                            else f"<td>{v}</td>"
+                        )
+                parts.append(f"<tr{cls}><td>{e(label)}</td>{''.join(tds)}</tr>")
+            parts.append("</tbody></table>")
+        if s.figure is not None:
+            data = base64.b64encode(s.figure.read_bytes()).decode()
+            parts.append(f'<p><img alt="{e(s.title)}" src="data:image/png;base64,{data}"></p>')
+        parts += [f"<p>{e(n)}</p>" for n in s.notes]
+    parts.append('<h2>Cells</h2><p class="muted">Click a cell to see its resolved config.</p>')
+    for c in cells:
+        label = ", ".join(f"{k}={v}" for k, v in c.axes.items())
+        m = c.metrics
+        config = e(yaml.safe_dump(c.config, sort_keys=False))
+        parts.append(
+            f'<details id="cell-{c.key[:12]}"><summary>{e(label)}: ACC {pct(m.get("acc"))}, '
+            f"ASR {pct(m.get('asr'))}</summary><pre>{config}</pre></details>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def report(
+    db: str | Path,
+    out: str | Path | None = None,
+    *,
+    sweep: str | None = None,
+    tables: list[str] | None = None,
+    figures: list[str] | None = None,
+    fmt: str = "md",
+    command: str | None = None,
+) -> tuple[Path, list[Section]]:
+    """Write the report of sweep `sweep` (default: the only one) held in `db`.
+
+    `out` is the stem of what is written (default: the report/<sweep> beside the database): with
+    fmt 'md' OUT.md plus OUT-<table>.csv and OUT-<figure>.png, with 'html' one OUT.html.
+    `tables` and `figures` keep the named ones (all without either). Returns the main file and
+    the sections.
+    """
+    if fmt not in ("md", "html"):
+        raise ConfigError(f"--format: unknown {fmt!r} (md or html)")
+    db = Path(db)
+    if not db.is_file():
+        raise ConfigError(f"{db}: no results database there")
+    store = ResultStore(db)
+    specs = store.sweeps()
+    if not specs:
+        raise ConfigError(f"{db} holds no sweep (reports read the layout a sweep recorded)")
+    if sweep is None:
+        if len(specs) > 1:
+            raise ConfigError(f"{db} holds several sweeps ({', '.join(specs)}): name one")
+        sweep = next(iter(specs))
+    if sweep not in specs:
+        raise ConfigError(f"{db} holds no sweep {sweep!r} ({', '.join(specs)})")
+    spec = specs[sweep]
+    entries = spec.get("reports", {})
+    only = [*(tables or []), *(figures or [])]
+    unknown = sorted(set(only) - set(entries))
+    if unknown:
+        raise ConfigError(
+            f"report: {', '.join(unknown)} not in the sweep's reports ({', '.join(entries)})"
+        )
+    for names, want in ((tables or [], True), (figures or [], False)):
+        for rid in names:
+            if (entries[rid].get("kind") == "grid") != want:
+                raise ConfigError(f"report: {rid} is not a {'table' if want else 'figure'}")
+    stem = Path(out) if out is not None else db.parent / "report" / sweep
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cells = _cells(store, sweep)
+    sections = []
+    for rid, entry in entries.items():
+        if only and rid not in only:
+            continue
+        kind = entry.get("kind")
+        if kind not in REPORT_KINDS:
+            raise ConfigError(f"report {rid}: unknown kind {kind!r} ({', '.join(REPORT_KINDS)})")
+        sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
+    title = spec.get("title") or sweep
+    notes = spec.get("notes", "")
+    if fmt == "html":
+        page = _html(title, notes, sections, cells, command)
+        return write_text(stem.with_suffix(".html"), page), sections
+    text = _markdown(title, notes, sections, command)
+    return write_text(stem.with_suffix(".md"), text), sections

@@ -1,0 +1,115 @@
+"""Reports from a results database: the papers' layouts, CSV, figures and one HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.report import report
+from backdoorlab.experiment.store import COLUMNS, ResultStore
+
+SPEC = {
+    "name": "toy",
+    "title": "Toy table",
+    "axes": {
+        "attack": {"badnets": {}, "blended": {}},
+        "defense": {"none": {}, "cat": {}, "aft": {}},
+        "eps": {"defense.eps": [0.1, 0.2]},
+    },
+    "reports": {
+        "t": {
+            "kind": "grid",
+            "rows": "attack",
+            "columns": "defense",
+            "baseline": "none",
+            "where": {"eps": 0.1},
+            "paper": {"badnets": {"none": [90.0, 100.0], "cat": [80.0, 4.0]}},
+        },
+        "f": {"kind": "lines", "x": "defense.eps", "panels": "attack", "lines": "defense"},
+        "c": {"kind": "curve", "lines": "attack", "where": {"defense": "aft"}},
+    },
+}
+NUMBERS = {  # (attack, defense) -> (acc, asr) at eps 0.1; eps 0.2 is 1 ACC point lower
+    ("badnets", "none"): (98.0, 100.0),
+    ("badnets", "cat"): (95.0, 2.0),
+    ("badnets", "aft"): (97.0, 5.0),
+    ("blended", "none"): (97.0, 99.0),
+    ("blended", "cat"): (93.0, 1.0),
+}
+
+
+def _db(tmp_path):
+    store = ResultStore(tmp_path / "results.db")
+    store.put_sweep("toy", SPEC)
+    for i, ((a, d), (acc, asr)) in enumerate(NUMBERS.items()):
+        for j, eps in enumerate((0.1, 0.2)):
+            metrics = {"acc": acc - j, "asr": asr}
+            if d == "aft":
+                metrics["aft_curve"] = [
+                    {"step": 0, "acc": 98.0, "asr": 100.0},
+                    {"step": 5, "acc": acc, "asr": asr},
+                ]
+            row = {c: None for c in COLUMNS}
+            row.update(
+                run_id=f"r{i}-{j}", created="now", name=f"{a}-{d}", config_hash=f"h{i}{j}",
+                dataset="digits", model="small_cnn", attack=a, defense=d, seed=0, status="finished",
+                config_json={"attack": {"name": a}, "defense": {"name": d, "eps": eps}},
+                metrics_json=metrics, timings_json={}, versions_json={}, sweep="toy",
+                cell=f"cell{i}{j}" + "0" * 20, axes_json={"attack": a, "defense": d, "eps": str(eps)},
+            )  # fmt: skip
+            store.add(row)
+    return store.path
+
+
+def test_grid_in_the_papers_layout_with_published_numbers_drops_and_csv(tmp_path):
+    path, sections = report(_db(tmp_path), tmp_path / "out" / "toy", tables=["t"])
+    text = path.read_text()
+    assert "| attack | none ACC | none ASR | cat ACC | cat ASR | aft ACC | aft ASR |" in text
+    assert "| badnets | 98.00 (90.00) | 100.00 (100.00) | 95.00 (80.00) | 2.00 (4.00) |" in text
+    assert "| blended | 97.00 | 99.00 | 93.00 | 1.00 | - | - |" in text
+    # Avg. Drop: cat (3+4)/2 ACC and (98+98)/2 ASR; paper over badnets alone: 10 and 96
+    assert "| **Avg. Drop** | - | - | 3.50 (10.00) | 98.00 (96.00) | 1.00 | 95.00 |" in text
+    assert "Not run yet (or failed): blended/aft." in text
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "toy-t.csv").read_text())))
+    assert len(rows) == 6
+    cat = next(r for r in rows if r["row"] == "badnets" and r["column"] == "cat")
+    assert (cat["acc"], cat["asr"], cat["paper_acc"], cat["paper_asr"]) == (
+        "95.0",
+        "2.0",
+        "80.0",
+        "4.0",
+    )
+    assert [s.id for s in sections] == ["t"]
+
+
+def test_figures_are_pngs_and_html_is_one_valid_self_contained_page(tmp_path):
+    html5lib = pytest.importorskip("html5lib")
+    db = _db(tmp_path)
+    md, sections = report(db, tmp_path / "r" / "toy")
+    for fid in ("f", "c"):
+        assert (tmp_path / "r" / f"toy-{fid}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![" in md.read_text()
+    page, _ = report(db, tmp_path / "h" / "toy", fmt="html")
+    text = page.read_text()
+    html5lib.HTMLParser(strict=True).parse(text)  # raises on any parse error
+    assert text.count("data:image/png;base64,") == 2
+    assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere
+    assert text.count('<details id="cell-') == 10  # every cell's config, on click
+    # each table cell links to its cell's config
+    assert '<a href="#cell-cell00' in text and 'id="cell-cell00' in text
+
+
+def test_bad_report_requests_are_one_line_errors(tmp_path):
+    db = _db(tmp_path)
+    with pytest.raises(ConfigError, match="x not in the sweep's reports"):
+        report(db, tables=["x"])
+    with pytest.raises(ConfigError, match="f is not a table"):
+        report(db, tables=["f"])
+    with pytest.raises(ConfigError, match="no results database"):
+        report(tmp_path / "none.db")
+    with pytest.raises(ConfigError, match="no sweep 'other'"):
+        report(db, sweep="other")
+    assert not (tmp_path / "report").exists()  # nothing written by a failed request

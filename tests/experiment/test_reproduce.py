@@ -1,0 +1,48 @@
+"""Reproduction sweeps: every paper sweep is valid at both profiles; names resolve or are listed."""
+
+from __future__ import annotations
+
+import pytest
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.grid_report import Grid
+from backdoorlab.experiment.reproduce import paper_sweeps, reproduce
+from backdoorlab.experiment.sweep_spec import expand, load_sweep
+
+
+def test_every_paper_sweep_expands_at_the_cpu_and_full_profiles():
+    sweeps = paper_sweeps()
+    assert {"gao2023-table7", "mu2022-table2"} <= set(sweeps)
+    for name, path in sweeps.items():
+        for profile in ("cpu", "full"):
+            spec = load_sweep(path, profile)
+            cells = expand(spec)
+            assert cells, name
+            datasets = {c.config.dataset.name for c in cells}
+            if profile == "cpu":
+                assert datasets <= {"mnist", "digits"}, (name, datasets)
+                assert {c.config.model.name for c in cells} == {"small_cnn"}
+            else:
+                assert datasets.isdisjoint({"mnist", "digits"}), (name, datasets)
+            for entry in spec.reports.values():  # every report names real axes or keys
+                for key in ("rows", "columns", "lines", "panels"):
+                    if key in entry:
+                        assert entry[key] in spec.axes or "." in entry[key], (name, entry[key])
+
+
+def test_table7_published_numbers_give_the_papers_avg_drop_row():
+    """The transcription of Gao Table VII reproduces the paper's own Avg. Drop row."""
+    spec = load_sweep(paper_sweeps()["gao2023-table7"], "cpu")
+    entry = spec.reports["table7"]
+    grid = Grid(list(entry["paper"]), ["none", "fp", "nad", "dpsgd", "abl", "cat"], {}, "none",
+                entry["paper"])  # fmt: skip
+    printed = {"fp": (4.08, 35.43), "nad": (8.34, 89.17), "dpsgd": (23.06, 28.42),
+               "abl": (13.61, 48.31), "cat": (14.33, 81.26)}  # fmt: skip
+    for col, (acc, asr) in printed.items():
+        ours = grid.paper_drop(col)
+        assert ours == pytest.approx((acc, asr), abs=0.006), col
+
+
+def test_an_unknown_reproduction_names_the_known_ones():
+    with pytest.raises(ConfigError, match="no reproduction sweep 'gao2023-table99'.*gao2023-table7"):
+        reproduce("gao2023-table99", "cpu")
