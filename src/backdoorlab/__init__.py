@@ -19,8 +19,11 @@ from backdoorlab.experiment import (  # noqa: E402
     load_config,
     load_model,
     plot_triggers,
+    report,
+    reproduce,
     run,
     summarize,
+    sweep,
 )
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
 
@@ -63,6 +66,9 @@ __all__ = [
     "register_dataset",
     "register_defense",
     "register_model",
+    "report",
+    "reproduce",
     "run",
     "summarize",
+    "sweep",
 ]

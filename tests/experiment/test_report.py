@@ -58,7 +58,8 @@ def _db(tmp_path):
                 dataset="digits", model="small_cnn", attack=a, defense=d, seed=0, status="finished",
                 config_json={"attack": {"name": a}, "defense": {"name": d, "eps": eps}},
                 metrics_json=metrics, timings_json={}, versions_json={}, sweep="toy",
-                cell=f"cell{i}{j}" + "0" * 20, axes_json={"attack": a, "defense": d, "eps": str(eps)},
+                cell=f"cell{i}{j}" + "0" * 20,
+                axes_json={"attack": a, "defense": d, "eps": str(eps)},
             )  # fmt: skip
             store.add(row)
     return store.path

@@ -3,9 +3,12 @@
 from backdoorlab.experiment.budget_report import budget_report
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import prepare, resolve_device
+from backdoorlab.experiment.report import report
+from backdoorlab.experiment.reproduce import reproduce
 from backdoorlab.experiment.runner import RunResult, load_model, run
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.summary import summarize
+from backdoorlab.experiment.sweep import sweep
 from backdoorlab.experiment.triggers import plot_triggers
 
 __all__ = [
@@ -17,7 +20,10 @@ __all__ = [
     "load_model",
     "plot_triggers",
     "prepare",
+    "report",
+    "reproduce",
     "resolve_device",
     "run",
     "summarize",
+    "sweep",
 ]

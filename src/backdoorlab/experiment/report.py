@@ -129,6 +129,17 @@ def _grid(
     return Section(rid, "grid", title, grid=grid, corner=rows, notes=notes, links=links)
 
 
+def _legend(fig, axes) -> None:
+    """One legend for every panel, each label once."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    axes[-1].legend(
+        handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5)
+    )
+
+
 def _plt():
     import matplotlib
 
@@ -169,7 +180,7 @@ def _lines(
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("%  (ACC dashed, ASR solid)")
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _legend(fig, list(axes[0]))
     fig.suptitle(entry.get("title", rid), fontsize=10)
     fig.tight_layout()
     path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
@@ -196,7 +207,7 @@ def _curve(
     ax.set_ylabel("%  (ACC dashed, ASR solid)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _legend(fig, [ax])
     ax.set_title(entry.get("title", rid), fontsize=10)
     fig.tight_layout()
     path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
