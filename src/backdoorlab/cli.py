@@ -144,8 +144,9 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
         executor=args.executor,
         address=args.address,
         cache=args.cache,
+        cpus=args.cpus,
         progress=not args.quiet,
-        say=lambda line: console.print(line, highlight=False),
+        say=lambda line: console.print(line, highlight=False, soft_wrap=True),
     )
     _sweep_tally(result, console)
 
@@ -208,8 +209,9 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
         fmt=args.format,
         executor=args.executor,
         address=args.address,
+        cpus=args.cpus,
         progress=not args.quiet,
-        say=lambda line: console.print(line, highlight=False),
+        say=lambda line: console.print(line, highlight=False, soft_wrap=True),
         command=command,
     )
     _print_sections(sections, console)
@@ -344,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", help="local (default) or ray")
     p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
     p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
+    p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
     p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
     p.set_defaults(func=cmd_sweep)
 
@@ -370,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md", choices=["md", "html"])
     p.add_argument("--executor", default="local", help="local (default) or ray")
     p.add_argument("--address", help="ray: address of an existing cluster")
+    p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
     p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
     p.add_argument(
         "--no-record-command",

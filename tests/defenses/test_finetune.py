@@ -79,9 +79,11 @@ def test_ft_and_aft_repair_the_cached_infected_model(tiny_config, tmp_path):
     assert len(list((cache / "infected").iterdir())) == 2
 
 
-def test_training_time_defenses_do_not_use_the_cache(tiny_config, tmp_path):
-    r = run(tiny_config, cache=tmp_path / "cache", save=False, progress=False)
-    assert "infected" not in r.metrics and not (tmp_path / "cache").exists()
+def test_training_time_defenses_do_not_use_the_infected_model_cache(tiny_config, tmp_path):
+    cfg = {**tiny_config, "defense": {"name": "mixup"}}
+    r = run(cfg, cache=tmp_path / "cache", save=False, progress=False)
+    assert "infected" not in r.metrics and not (tmp_path / "cache" / "infected").exists()
+    assert len(list((tmp_path / "cache" / "poisoned").iterdir())) == 1  # the poisoned set is
 
 
 def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.config import apply_overrides, load_config, parse_override
+from backdoorlab.experiment.config import apply_overrides, load_config, parse_override, read_yaml
+from backdoorlab.experiment.sweep_spec import expand, load_sweep
 
 
 def test_sections_are_validated_by_their_component(tiny_config):
@@ -70,4 +71,9 @@ def test_repository_configs_validate():
     configs = sorted((repo / "configs").rglob("*.yaml"))
     assert configs
     for path in configs:
-        load_config(path)
+        raw = read_yaml(path)
+        if "axes" not in raw:
+            load_config(path)
+            continue
+        for profile in raw.get("profiles") or [None]:  # a sweep file: every cell of each profile
+            assert expand(load_sweep(path, profile)), path

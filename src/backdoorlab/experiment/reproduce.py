@@ -38,6 +38,7 @@ def reproduce(
     fmt: str = "md",
     executor: str = "local",
     address: str | None = None,
+    cpus: int | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
     command: str | None = None,
@@ -57,6 +58,7 @@ def reproduce(
         profile=profile,
         executor=executor,
         address=address,
+        cpus=cpus,
         progress=progress,
         say=say,
     )

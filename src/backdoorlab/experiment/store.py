@@ -85,7 +85,10 @@ class ResultStore:
                 value = json.dumps(value, sort_keys=True)
             row.append(value)
         marks = ", ".join("?" for _ in COLUMNS)
-        sql = f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}) VALUES ({marks})"
+        sql = (
+            f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT (cell) DO NOTHING"
+        )
         with self._connect() as con:
             return con.execute(sql, row).rowcount == 1
 

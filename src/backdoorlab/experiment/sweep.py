@@ -45,11 +45,21 @@ def sweep(
     address: str | None = None,
     cache: str | Path | None = None,
     retries: int = 3,
+    cpus: int | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Run the cells of `source` that OUT/results.db does not hold yet; returns the tally."""
+    """Run the cells of `source` that OUT/results.db does not hold yet; returns the tally.
+
+    `cpus` replaces the sweep's resources.cpus (threads per cell) on this start.
+    """
     spec = source if isinstance(source, SweepSpec) else load_sweep(source, profile)
+    if cpus is not None:
+        if cpus < 1:
+            raise ConfigError(f"--cpus: must be >= 1 (got {cpus})")
+        spec = spec.model_copy(
+            update={"resources": spec.resources.model_copy(update={"cpus": cpus})}
+        )
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: unknown {executor!r} (known: {', '.join(EXECUTORS)})")
     cells = expand(spec)
@@ -64,7 +74,8 @@ def sweep(
     result = SweepResult(spec, cells, store.path, skipped=len(cells) - len(todo))
     say(
         f"sweep {spec.name}{f' ({spec.profile})' if spec.profile else ''}: {len(cells)} cells, "
-        f"{result.skipped} already finished, {len(todo)} to run on the {executor} executor"
+        f"{result.skipped} already finished, {len(todo)} to run on the {executor} executor "
+        f"({spec.resources.cpus} CPU threads per cell)"
     )
     if not todo:
         return result
