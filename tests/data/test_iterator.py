@@ -59,3 +59,12 @@ def test_flip_flips_about_half_and_nothing_else():
     same = torch.tensor([torch.equal(o, xi) for o, xi in zip(out, x, strict=True)])
     assert torch.all(flipped | same)
     assert 60 < int(flipped.sum()) < 140
+
+
+def test_augmenting_uint8_gives_the_float_result_exactly():
+    """BatchIterator augments the stored uint8 images before converting them."""
+    u8 = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    aug = Augment(crop_padding=2, flip=True)
+    a = aug(u8, torch.Generator().manual_seed(3)).float().div_(255)
+    b = aug(u8.float().div_(255), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)

@@ -17,6 +17,7 @@ from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import MODELS, ModelConfig
 from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.perf import Performance
 
 _SECTION_REGISTRIES = {"dataset": DATASETS, "model": MODELS, "attack": ATTACKS, "defense": DEFENSES}
 
@@ -36,6 +37,7 @@ class ExperimentConfig(BaseModel):
         default_factory=lambda: DEFENSES.validate({"name": "none"})
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    performance: Performance = Field(default_factory=Performance)
 
     @field_validator("dataset", "model", "attack", "defense", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from backdoorlab.metrics.core import evaluate
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.train.hooks import Hook
 from backdoorlab.train.loop import TrainState, fit
+from backdoorlab.train.perf import performance
 
 
 class EvalHook(Hook):
@@ -102,6 +103,18 @@ def run(
     defenses that save: `cache` beside the run folder; no cache otherwise).
     """
     cfg = load_config(config, overrides)
+    with performance(cfg.performance):
+        return _run(cfg, out, db, save, progress, cache)
+
+
+def _run(
+    cfg: ExperimentConfig,
+    out: str | Path | None,
+    db: str | Path | bool | None,
+    save: bool,
+    progress: bool,
+    cache: str | Path | None,
+) -> RunResult:
     defense = build_defense(cfg.defense)
     if out is None:
         stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"

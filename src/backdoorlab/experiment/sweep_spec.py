@@ -88,8 +88,9 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """The hash that identifies the cell in the results database: its config but the name."""
-        blob = {k: v for k, v in self.config.to_dict().items() if k != "name"}
+        """The hash that identifies the cell in the results database: its config but the name
+        and the performance switches (how it runs, not what it computes)."""
+        blob = {k: v for k, v in self.config.to_dict().items() if k not in ("name", "performance")}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     @property

@@ -13,6 +13,7 @@ from torch import nn
 
 from backdoorlab.perturb.threats import Threat
 from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.perf import prepare_batch, prepare_model
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -32,19 +33,30 @@ def pgd_delta(
 ) -> torch.Tensor:
     """The perturbation that maximises `loss(model(apply(x, delta)), y)` (minimises: targeted).
 
-    Gradients are taken with respect to the perturbation only; BatchNorm runs in `bn_mode`.
+    Gradients are taken with respect to the perturbation only (the parameters are frozen while
+    crafting, so no activation is kept for their gradients); BatchNorm runs in `bn_mode`. The
+    perturbation and its projection stay in x's dtype under autocast.
     """
     was_training = model.training
     model.train(bn_mode == "train")
+    prepare_model(model)
+    x = prepare_batch(x)
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     sign = -1.0 if targeted else 1.0
-    delta = threat.init(x, random_start)
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        value = loss(model(threat.apply(x, delta)), y)
-        (grad,) = torch.autograd.grad(value, delta)
-        with torch.no_grad():
-            delta = threat.project(threat.step(delta, sign * grad, alpha), x)
-    model.train(was_training)
+    try:
+        delta = threat.init(x, random_start)
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            value = loss(model(threat.apply(x, delta)).float(), y)
+            (grad,) = torch.autograd.grad(value, delta)
+            with torch.no_grad():
+                delta = threat.project(threat.step(delta, sign * grad, alpha), x)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
     return delta.detach()
 
 

@@ -25,6 +25,7 @@ from backdoorlab.errors import TrainingDivergedError
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.optim import build_optimizer, build_scheduler
+from backdoorlab.train.perf import autocast, current, prepare_batch, prepare_model
 
 
 @dataclass
@@ -124,9 +125,12 @@ def fit(
         augment=Augment(cfg.crop_padding, cfg.flip) if cfg.crop_padding or cfg.flip else None,
         seed=seed,
     )
+    prepare_model(model)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(iterator))
-    state = TrainState(model, optimizer, scheduler, cfg, data)
+    # the compiled module shares the parameters; hooks and evaluation run it too
+    runner = torch.compile(model) if current().compile else model
+    state = TrainState(runner, optimizer, scheduler, cfg, data)
     for h in hooks:
         h.on_fit_start(state)
     refresh = max(1, len(iterator) // 10)
@@ -144,11 +148,12 @@ def fit(
             correct = torch.zeros((), dtype=torch.int64, device=data.device)
             seen = 0
             for i, (x, y, idx) in enumerate(iterator):
-                batch = Batch(x, y, idx)
-                for h in hooks:
-                    batch = h.transform(state, batch)
+                batch = Batch(prepare_batch(x), y, idx)
                 optimizer.zero_grad(set_to_none=True)
-                loss, logits = _step(hooks, state, batch)
+                with autocast(data.device):
+                    for h in hooks:
+                        batch = h.transform(state, batch)
+                    loss, logits = _step(hooks, state, batch)
                 optimizer.step()
                 scheduler.step()
                 state.step += 1

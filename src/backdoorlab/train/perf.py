@@ -1,0 +1,72 @@
+"""How the work runs (not what it computes): memory layout, bf16 autocast, torch.compile.
+
+The runner sets these from a config's `performance` section for the duration of a run; `fit` and
+PGD read them. They change speed and the last bits of results, never the experiment, so they are
+left out of the hashes that identify sweep cells and cached stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class Performance(BaseModel):
+    """Fast-path switches of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels_last: bool = Field(
+        True, description="NHWC layout for conv models and image batches (oneDNN, tensor cores)"
+    )
+    amp: Literal["off", "bf16"] = Field(
+        "off", description="CUDA: bf16 autocast for forward passes; perturbations stay fp32"
+    )
+    compile: bool = Field(False, description="torch.compile the model the training loop runs")
+
+
+_current = Performance()
+
+
+def current() -> Performance:
+    """The switches in force."""
+    return _current
+
+
+@contextmanager
+def performance(settings: Performance) -> Iterator[Performance]:
+    """Run the enclosed code with `settings` (restored afterwards)."""
+    global _current
+    before, _current = _current, settings
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+    try:
+        yield settings
+    finally:
+        _current = before
+
+
+def prepare_model(model: nn.Module) -> nn.Module:
+    """`model` in the memory layout in force (in place, cheap when already there)."""
+    if _current.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def prepare_batch(x: torch.Tensor) -> torch.Tensor:
+    """An image batch in the memory layout in force."""
+    if _current.channels_last and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA when `amp` is on; otherwise nothing."""
+    if _current.amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
