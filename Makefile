@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install install-dev lint clean
+.PHONY: quickstart test install install-dev lint clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,24 @@ quickstart: install
 	$(BIN)/backdoorlab table runs/quickstart-blended runs/quickstart-cat
 
 test: install-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -n 2 --durations=5
 
+# benchmarks against peer implementations (docs/performance.md); ART is needed only here
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet "adversarial-robustness-toolbox>=1.17"
+	touch $@
+
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py --quick --json docs/performance/cpu-quick.json
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py --json docs/performance/cpu.json
+
 lint: install-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
