@@ -93,3 +93,13 @@ def test_an_unknown_profile_is_named(spec):
     spec["profiles"] = {"cpu": {}}
     with pytest.raises(ConfigError, match="no profile 'gpu' \\(cpu\\)"):
         load_sweep(spec, "gpu")
+
+
+def test_the_cell_key_ignores_the_name_and_the_performance_switches(spec):
+    plain = expand(load_sweep(spec))
+    spec["set"]["performance.channels_last"] = False
+    spec["name"] = "renamed"
+    other = expand(load_sweep(spec))
+    assert [c.key for c in plain] == [c.key for c in other]
+    spec["set"]["train.epochs"] = 2
+    assert [c.key for c in expand(load_sweep(spec))] != [c.key for c in plain]

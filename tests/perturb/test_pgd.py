@@ -59,3 +59,25 @@ def test_crafting_leaves_bn_mode_and_weights_untouched():
     pgd(model, torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), LinfBall(0.1), 3, 0.05)
     assert model.training and torch.equal(model[1].running_mean, stats)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_crafting_freezes_the_parameters_and_gives_them_back_even_on_error():
+    model = Linear()
+    model.fc.bias.requires_grad_(False)  # a parameter the caller froze stays frozen
+    seen = []
+
+    def loss(logits, y):
+        seen.append([p.requires_grad for p in model.parameters()])
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    x, y = torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)
+    pgd(model, x, y, LinfBall(0.1), 2, 0.05, loss=loss)
+    assert seen == [[False, False], [False, False]]
+    assert [p.requires_grad for p in model.parameters()] == [True, False]
+
+    def broken(logits, y):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        pgd(model, x, y, LinfBall(0.1), 2, 0.05, loss=broken)
+    assert [p.requires_grad for p in model.parameters()] == [True, False]

@@ -1,0 +1,41 @@
+"""Performance switches: scoped, layout-only (same numbers), and CUDA-only autocast."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from backdoorlab.models import MODELS, build_model
+from backdoorlab.train.perf import Performance, autocast, current, performance, prepare_model
+
+
+def test_switches_are_scoped_to_the_block():
+    assert current() == Performance()
+    with performance(Performance(channels_last=False, amp="bf16")) as p:
+        assert current() is p and not current().channels_last
+    assert current() == Performance()
+
+
+def test_channels_last_changes_the_layout_not_the_predictions(synthetic):
+    torch.manual_seed(0)
+    s = synthetic(num_classes=4, size=12)
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 8}), s.train.spec).eval()
+    x = s.test.floats()
+    before = model(x)
+    prepare_model(model)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-5)
+    with performance(Performance(channels_last=False)):
+        fresh = build_model(MODELS.validate({"name": "small_cnn", "width": 8}), s.train.spec)
+        prepare_model(fresh)
+        conv = next(m for m in fresh.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous()
+
+
+def test_bf16_autocast_applies_on_cuda_only():
+    with performance(Performance(amp="bf16")):
+        assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
+        if torch.cuda.is_available():
+            assert isinstance(autocast(torch.device("cuda")), torch.autocast)
