@@ -109,7 +109,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).parent / "ray"
@@ -150,3 +150,28 @@ def test_the_ray_executor_gives_the_local_numbers(tiny_config, tmp_path, ray_clu
     for cell in a:
         ma, mb = a[cell][0], b[cell][0]
         assert (ma["acc"], ma["asr"], ma["ra"]) == (mb["acc"], mb["asr"], mb["ra"])
+
+
+@pytest.mark.slow
+def test_a_ray_task_whose_worker_dies_is_retried(tiny_config, tmp_path, ray_cluster):
+    from backdoorlab.experiment.executors import RayExecutor, Task, run_cell
+
+    marker = tmp_path / "died-once"
+
+    def dies_first(task, cwd):
+        import os
+        from pathlib import Path
+
+        if not Path(marker).exists():
+            Path(marker).touch()
+            os._exit(1)  # the worker process dies, as a killed or crashed node would
+        return run_cell(task, cwd)
+
+    cfg = {**tiny_config, "train": {**tiny_config["train"], "epochs": 1}}
+    task = Task(cfg, str(tmp_path / "cache"), 1, 0)
+    (out,) = RayExecutor(ray_cluster, retries=2, body=dies_first).map([task])
+    assert out.error is None and "result.json" in out.files and marker.exists()
+
+    marker.unlink()
+    (out,) = RayExecutor(ray_cluster, retries=0, body=dies_first).map([task])
+    assert out.files is None and out.error  # no retry left: reported, not raised

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,15 @@ class RayExecutor:
     """Each cell a Ray task asking for the cell's CPUs/GPUs, retried when its worker dies.
 
     `address` is an existing cluster ('auto', or host:port of `ray start --head`); without it
-    Ray starts a private local instance.
+    Ray starts a private local instance. `body` is what each task runs (default: the cell).
     """
 
-    def __init__(self, address: str | None = None, retries: int = 3) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        retries: int = 3,
+        body: Callable[[Task, str | None], dict[str, bytes]] | None = None,
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -97,6 +102,7 @@ class RayExecutor:
         self.ray = ray
         self.address = address
         self.retries = retries
+        self.body = body or _ray_cell
 
     def map(self, tasks: list[Task], progress: bool = True) -> Iterator[Outcome]:
         ray = self.ray
@@ -106,7 +112,7 @@ class RayExecutor:
         pending = {}
         for i, task in enumerate(tasks):
             remote = ray.remote(num_cpus=task.cpus, num_gpus=task.gpus, max_retries=self.retries)
-            pending[remote(_ray_cell).remote(task, cwd)] = i
+            pending[remote(self.body).remote(task, cwd)] = i
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(done[0])
