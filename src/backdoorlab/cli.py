@@ -134,20 +134,21 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+def _executor_options(args: argparse.Namespace, console: Console) -> dict:
+    return {
+        "executor": args.executor,
+        "address": args.address,
+        "cpus": args.cpus,
+        "progress": not args.quiet,
+        "say": lambda line: console.print(line, highlight=False, soft_wrap=True),
+    }
+
+
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.experiment.sweep import sweep
 
-    result = sweep(
-        args.file,
-        args.out,
-        profile=args.profile,
-        executor=args.executor,
-        address=args.address,
-        cache=args.cache,
-        cpus=args.cpus,
-        progress=not args.quiet,
-        say=lambda line: console.print(line, highlight=False, soft_wrap=True),
-    )
+    options = _executor_options(args, console)
+    result = sweep(args.file, args.out, profile=args.profile, cache=args.cache, **options)
     _sweep_tally(result, console)
 
 
@@ -201,18 +202,15 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.experiment.reproduce import reproduce
 
     command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+    options = _executor_options(args, console)
     result, path, sections = reproduce(
         args.name,
         args.profile,
         out=args.out,
         report_to=args.report,
         fmt=args.format,
-        executor=args.executor,
-        address=args.address,
-        cpus=args.cpus,
-        progress=not args.quiet,
-        say=lambda line: console.print(line, highlight=False, soft_wrap=True),
         command=command,
+        **options,
     )
     _print_sections(sections, console)
     console.print(f"wrote {path}")
@@ -236,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=backdoorlab.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def record_command_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-record-command",
+            dest="record_command",
+            action="store_false",
+            help="do not write the command line into the file",
+        )
+
+    def executor_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--executor", default="local", help="local (default) or ray")
+        p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
+        p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
 
     def config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
         p.add_argument("config", nargs="?" if optional else None, help="experiment YAML file")
@@ -273,12 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not copy the runs' trigger grids next to the table",
     )
-    p.add_argument(
-        "--no-record-command",
-        dest="record_command",
-        action="store_false",
-        help="do not write the command line into the file",
-    )
+    record_command_arg(p)
     p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser(
@@ -290,12 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="Markdown file to write (figures beside it)")
     p.add_argument("--title", default="Adversarial training against backdoors")
     p.add_argument("--notes", help="Markdown file to put under the tables")
-    p.add_argument(
-        "--no-record-command",
-        dest="record_command",
-        action="store_false",
-        help="do not write the command line into the file",
-    )
+    record_command_arg(p)
     p.set_defaults(func=cmd_at_report)
 
     p = sub.add_parser(
@@ -319,12 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="Defenses against attacks")
     p.add_argument("--notes", help="Markdown file to put under the table")
     p.add_argument("--figure", action="append", default=[], help="CAPTION=PATH (repeatable)")
-    p.add_argument(
-        "--no-record-command",
-        dest="record_command",
-        action="store_false",
-        help="do not write the command line into the file",
-    )
+    record_command_arg(p)
     p.set_defaults(func=cmd_defense_grid)
 
     p = sub.add_parser("table", help="print finished runs side by side")
@@ -343,11 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="sweep YAML file (base config + axes)")
     p.add_argument("--out", required=True, help="sweep folder (results.db, cells/, cache/)")
     p.add_argument("--profile", help="a profile of the sweep file (e.g. cpu, full)")
-    p.add_argument("--executor", default="local", help="local (default) or ray")
-    p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
     p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
-    p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
+    executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="the sweep's tables (Markdown + CSV) and figures (PNG)")
@@ -357,12 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", action="append", default=[], help="only this figure (repeatable)")
     p.add_argument("--format", default="md", choices=["md", "html"], help="html: one page")
     p.add_argument("--out", help="path without suffix (default report/<sweep> beside the db)")
-    p.add_argument(
-        "--no-record-command",
-        dest="record_command",
-        action="store_false",
-        help="do not write the command line into the file",
-    )
+    record_command_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("reproduce", help="run a paper's reproduction sweep and write its report")
@@ -371,16 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="sweep folder (default runs/reproduce/<name>-<profile>)")
     p.add_argument("--report", help="report path without suffix (default OUT/report/<name>)")
     p.add_argument("--format", default="md", choices=["md", "html"])
-    p.add_argument("--executor", default="local", help="local (default) or ray")
-    p.add_argument("--address", help="ray: address of an existing cluster")
-    p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
-    p.add_argument(
-        "--no-record-command",
-        dest="record_command",
-        action="store_false",
-        help="do not write the command line into the file",
-    )
+    executor_args(p)
+    record_command_arg(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
