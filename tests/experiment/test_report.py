@@ -114,3 +114,30 @@ def test_bad_report_requests_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="no sweep 'other'"):
         report(db, sweep="other")
     assert not (tmp_path / "report").exists()  # nothing written by a failed request
+
+
+def test_the_page_renders_in_a_real_browser_and_a_cell_link_opens_its_config(tmp_path):
+    """Headless Chromium (where installed) runs the page's script: the cell named in the URL
+    fragment is opened, as clicking its table cell does."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium on this machine")
+    page, _ = report(_db(tmp_path), tmp_path / "h" / "toy", fmt="html")
+    target = "cell-cell00" + "0" * 6  # cell ids are the first 12 characters of its hash
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=2000", "--dump-dom",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [browser, *flags, f"{page.as_uri()}#{target}"], capture_output=True, text=True, timeout=60
+    )
+    dom = done.stdout
+    assert "<table>" in dom and dom.count("<img") == 2, done.stderr[-2000:]
+    opened = [line for line in dom.splitlines() if f'id="{target}"' in line]
+    assert opened and 'open=""' in opened[0]
+    others = [line for line in dom.splitlines() if '<details id="cell-' in line]
+    assert sum('open=""' in line for line in others) == 1
