@@ -148,7 +148,14 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.experiment.sweep import sweep
 
     options = _executor_options(args, console)
-    result = sweep(args.file, args.out, profile=args.profile, cache=args.cache, **options)
+    result = sweep(
+        args.file,
+        args.out,
+        profile=args.profile,
+        cache=args.cache,
+        reverse=args.reverse,
+        **options,
+    )
     _sweep_tally(result, console)
 
 
@@ -210,6 +217,7 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
         report_to=args.report,
         fmt=args.format,
         command=command,
+        reverse=args.reverse,
         **options,
     )
     _print_sections(sections, console)
@@ -248,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
         p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
         p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
+        p.add_argument(
+            "--reverse",
+            action="store_true",
+            help="run the missing cells last to first (a second start beside a first one)",
+        )
 
     def config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
         p.add_argument("config", nargs="?" if optional else None, help="experiment YAML file")

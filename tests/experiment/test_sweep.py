@@ -103,6 +103,22 @@ def test_a_failed_cell_is_reported_and_the_rest_are_recorded(tiny_config, tmp_pa
     assert again.skipped == 4 and again.ran == 0 and len(again.failures) == 2
 
 
+def test_a_cell_another_start_finished_meanwhile_is_skipped(tiny_config, tmp_path):
+    spec = _small(tiny_config)
+    first = sweep(spec, tmp_path / "a", progress=False, say=lambda _: None)
+    rows = ResultStore(tmp_path / "a" / "results.db").rows()
+    other = ResultStore(tmp_path / "b" / "results.db")
+    last = max(rows, key=lambda r: r["id"])  # the cell a reverse start would run first
+
+    def meanwhile(line: str) -> None:  # called once the start has listed its cells
+        if "to run" in line:
+            other.add({**last, "axes_json": json.loads(last["axes_json"])})
+
+    second = sweep(spec, tmp_path / "b", progress=False, say=meanwhile, reverse=True)
+    assert first.ran == 4 and second.ran == 3 and second.skipped == 1
+    assert sorted(_cells(tmp_path / "b" / "results.db")) == sorted(r["cell"] for r in rows)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

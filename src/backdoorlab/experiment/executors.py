@@ -28,11 +28,16 @@ class Task:
 
 @dataclass
 class Outcome:
-    """What came back for task `index`: the run folder's files, or why it failed."""
+    """What came back for task `index`: the run folder's files, why it failed, or that it was
+    skipped (another start of the sweep had finished it meanwhile)."""
 
     index: int
     files: dict[str, bytes] | None = None
     error: str | None = None
+    skipped: bool = False
+
+
+Pending = Callable[[int], bool]  # is task i still to be run? (asked just before starting it)
 
 
 def run_cell(task: Task, cwd: str | None = None, progress: bool = False) -> dict[str, bytes]:
@@ -65,8 +70,13 @@ class LocalExecutor:
         if address is not None:
             raise ConfigError("--address applies to the ray executor only")
 
-    def map(self, tasks: list[Task], progress: bool = True) -> Iterator[Outcome]:
+    def map(
+        self, tasks: list[Task], progress: bool = True, pending: Pending | None = None
+    ) -> Iterator[Outcome]:
         for i, task in enumerate(tasks):
+            if pending is not None and not pending(i):
+                yield Outcome(i, skipped=True)
+                continue
             try:
                 yield Outcome(i, files=run_cell(task, progress=progress))
             except Exception as exc:  # a failed cell is reported; the sweep goes on
@@ -104,13 +114,18 @@ class RayExecutor:
         self.retries = retries
         self.body = body or _ray_cell
 
-    def map(self, tasks: list[Task], progress: bool = True) -> Iterator[Outcome]:
+    def map(
+        self, tasks: list[Task], progress: bool = True, pending: Pending | None = None
+    ) -> Iterator[Outcome]:
         ray = self.ray
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         cwd = os.getcwd()
         pending = {}
         for i, task in enumerate(tasks):
+            if pending is not None and not pending(i):
+                yield Outcome(i, skipped=True)
+                continue
             remote = ray.remote(num_cpus=task.cpus, num_gpus=task.gpus, max_retries=self.retries)
             pending[remote(self.body).remote(task, cwd)] = i
         while pending:

@@ -39,6 +39,7 @@ def reproduce(
     executor: str = "local",
     address: str | None = None,
     cpus: int | None = None,
+    reverse: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
     command: str | None = None,
@@ -59,6 +60,7 @@ def reproduce(
         executor=executor,
         address=address,
         cpus=cpus,
+        reverse=reverse,
         progress=progress,
         say=say,
     )

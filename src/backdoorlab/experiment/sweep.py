@@ -46,12 +46,15 @@ def sweep(
     cache: str | Path | None = None,
     retries: int = 3,
     cpus: int | None = None,
+    reverse: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
     """Run the cells of `source` that OUT/results.db does not hold yet; returns the tally.
 
-    `cpus` replaces the sweep's resources.cpus (threads per cell) on this start.
+    `cpus` replaces the sweep's resources.cpus (threads per cell) on this start. A cell that
+    another start finished meanwhile is skipped, so a second start with `reverse` (last cell
+    first) beside a first one shares the work; they may meet on one cell.
     """
     spec = source if isinstance(source, SweepSpec) else load_sweep(source, profile)
     if cpus is not None:
@@ -71,6 +74,8 @@ def sweep(
     store.put_sweep(spec.name, spec.model_dump(mode="json"))
     done = store.cells()
     todo = [c for c in cells if c.key not in done]
+    if reverse:
+        todo.reverse()
     result = SweepResult(spec, cells, store.path, skipped=len(cells) - len(todo))
     say(
         f"sweep {spec.name}{f' ({spec.profile})' if spec.profile else ''}: {len(cells)} cells, "
@@ -84,9 +89,17 @@ def sweep(
     r = spec.resources
     tasks = [Task(c.config.to_dict(), cache_dir, r.cpus, r.gpus) for c in todo]
     t0 = time.perf_counter()
-    for n, outcome in enumerate(runner.map(tasks, progress=progress), start=1):
+    outcomes = runner.map(
+        tasks, progress=progress, pending=lambda i: todo[i].key not in store.cells()
+    )
+    before = result.skipped
+    for n, outcome in enumerate(outcomes, start=1):
         cell = todo[outcome.index]
-        head = f"[{result.skipped + n}/{len(cells)}] {cell.label}"
+        head = f"[{before + n}/{len(cells)}] {cell.label}"
+        if outcome.skipped:
+            result.skipped += 1
+            say(f"{head}: finished by another start meanwhile, skipped")
+            continue
         if outcome.error is not None:
             result.failures[cell.label] = outcome.error
             say(f"{head}: FAILED - {outcome.error}")
