@@ -200,6 +200,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> None:
         figures=args.figure,
         fmt=args.format,
         command=command,
+        notes=args.notes,
     )
     _print_sections(sections, console)
     console.print(f"wrote {path}")
@@ -217,6 +218,7 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
         report_to=args.report,
         fmt=args.format,
         command=command,
+        notes=args.notes,
         reverse=args.reverse,
         **options,
     )
@@ -364,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", action="append", default=[], help="only this figure (repeatable)")
     p.add_argument("--format", default="md", choices=["md", "html"], help="html: one page")
     p.add_argument("--out", help="path without suffix (default report/<sweep> beside the db)")
+    p.add_argument("--notes", help="Markdown file of observations to put under the tables")
     record_command_arg(p)
     p.set_defaults(func=cmd_report)
 
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True, help="cpu (MNIST, minutes) or full (GPU)")
     p.add_argument("--out", help="sweep folder (default runs/reproduce/<name>-<profile>)")
     p.add_argument("--report", help="report path without suffix (default OUT/report/<name>)")
+    p.add_argument("--notes", help="Markdown file of observations to put under the tables")
     p.add_argument("--format", default="md", choices=["md", "html"])
     executor_args(p)
     record_command_arg(p)

@@ -89,12 +89,15 @@ def test_grid_in_the_papers_layout_with_published_numbers_drops_and_csv(tmp_path
 def test_figures_are_pngs_and_html_is_one_valid_self_contained_page(tmp_path):
     html5lib = pytest.importorskip("html5lib")
     db = _db(tmp_path)
-    md, sections = report(db, tmp_path / "r" / "toy")
+    (tmp_path / "notes.md").write_text("CAT removes **both** backdoors here.")
+    md, sections = report(db, tmp_path / "r" / "toy", notes=tmp_path / "notes.md")
+    assert "## Observations\n\nCAT removes **both** backdoors here." in md.read_text()
     for fid in ("f", "c"):
         assert (tmp_path / "r" / f"toy-{fid}.png").read_bytes()[:4] == b"\x89PNG"
     assert "![" in md.read_text()
-    page, _ = report(db, tmp_path / "h" / "toy", fmt="html")
+    page, _ = report(db, tmp_path / "h" / "toy", fmt="html", notes=tmp_path / "notes.md")
     text = page.read_text()
+    assert "CAT removes **both** backdoors here." in text
     html5lib.HTMLParser(strict=True).parse(text)  # raises on any parse error
     assert text.count("data:image/png;base64,") == 2
     assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere

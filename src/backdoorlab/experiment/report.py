@@ -29,7 +29,7 @@ from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.grid_report import Grid
 from backdoorlab.experiment.plots import save_figure
 from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.summary import pct, written_by
+from backdoorlab.experiment.summary import pct, read_notes, written_by
 from backdoorlab.experiment.sweep_spec import axis_values
 
 
@@ -218,7 +218,9 @@ def _curve(
 REPORT_KINDS: dict[str, Callable[..., Section]] = {"grid": _grid, "lines": _lines, "curve": _curve}
 
 
-def _markdown(title: str, notes: str, sections: list[Section], command: str | None) -> str:
+def _markdown(
+    title: str, notes: str, sections: list[Section], command: str | None, findings: str | None
+) -> str:
     lines = [f"# {title}", "", *written_by(command)]
     if notes:
         lines += [notes, ""]
@@ -229,6 +231,8 @@ def _markdown(title: str, notes: str, sections: list[Section], command: str | No
         if s.figure is not None:
             lines += [f"![{s.title}]({s.figure.name})", ""]
         lines += [*(f"{n}\n" for n in s.notes)]
+    if findings:
+        lines += ["## Observations", "", findings, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -241,6 +245,7 @@ thead th{background:#f3f3f3} tr.drop td{font-weight:bold;background:#fafafa}
 td a{color:inherit;text-decoration:none;border-bottom:1px dotted #888}
 img{max-width:100%;border:1px solid #eee} pre{background:#f7f7f7;padding:.6em;overflow:auto}
 details{margin:.2em 0} summary{cursor:pointer} .muted{color:#666}
+pre.notes{white-space:pre-wrap;background:none;font:inherit}
 """
 
 _JS = """
@@ -251,7 +256,12 @@ window.addEventListener('hashchange',openCell);window.addEventListener('load',op
 
 
 def _html(
-    title: str, notes: str, sections: list[Section], cells: list[Cell], command: str | None
+    title: str,
+    notes: str,
+    sections: list[Section],
+    cells: list[Cell],
+    command: str | None,
+    findings: str | None,
 ) -> str:
     e = html.escape
     parts = [
@@ -288,6 +298,8 @@ def _html(
             data = base64.b64encode(s.figure.read_bytes()).decode()
             parts.append(f'<p><img alt="{e(s.title)}" src="data:image/png;base64,{data}"></p>')
         parts += [f"<p>{e(n)}</p>" for n in s.notes]
+    if findings:  # Markdown, shown as written
+        parts.append(f'<h2>Observations</h2><pre class="notes">{e(findings)}</pre>')
     parts.append('<h2>Cells</h2><p class="muted">Click a cell to see its resolved config.</p>')
     for c in cells:
         label = ", ".join(f"{k}={v}" for k, v in c.axes.items())
@@ -310,8 +322,11 @@ def report(
     figures: list[str] | None = None,
     fmt: str = "md",
     command: str | None = None,
+    notes: str | Path | None = None,
 ) -> tuple[Path, list[Section]]:
     """Write the report of sweep `sweep` (default: the only one) held in `db`.
+
+    `notes` is a Markdown file of observations, put under the tables and figures.
 
     `out` is the stem of what is written (default: the report/<sweep> beside the database): with
     fmt 'md' OUT.md plus OUT-<table>.csv and OUT-<figure>.png, with 'html' one OUT.html.
@@ -320,6 +335,7 @@ def report(
     """
     if fmt not in ("md", "html"):
         raise ConfigError(f"--format: unknown {fmt!r} (md or html)")
+    findings = read_notes(notes)
     db = Path(db)
     if not db.is_file():
         raise ConfigError(f"{db}: no results database there")
@@ -357,9 +373,9 @@ def report(
             raise ConfigError(f"report {rid}: unknown kind {kind!r} ({', '.join(REPORT_KINDS)})")
         sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
     title = spec.get("title") or sweep
-    notes = spec.get("notes", "")
+    intro = spec.get("notes", "")
     if fmt == "html":
-        page = _html(title, notes, sections, cells, command)
+        page = _html(title, intro, sections, cells, command, findings)
         return write_text(stem.with_suffix(".html"), page), sections
-    text = _markdown(title, notes, sections, command)
+    text = _markdown(title, intro, sections, command, findings)
     return write_text(stem.with_suffix(".md"), text), sections

@@ -43,6 +43,7 @@ def reproduce(
     progress: bool = True,
     say: Callable[[str], None] = print,
     command: str | None = None,
+    notes: str | Path | None = None,
 ) -> tuple[SweepResult, Path, list[Section]]:
     """Run reproduction sweep `name` at `profile` (resuming) and write its report.
 
@@ -64,5 +65,7 @@ def reproduce(
         progress=progress,
         say=say,
     )
-    path, sections = report(result.db, report_to, sweep=result.spec.name, fmt=fmt, command=command)
+    path, sections = report(
+        result.db, report_to, sweep=result.spec.name, fmt=fmt, command=command, notes=notes
+    )
     return result, path, sections
