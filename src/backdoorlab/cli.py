@@ -390,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    console = Console()
+    # piped into a file or a log, tables keep their columns instead of an 80-column squeeze
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     err = Console(stderr=True)
     try:
         args.func(args, console)
