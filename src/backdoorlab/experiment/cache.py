@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backdoorlab.attacks.base import Attack
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors, staged_dir, write_json
 from backdoorlab.experiment.config import ExperimentConfig
 
@@ -27,6 +28,7 @@ from backdoorlab.experiment.config import ExperimentConfig
 POISONED_SECTIONS = ("seed", "dataset", "attack")
 INFECTED_SECTIONS = ("seed", "dataset", "model", "attack", "train")
 _RNG = "rng.cpu"
+INFECTED_FORMAT = 2  # 2: the entry holds the attack's state after training too
 
 
 def stage_key(cfg: ExperimentConfig, sections: tuple[str, ...] = INFECTED_SECTIONS) -> str:
@@ -93,17 +95,26 @@ class StageCache:
             write_json(tmp / "meta.json", {"key": key, "stage": stage, **meta})
         return d
 
-    def load_model(self, key: str, model: nn.Module) -> list[dict[str, Any]] | None:
-        """Load infected model `key` into `model`; its training history, or None on a miss."""
+    def load_model(self, key: str, model: nn.Module, attack: Attack) -> list[dict[str, Any]] | None:
+        """Load infected model `key` into `model` and the attack's state as training left it
+        (IAD's generator trains beside the victim); its training history, or None on a miss."""
         entry = self.get("infected", key, next(model.parameters()).device)
-        if entry is None:
-            return None
-        model.load_state_dict(entry.tensors)
+        if entry is None or entry.meta.get("format") != INFECTED_FORMAT:
+            return None  # absent, or written before entries kept the attack's state
+        prefix = "attack."
+        model.load_state_dict({k: v for k, v in entry.tensors.items() if not k.startswith(prefix)})
+        attack.load_state(
+            {k[len(prefix) :]: v for k, v in entry.tensors.items() if k.startswith(prefix)}
+        )
         return entry.meta.get("history", [])
 
-    def save_model(self, key: str, model: nn.Module, history: list[dict[str, Any]]) -> Path:
-        """Store trained `model` as infected entry `key`."""
-        return self.put("infected", key, model.state_dict(), {"history": history})
+    def save_model(
+        self, key: str, model: nn.Module, attack: Attack, history: list[dict[str, Any]]
+    ) -> Path:
+        """Store trained `model` and the attack's state after training as infected entry `key`."""
+        tensors = {**model.state_dict(), **{f"attack.{k}": v for k, v in attack.state().items()}}
+        meta = {"history": history, "format": INFECTED_FORMAT}
+        return self.put("infected", key, tensors, meta)
 
     def keys(self, stage: str) -> list[str]:
         """Keys of the finished entries of `stage`."""

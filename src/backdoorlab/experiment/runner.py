@@ -148,7 +148,7 @@ def _run(
     history = None
     if defense.post_training and stages is not None:
         key = stage_key(cfg)
-        history = stages.load_model(key, model)
+        history = stages.load_model(key, model, prep.attack)
         infected = {"cache_key": key, "from_cache": history is not None}
     if history is None:
         state = fit(
@@ -156,7 +156,7 @@ def _run(
         )
         history = state.history
         if infected:
-            stages.save_model(infected["cache_key"], model, history)
+            stages.save_model(infected["cache_key"], model, prep.attack, history)
     if defense.post_training and not defense.identity:
         infected["metrics"] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     t_train = time.perf_counter()
