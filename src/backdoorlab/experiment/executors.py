@@ -121,16 +121,16 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         cwd = os.getcwd()
-        pending = {}
+        running = {}
         for i, task in enumerate(tasks):
             if pending is not None and not pending(i):
                 yield Outcome(i, skipped=True)
                 continue
             remote = ray.remote(num_cpus=task.cpus, num_gpus=task.gpus, max_retries=self.retries)
-            pending[remote(self.body).remote(task, cwd)] = i
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(done[0])
+            running[remote(self.body).remote(task, cwd)] = i
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            i = running.pop(done[0])
             try:
                 yield Outcome(i, files=ray.get(done[0]))
             except ray.exceptions.RayTaskError as exc:
