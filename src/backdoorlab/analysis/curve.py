@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.summary import read_run
 
 
 def aft_curve(run: str | Path, out: str | Path) -> Path:
     """Write the PNG `out` from the curve an AFT run recorded (test ACC/ASR every few steps)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     r = read_run(run)
     curve = r["metrics"].get("aft_curve")

@@ -15,7 +15,7 @@ from backdoorlab.analysis.common import (
     untargeted_predictions,
     write_json,
 )
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 
 
 @torch.no_grad()
@@ -62,10 +62,7 @@ def feature_distances(
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     keys = ("benign", "infected")

@@ -15,7 +15,7 @@ from backdoorlab.analysis.common import (
     write_json,
 )
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 
 
 def _summary(y: torch.Tensor, pred: torch.Tensor, k: int, target: int) -> dict[str, Any]:
@@ -65,10 +65,7 @@ def adversarial_labels(
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, key in zip(axes, ("benign", "infected"), strict=True):

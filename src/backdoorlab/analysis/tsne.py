@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from backdoorlab.analysis.common import load_run, write_json
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 
 
 def feature_tsne(
@@ -43,10 +43,7 @@ def feature_tsne(
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(5.6, 5))

@@ -10,7 +10,7 @@ from typing import Any
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.summary import attack_setting, pct, read_notes, read_run, written_by
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}
@@ -72,10 +72,7 @@ def _acc_asr(r: dict[str, Any] | None) -> str:
 
 def budget_figure(sweep: Sweep, path: str | Path, title: str = "") -> Path:
     """ACC and ASR against budget, one panel per threat model (Gao Fig. 2), random dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     threats = [t for t in THREAT_TITLES if t in sweep.at or t in sweep.random]
     fig, axes = plt.subplots(1, max(len(threats), 1), figsize=(4.2 * len(threats), 3.4))

@@ -8,6 +8,16 @@ from pathlib import Path
 import torch
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_trigger_grid(
     clean: torch.Tensor,
     triggered: torch.Tensor,
@@ -16,10 +26,7 @@ def save_trigger_grid(
     heading: str = "",
 ) -> Path:
     """A PNG with clean images (row 1), triggered images (row 2) and |difference| x5 (row 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = clean.shape[0]
     rows = [

@@ -27,7 +27,7 @@ import yaml
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.grid_report import Grid
-from backdoorlab.experiment.plots import save_figure
+from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.summary import pct, read_notes, written_by
 from backdoorlab.experiment.sweep_spec import axis_values
@@ -59,7 +59,6 @@ class Section:
     """One table or figure of a report."""
 
     id: str
-    kind: str
     title: str
     grid: Grid | None = None
     corner: str = ""
@@ -76,8 +75,7 @@ def _cells(store: ResultStore, sweep: str) -> list[Cell]:
             json.loads(r["config_json"]),
             json.loads(r["metrics_json"]),
         )
-        for r in store.rows()
-        if r["sweep"] == sweep
+        for r in store.rows(sweep=sweep)
     ]
 
 
@@ -124,9 +122,9 @@ def _grid(
     if grid.missing():
         cells_text = ", ".join(f"{r}/{c}" for r, c in grid.missing())
         notes.append(f"Not run yet (or failed): {cells_text}.")
-    (out.parent / f"{out.name}-{rid}.csv").write_text(grid.csv())
+    write_text(out.parent / f"{out.name}-{rid}.csv", grid.csv())
     title = entry.get("title", rid)
-    return Section(rid, "grid", title, grid=grid, corner=rows, notes=notes, links=links)
+    return Section(rid, title, grid=grid, corner=rows, notes=notes, links=links)
 
 
 def _legend(fig, axes) -> None:
@@ -140,13 +138,18 @@ def _legend(fig, axes) -> None:
     )
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _finish(fig, axes, xlabel: str | None, rid: str, entry: dict[str, Any], out: Path) -> Path:
+    """The styling every report figure shares, one legend, the title; saved as OUT-<rid>.png."""
+    for ax in axes:
+        if xlabel is not None:
+            ax.set_xlabel(xlabel)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("%  (ACC dashed, ASR solid)")
+    _legend(fig, axes)
+    fig.suptitle(entry.get("title", rid), fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out.parent / f"{out.name}-{rid}.png")
 
 
 def _lines(
@@ -158,7 +161,7 @@ def _lines(
     x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
     panels = _order(spec, panels_key, chosen) if panels_key else [""]
     lines = _order(spec, lines_key, chosen)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -176,15 +179,8 @@ def _lines(
             if pts[0][2] is not None:
                 ax.plot(xs, [p[2] for p in pts], "-o", c=colour, ms=3, label=f"{line} ASR")
         ax.set_title(panel, fontsize=10)
-        ax.set_xlabel(x)
-        ax.set_ylim(-3, 103)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("%  (ACC dashed, ASR solid)")
-    _legend(fig, list(axes[0]))
-    fig.suptitle(entry.get("title", rid), fontsize=10)
-    fig.tight_layout()
-    path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
-    return Section(rid, "figure", entry.get("title", rid), figure=path)
+    path = _finish(fig, list(axes[0]), x, rid, entry, out)
+    return Section(rid, entry.get("title", rid), figure=path)
 
 
 def _curve(
@@ -193,7 +189,7 @@ def _curve(
     """ACC (dashed) and ASR (solid) against AFT steps, one colour per `lines` (Mu Fig. 3)."""
     chosen = [c for c in _select(entry, cells) if c.metrics.get("aft_curve")]
     lines_key = entry["lines"]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, line in enumerate(_order(spec, lines_key, chosen)):
@@ -203,16 +199,9 @@ def _curve(
             colour = colours[i % len(colours)]
             ax.plot(steps, [p["acc"] for p in curve], "--", c=colour, label=f"{line} ACC")
             ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
-    ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel("%  (ACC dashed, ASR solid)")
-    ax.set_ylim(-3, 103)
-    ax.grid(alpha=0.3)
-    _legend(fig, [ax])
-    ax.set_title(entry.get("title", rid), fontsize=10)
-    fig.tight_layout()
-    path = save_figure(fig, out.parent / f"{out.name}-{rid}.png")
+    path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
     notes = [] if chosen else ["No cell holds an AFT curve yet."]
-    return Section(rid, "figure", entry.get("title", rid), figure=path, notes=notes)
+    return Section(rid, entry.get("title", rid), figure=path, notes=notes)
 
 
 REPORT_KINDS: dict[str, Callable[..., Section]] = {"grid": _grid, "lines": _lines, "curve": _curve}
