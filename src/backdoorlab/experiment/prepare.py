@@ -59,40 +59,43 @@ def prepare(
         if not path.is_file():
             raise ConfigError(f"--run: {trigger_from} holds no poison.safetensors")
         saved = load_tensors(path, device)
-        attack.load_state(
-            {k[len("trigger.") :]: v for k, v in saved.items() if k.startswith("trigger.")}
-        )
-        idx = saved["indices"]
-        return Prepared(
-            config,
-            device,
-            splits,
-            attack,
-            PoisonedData(splits.train, idx, saved["original_labels"]),
-        )
+        return Prepared(config, device, splits, attack, restore_poison(attack, splits, saved))
     if cache is not None:
         key = stage_key(config, POISONED_SECTIONS)
         entry = cache.get("poisoned", key, device)
         if entry is not None:
-            return Prepared(config, device, splits, attack, _restore(attack, splits, entry.tensors))
+            poisoned = restore_poison(attack, splits, entry.tensors)
+            return Prepared(config, device, splits, attack, poisoned)
     generator = torch.Generator().manual_seed(config.seed)
     poisoned = attack.poison(splits.train, generator)
     if cache is not None:
-        cache.put("poisoned", key, _stored(attack, poisoned), {"count": poisoned.count})
+        stored = poison_tensors(attack, poisoned, images=attack.stores_poison)
+        cache.put("poisoned", key, stored, {"count": poisoned.count})
     return Prepared(config, device, splits, attack, poisoned)
 
 
-def _stored(attack: Attack, poisoned: PoisonedData) -> dict[str, torch.Tensor]:
-    tensors = {f"trigger.{k}": v for k, v in attack.state().items()}
+_TRIGGER = "trigger."
+
+
+def poison_tensors(
+    attack: Attack, poisoned: PoisonedData, images: bool = False
+) -> dict[str, torch.Tensor]:
+    """The attack's state (as trigger.*) and the poisoning bookkeeping as tensors; with `images`,
+    the poisoned training images and labels too (a run's poison.safetensors has no images)."""
+    tensors = {f"{_TRIGGER}{k}": v for k, v in attack.state().items()}
     tensors.update(indices=poisoned.indices, original_labels=poisoned.original_labels)
-    if attack.stores_poison:
+    if images:
         tensors.update(images=poisoned.data.images, labels=poisoned.data.labels)
     return tensors
 
 
-def _restore(attack: Attack, splits: Splits, tensors: dict[str, torch.Tensor]) -> PoisonedData:
-    attack.load_state({k[8:]: v for k, v in tensors.items() if k.startswith("trigger.")})
+def restore_poison(
+    attack: Attack, splits: Splits, tensors: dict[str, torch.Tensor]
+) -> PoisonedData:
+    """Load what `poison_tensors` stored into `attack`; the poisoned set (the clean training set
+    with the bookkeeping where no images were stored)."""
+    attack.load_state({k[len(_TRIGGER) :]: v for k, v in tensors.items() if k.startswith(_TRIGGER)})
     data = splits.train
-    if attack.stores_poison:
+    if "images" in tensors:
         data = data.with_data(tensors["images"], tensors["labels"])
     return PoisonedData(data, tensors["indices"], tensors["original_labels"])

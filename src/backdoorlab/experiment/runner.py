@@ -27,7 +27,7 @@ from backdoorlab.experiment.artifacts import (
 )
 from backdoorlab.experiment.cache import StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
-from backdoorlab.experiment.prepare import Prepared, prepare
+from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.triggers import save_attack_grid
 from backdoorlab.metrics.core import evaluate
@@ -217,11 +217,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
     }
     with staged_dir(result.out_dir) as tmp:
         save_tensors(tmp / "model.safetensors", result.model.state_dict())
-        trigger = {f"trigger.{k}": v for k, v in prep.attack.state().items()}
-        save_tensors(
-            tmp / "poison.safetensors",
-            {"indices": poisoned.indices, "original_labels": poisoned.original_labels, **trigger},
-        )
+        save_tensors(tmp / "poison.safetensors", poison_tensors(prep.attack, poisoned))
         write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
         write_json(tmp / "result.json", record)
         save_attack_grid(prep, tmp / "triggers.png")
