@@ -40,6 +40,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
     result = backdoorlab.run(
         args.config, overrides=args.set, out=args.out, db=args.db, progress=not args.quiet
     )
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
+        return
     console.print(_table_of_run(result))
     console.print(f"saved to {result.out_dir}")
 

@@ -14,6 +14,7 @@ from torch import nn
 from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
 
 EPS = 1e-7
@@ -186,6 +187,7 @@ class IADBatch(Hook):
         return loss.detach(), logits.detach()
 
     def on_step_end(self, state, batch: Batch, loss: torch.Tensor) -> None:
+        average_gradients(self.attack.generator.parameters())  # several ranks: one generator
         self.opt.step()
 
     def on_fit_end(self, state) -> None:

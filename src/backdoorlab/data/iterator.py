@@ -18,29 +18,44 @@ class Augment:
     crop_padding: int = 0
     flip: bool = False
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment a batch [B,C,H,W] (uint8 or float); the randomness comes from the CPU
-        `generator`. Crop and flip only move pixels, so uint8 in gives the float result exactly."""
+    def draw(self, b: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """The random choices for a batch of `b` images (crop offsets, flip mask), from the CPU
+        `generator`; rows of them can be given to `apply` with the matching images."""
+        p = self.crop_padding
+        dy = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p > 0 else None
+        dx = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p > 0 else None
+        flip = torch.rand(b, generator=generator) < 0.5 if self.flip else None
+        return dy, dx, flip
+
+    def apply(self, x: torch.Tensor, choices: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        """Augment a batch [B,C,H,W] (uint8 or float) with drawn `choices`. Crop and flip only
+        move pixels, so uint8 in gives the float result exactly."""
         b, _, h, w = x.shape
+        dy, dx, flip = choices
         p = self.crop_padding
         if p > 0:
-            dy = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(x.device)
-            dx = torch.randint(0, 2 * p + 1, (b,), generator=generator).to(x.device)
             # every crop window of the zero-padded batch as a view [B,C,2p+1,2p+1,H,W]; picking
             # one window per image is a single gather of contiguous rows
             windows = F.pad(x, (p, p, p, p)).unfold(2, h, 1).unfold(3, w, 1)
-            x = windows[torch.arange(b, device=x.device), :, dy, dx]
+            x = windows[torch.arange(b, device=x.device), :, dy.to(x.device), dx.to(x.device)]
         if self.flip:
-            mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-            x = torch.where(mask[:, None, None, None], x.flip(3), x)
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
         return x
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment a batch [B,C,H,W] with choices drawn from `generator`."""
+        return self.apply(x, self.draw(len(x), generator))
 
 
 class BatchIterator:
     """Yield (images float [0,1], labels, indices) batches of a dataset, on its device.
 
     Shuffling and augmentation draw from a CPU generator seeded once, so two iterators built
-    with the same seed yield the same batches on any device.
+    with the same seed yield the same batches on any device. With `shard=(rank, size)` each
+    global batch is dealt out over `size` ranks and this iterator yields rank `rank`'s share
+    (the same images, with the same augmentation, as the unsharded batch's rows `rank::size`);
+    a last batch that does not divide evenly is topped up from the epoch's first images, so
+    every rank takes the same number of equal steps.
     """
 
     def __init__(
@@ -52,15 +67,25 @@ class BatchIterator:
         augment: Augment | None = None,
         drop_last: bool = False,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
+        rank, size = shard
+        if not 0 <= rank < size:
+            raise ValueError(f"shard rank {rank} is not in 0..{size - 1}")
+        if batch_size % size:
+            raise ValueError(
+                f"batch size {batch_size} does not split evenly over {size} ranks "
+                "(it is the global batch: choose a multiple of the number of processes)"
+            )
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.size = rank, size
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -75,7 +100,21 @@ class BatchIterator:
             order = torch.arange(n, device=device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            choices = self.augment.draw(len(idx), self.generator) if self.augment else None
+            if self.size > 1:
+                short = -len(idx) % self.size
+                if short:
+                    idx = torch.cat([idx, order[:short]])
+                    if choices is not None:
+                        choices = tuple(
+                            None if c is None else torch.cat([c, c[:short]]) for c in choices
+                        )
+                idx = idx[self.rank :: self.size]
+                if choices is not None:
+                    choices = tuple(
+                        None if c is None else c[self.rank :: self.size] for c in choices
+                    )
             x = self.data.images[idx]
-            if self.augment is not None:
-                x = self.augment(x, self.generator)  # on uint8: a quarter of the bytes to move
+            if choices is not None:
+                x = self.augment.apply(x, choices)  # on uint8: a quarter of the bytes to move
             yield x.float().div_(255), self.data.labels[idx], idx

@@ -11,6 +11,7 @@ from torch import nn
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
 from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.train.distributed import agree
 from backdoorlab.train.loop import fit
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
@@ -93,6 +94,7 @@ class NeuralCleanse(Defense):
         c = self.cfg
         clean = need_clean(ctx, "nc")
         triggers = [reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)]
+        triggers = agree(triggers)  # several ranks: rank 0's triggers decide and are unlearned
         norms = torch.tensor([t[2] for t in triggers])
         index = anomaly_index(norms)
         median = norms.median()

@@ -11,6 +11,7 @@ from torch.func import functional_call, grad, vmap
 
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
 from backdoorlab.errors import ConfigError
+from backdoorlab.train.distributed import world
 from backdoorlab.train.hooks import Batch, Hook
 
 
@@ -65,11 +66,14 @@ class DPSGDHook(Hook):
         grads, losses, logits = per_sample_grads(state.model, batch.x, batch.y)
         clipped = clip_per_sample(grads, c.max_grad_norm)
         b = batch.x.shape[0]
+        # over several ranks the loop averages p.grad; noise from rank 0 alone then gives the
+        # one-process step on the global batch: (sum of clipped + noise) / global batch
+        noisy = c.noise_multiplier > 0 and world().main
         for name, p in state.model.named_parameters():
             if name not in clipped:
                 continue
             total = clipped[name].sum(0)
-            if c.noise_multiplier > 0:
+            if noisy:
                 noise = torch.randn(
                     total.shape, generator=self.gen, device=total.device, dtype=total.dtype
                 )

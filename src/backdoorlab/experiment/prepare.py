@@ -13,17 +13,23 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import load_tensors
 from backdoorlab.experiment.cache import POISONED_SECTIONS, StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig
+from backdoorlab.train.distributed import world
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; an unavailable device is a ConfigError."""
+    """'auto' -> cuda if available else cpu; an unavailable device is a ConfigError. Under
+    `torchrun`, CUDA means this rank's own GPU (LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device: '{name}' requested but CUDA is not available here")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device: 'mps' requested but MPS is not available here")
-    return torch.device(name)
+    device = torch.device(name)
+    w = world()
+    if device.type == "cuda" and w.active:
+        return torch.device("cuda", w.local_rank)
+    return device
 
 
 @dataclass

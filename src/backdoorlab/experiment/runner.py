@@ -27,11 +27,12 @@ from backdoorlab.experiment.artifacts import (
 )
 from backdoorlab.experiment.cache import StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
-from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare
+from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.triggers import save_attack_grid
 from backdoorlab.metrics.core import evaluate
 from backdoorlab.models.base import Classifier, build_model
+from backdoorlab.train.distributed import distributed, world
 from backdoorlab.train.hooks import Hook
 from backdoorlab.train.loop import TrainState, fit
 from backdoorlab.train.perf import performance
@@ -62,6 +63,7 @@ class RunResult:
     model: nn.Module
     poisoned: PoisonedData
     out_dir: Path | None = None
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 saves)
 
 
 def _versions() -> dict[str, str]:
@@ -101,10 +103,17 @@ def run(
     the folder and no database row). `cache` is
     the stage-cache folder holding poisoned sets and infected models (default, for post-training
     defenses that save: `cache` beside the run folder; no cache otherwise).
+
+    Started by `torchrun` with several processes, the run trains data-parallel (DDP) and rank 0
+    alone shows progress and writes; the stage cache is not used.
     """
     cfg = load_config(config, overrides)
-    with performance(cfg.performance):
-        return _run(cfg, out, db, save, progress, cache)
+    with distributed(resolve_device(cfg.device).type == "cuda") as w:
+        if w.active:
+            progress, cache = progress and w.main, None
+            save = save and w.main
+        with performance(cfg.performance):
+            return _run(cfg, out, db, save, progress, cache)
 
 
 def _run(
@@ -119,7 +128,13 @@ def _run(
     if out is None:
         stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         out = Path("runs") / f"{cfg.name}-{stamp}"
-    if cache is None and save and defense.post_training and not defense.identity:
+    if (
+        cache is None
+        and save
+        and defense.post_training
+        and not defense.identity
+        and not world().active
+    ):
         cache = Path(out).parent / "cache"
     stages = StageCache(cache) if cache is not None else None
     t0 = time.perf_counter()
@@ -175,7 +190,9 @@ def _run(
     }
     created = datetime.now(timezone.utc)
     run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
-    result = RunResult(cfg, run_id, metrics, history, timings, model, prep.poisoned)
+    result = RunResult(
+        cfg, run_id, metrics, history, timings, model, prep.poisoned, rank=world().rank
+    )
     if save:
         out_dir = Path(out)
         result.out_dir = out_dir.resolve()
@@ -196,6 +213,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
         "created": created.isoformat(timespec="seconds"),
         "config_hash": cfg.digest(),
         "device": str(prep.device),
+        "processes": world().size,
         "metrics": result.metrics,
         "poison": {
             "count": poisoned.count,

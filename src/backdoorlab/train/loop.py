@@ -18,11 +18,21 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import Augment, BatchIterator
 from backdoorlab.errors import TrainingDivergedError
 from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.distributed import (
+    World,
+    agree,
+    all_sum,
+    average_gradients,
+    sync_buffers,
+    sync_model,
+    world,
+)
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.optim import build_optimizer, build_scheduler
 from backdoorlab.train.perf import autocast, current, prepare_batch, prepare_model
@@ -30,13 +40,18 @@ from backdoorlab.train.perf import autocast, current, prepare_batch, prepare_mod
 
 @dataclass
 class TrainState:
-    """What hooks may read and change while `fit` runs."""
+    """What hooks may read and change while `fit` runs.
+
+    `model` is the model hooks craft with, evaluate and read weights from; `step_model` is the
+    one a training step's forward runs (the same model, wrapped by DDP in a distributed run).
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     config: TrainConfig
     data: Dataset
+    step_model: nn.Module | None = None
     epoch: int = 0
     step: int = 0
     stop: bool = False
@@ -58,7 +73,7 @@ def _progress(enabled: bool) -> Progress:
 
 def default_step(state: TrainState, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss, backward (the optimiser step is taken by `fit`)."""
-    logits = state.model(batch.x)
+    logits = (state.step_model or state.model)(batch.x)
     loss = batch.loss_of(logits)
     loss.backward()
     return loss.detach(), logits.detach()
@@ -77,13 +92,23 @@ def _format_record(record: dict[str, float], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def _step(hooks: Sequence[Hook], state: TrainState, batch: Batch):
-    """The first hook that takes over the step does it; otherwise the default step."""
+def _step(hooks: Sequence[Hook], state: TrainState, batch: Batch, w: World):
+    """The first hook that takes over the step does it; otherwise the default step. A hook's
+    step need not go through DDP's forward, so its gradients are averaged over ranks here."""
     for h in hooks:
         result = h.train_step(state, batch)
         if result is not None:
+            if w.active:
+                average_gradients(state.model.parameters())
             return result
     return default_step(state, batch)
+
+
+def _wrap(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    if device.type != "cuda":
+        return DistributedDataParallel(model)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return DistributedDataParallel(model, device_ids=[index])
 
 
 # Training accuracy within this many points of chance counts as collapsed, and only after the run
@@ -107,6 +132,18 @@ def _check_collapse(history: list[dict[str, Any]], num_classes: int, patience: i
         )
 
 
+def _totals(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, w: World) -> list[float]:
+    """(loss sum, correct, seen) of the epoch so far over all ranks (one host sync)."""
+    t = torch.stack(
+        [
+            loss_sum.double(),
+            correct.double(),
+            torch.tensor(float(seen)).double().to(loss_sum.device),
+        ]
+    )
+    return all_sum(t).tolist() if w.active else t.tolist()
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -117,20 +154,34 @@ def fit(
     progress: bool = True,
     description: str = "train",
 ) -> TrainState:
-    """Train `model` on `data` in place and return the final state (with per-epoch history)."""
+    """Train `model` on `data` in place and return the final state (with per-epoch history).
+
+    Under `torchrun` (several ranks) `cfg.batch_size` is the global batch: each rank trains on
+    its share and DDP averages the gradients, so the run matches one process on one device.
+    """
+    w = world()
+    progress = progress and w.main
     iterator = BatchIterator(
         data,
         cfg.batch_size,
         shuffle=True,
         augment=Augment(cfg.crop_padding, cfg.flip) if cfg.crop_padding or cfg.flip else None,
         seed=seed,
+        shard=(w.rank, w.size),
     )
     prepare_model(model)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(iterator))
     # the compiled module shares the parameters; hooks and evaluation run it too
     runner = torch.compile(model) if current().compile else model
-    state = TrainState(runner, optimizer, scheduler, cfg, data)
+    if w.active:
+        sync_buffers(model)
+        stepper = _wrap(model, data.device)  # broadcasts rank 0's weights
+        if current().compile:
+            stepper = torch.compile(stepper)
+    else:
+        stepper = runner
+    state = TrainState(runner, optimizer, scheduler, cfg, data, step_model=stepper)
     for h in hooks:
         h.on_fit_start(state)
     refresh = max(1, len(iterator) // 10)
@@ -153,7 +204,7 @@ def fit(
                 with autocast(data.device):
                     for h in hooks:
                         batch = h.transform(state, batch)
-                    loss, logits = _step(hooks, state, batch)
+                    loss, logits = _step(hooks, state, batch, w)
                 optimizer.step()
                 scheduler.step()
                 state.step += 1
@@ -165,7 +216,8 @@ def fit(
                 bar.advance(task)
                 if (i + 1) % refresh == 0 or i + 1 == len(iterator):
                     # one host sync per tenth of an epoch: live numbers and a divergence check
-                    mean_loss = float(loss_sum) / seen
+                    totals = _totals(loss_sum, correct, seen, w)
+                    mean_loss = totals[0] / totals[2]
                     if not math.isfinite(mean_loss):
                         raise TrainingDivergedError(
                             f"training diverged: loss is {mean_loss} in epoch {epoch + 1} "
@@ -175,22 +227,27 @@ def fit(
                         task,
                         description=f"{description} {epoch + 1}/{cfg.epochs}",
                         loss=f"{mean_loss:.3f}",
-                        acc=f"{100 * float(correct) / seen:.1f}",
+                        acc=f"{100 * totals[1] / totals[2]:.1f}",
                     )
+            # the ranks' BatchNorm statistics drift apart between DDP's broadcasts
+            sync_buffers(model)
             record = {
                 "epoch": epoch + 1,
-                "loss": float(loss_sum) / seen,
-                "train_acc": 100.0 * float(correct) / seen,
+                "loss": totals[0] / totals[2],
+                "train_acc": 100.0 * totals[1] / totals[2],
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
             for h in hooks:
                 h.on_epoch_end(state, record)
+            if w.active:
+                state.stop = agree(state.stop)
             state.history.append(record)
             if progress:
                 bar.console.print(_format_record(record, cfg.epochs))
             _check_collapse(state.history, len(data.classes), cfg.collapse_patience)
     for h in hooks:
         h.on_fit_end(state)
+    sync_model(model)  # hooks may pick weights by their own measurements (AFT's best step)
     model.eval()
     return state
