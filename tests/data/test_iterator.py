@@ -68,3 +68,21 @@ def test_augmenting_uint8_gives_the_float_result_exactly():
     a = aug(u8, torch.Generator().manual_seed(3)).float().div_(255)
     b = aug(u8.float().div_(255), torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_augmented_batches_are_the_batch_augmentation_of_their_images():
+    """The iterator reads crops from a padded, mirrored copy; it must give what `Augment`
+    gives the gathered batch with the same random choices, over several epochs."""
+    images = torch.randint(0, 256, (50, 3, 7, 7), dtype=torch.uint8)
+    d = Dataset("t", images, torch.arange(50) % 2, ["a", "b"], (0.5,) * 3, (0.2,) * 3)
+    for aug in (Augment(crop_padding=2, flip=True), Augment(flip=True), Augment(crop_padding=1)):
+        it = BatchIterator(d, 16, shuffle=True, augment=aug, seed=4)
+        gen = torch.Generator().manual_seed(4)
+        for _epoch in range(2):
+            order = torch.randperm(50, generator=gen)
+            batches = list(it)
+            for i, (x, y, idx) in enumerate(batches):
+                want = order[16 * i : 16 * (i + 1)]
+                expected = aug(images[want], gen).float() / 255
+                assert torch.equal(idx, want) and torch.equal(x, expected)
+                assert torch.equal(y, d.labels[want])
