@@ -39,3 +39,15 @@ def test_bf16_autocast_applies_on_cuda_only():
         assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
         if torch.cuda.is_available():
             assert isinstance(autocast(torch.device("cuda")), torch.autocast)
+
+
+def test_a_one_channel_model_is_converted_whole(synthetic):
+    """A [C,1,k,k] stem weight is channels_last-contiguous in either layout: the check must not
+    stop at it (it did, and MNIST models ran PGD in the slow mixed layout)."""
+    s = synthetic(num_classes=4, size=12)
+    spec = s.train.spec.__class__(1, (12, 12), 4, (0.5,), (0.5,))
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 8}), spec)
+    prepare_model(model)
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) > 1 and convs[0].shape[1] == 1
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)

@@ -52,12 +52,14 @@ def performance(settings: Performance) -> Iterator[Performance]:
 
 
 def prepare_model(model: nn.Module) -> nn.Module:
-    """`model` in the memory layout in force (in place; a look at one weight when already there,
-    as it is on every PGD call inside training)."""
+    """`model` in the memory layout in force (in place; only a look at the conv weights when
+    already there, as it is on every PGD call inside training)."""
     if _current.channels_last:
-        conv = next((p for p in model.parameters() if p.ndim == 4), None)
-        if conv is not None and not conv.is_contiguous(memory_format=torch.channels_last):
-            model.to(memory_format=torch.channels_last)
+        # every weight is checked: a 1-channel stem's [C,1,k,k] weight passes as channels_last
+        # in either layout
+        cl = torch.channels_last
+        if not all(p.is_contiguous(memory_format=cl) for p in model.parameters() if p.ndim == 4):
+            model.to(memory_format=cl)
     return model
 
 
