@@ -73,7 +73,8 @@ def _progress(enabled: bool) -> Progress:
 
 def default_step(state: TrainState, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss, backward (the optimiser step is taken by `fit`)."""
-    logits = (state.step_model or state.model)(batch.x)
+    model = state.step_model if state.step_model is not None else state.model
+    logits = model(batch.x)
     loss = batch.loss_of(logits)
     loss.backward()
     return loss.detach(), logits.detach()
