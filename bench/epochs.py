@@ -86,7 +86,7 @@ def bench(quick: bool = False, device: str = "cpu", steps: int = 10) -> tuple[li
                 m.train()
                 _train_step(m, o, x, y)
 
-        t = interleaved({"ours": ours, "floor": floor}, dev, repeats=3 if quick else 5)
+        t = interleaved({"ours": ours, "floor": floor}, dev, repeats=5 if quick else 7)
         ratio = t["ours"] / t["floor"]
         label = "AT (L_inf)" if name == "at" else "CAT (spatial + L_inf)"
         rows.append(
