@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.data.iterator import Augment, BatchIterator
 from backdoorlab.defenses.dpsgd import DPSGDConfig, DPSGDHook
+from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors
 from backdoorlab.models import MODELS, build_model
 from backdoorlab.train import TrainConfig, fit
@@ -101,7 +102,7 @@ def test_an_uneven_last_batch_is_topped_up_so_ranks_take_equal_steps():
 
 
 def test_a_global_batch_that_does_not_split_is_refused():
-    with pytest.raises(ValueError, match="does not split evenly over 3 ranks"):
+    with pytest.raises(ConfigError, match="does not split evenly over 3 processes"):
         BatchIterator(_data(), 32, shard=(0, 3))
 
 
@@ -146,3 +147,22 @@ def test_torchrun_cli_run_writes_one_run_folder(tmp_path, tiny_config):
     record = json.loads((out / "result.json").read_text())
     assert record["processes"] == 2
     assert record["metrics"]["acc"] > 50  # 4 classes: it learned
+
+
+def test_torchrun_refuses_a_batch_that_does_not_split_and_writes_nothing(tmp_path, tiny_config):
+    cfg = dict(tiny_config, defense={"name": "none"})
+    cfg["train"] = dict(cfg["train"], batch_size=63)
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "runs" / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-port", str(_free_port()),
+        "-m", "backdoorlab", "run", str(path), "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "error: train.batch_size: 63 does not split evenly over 2 processes" in said
+    assert not (tmp_path / "runs").exists()

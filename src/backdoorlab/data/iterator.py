@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from backdoorlab.data.base import Dataset
+from backdoorlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,9 @@ class BatchIterator:
         if not 0 <= rank < size:
             raise ValueError(f"shard rank {rank} is not in 0..{size - 1}")
         if batch_size % size:
-            raise ValueError(
-                f"batch size {batch_size} does not split evenly over {size} ranks "
-                "(it is the global batch: choose a multiple of the number of processes)"
+            raise ConfigError(
+                f"batch size {batch_size} does not split evenly over {size} processes (every "
+                "batch_size of a run is the global batch: choose multiples of the process count)"
             )
         self.data = data
         self.batch_size = batch_size

@@ -110,6 +110,11 @@ def run(
     cfg = load_config(config, overrides)
     with distributed(resolve_device(cfg.device).type == "cuda") as w:
         if w.active:
+            if cfg.train.batch_size % w.size:
+                raise ConfigError(
+                    f"train.batch_size: {cfg.train.batch_size} does not split evenly over "
+                    f"{w.size} processes (it is the global batch)"
+                )
             progress, cache = progress and w.main, None
             save = save and w.main
         with performance(cfg.performance):

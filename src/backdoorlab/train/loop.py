@@ -176,8 +176,7 @@ def fit(
     # the compiled module shares the parameters; hooks and evaluation run it too
     runner = torch.compile(model) if current().compile else model
     if w.active:
-        sync_buffers(model)
-        stepper = _wrap(model, data.device)  # broadcasts rank 0's weights
+        stepper = _wrap(model, data.device)  # broadcasts rank 0's weights and buffers
         if current().compile:
             stepper = torch.compile(stepper)
     else:
