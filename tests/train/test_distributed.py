@@ -20,7 +20,7 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors
 from backdoorlab.models import MODELS, build_model
 from backdoorlab.train import TrainConfig, fit
-from backdoorlab.train.distributed import distributed, world
+from backdoorlab.train.distributed import agree, distributed, world
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,3 +166,23 @@ def test_torchrun_refuses_a_batch_that_does_not_split_and_writes_nothing(tmp_pat
     said = done.stdout + done.stderr
     assert "error: train.batch_size: 63 does not split evenly over 2 processes" in said
     assert not (tmp_path / "runs").exists()
+
+
+def _agree_worker(rank: int, size: int, port: int, out: str) -> None:
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    with distributed(cuda=False):
+        mine = [(torch.full((2,), float(rank)), rank)]
+        got = agree(mine, torch.device("cpu"))
+        stop = agree(rank == 1)
+    save_tensors(Path(out) / f"agree{rank}.safetensors", {"t": got[0][0]})
+    (Path(out) / f"agree{rank}.json").write_text(json.dumps([got[0][1], stop]))
+
+
+def test_agree_hands_every_rank_rank_zeros_value(tmp_path):
+    mp.spawn(_agree_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    for r in (0, 1):
+        assert torch.equal(load_tensors(tmp_path / f"agree{r}.safetensors")["t"], torch.zeros(2))
+        assert json.loads((tmp_path / f"agree{r}.json").read_text()) == [0, False]

@@ -94,7 +94,8 @@ class NeuralCleanse(Defense):
         c = self.cfg
         clean = need_clean(ctx, "nc")
         triggers = [reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)]
-        triggers = agree(triggers)  # several ranks: rank 0's triggers decide and are unlearned
+        # several ranks: rank 0's triggers decide and are unlearned
+        triggers = agree(triggers, ctx.device)
         norms = torch.tensor([t[2] for t in triggers])
         index = anomaly_index(norms)
         median = norms.median()

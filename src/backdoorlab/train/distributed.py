@@ -100,14 +100,25 @@ def sync_model(model: nn.Module) -> None:
         _broadcast([*model.parameters(), *model.buffers()])
 
 
-def agree(value: Any) -> Any:
+def _move(value: Any, device: torch.device | str) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_move(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _move(v, device) for k, v in value.items()}
+    return value
+
+
+def agree(value: Any, device: torch.device | None = None) -> Any:
     """Rank 0's `value` on every rank: for decisions that steer which collective calls follow
-    (stop training, which classes to unlearn), which must not depend on a rank's float noise."""
+    (stop training, which classes to unlearn), which must not depend on a rank's float noise.
+    Tensors in it travel on the CPU and arrive on `device` (this rank's own GPU, say)."""
     if not world().active:
         return value
-    box = [value]
+    box = [_move(value, "cpu")]
     dist.broadcast_object_list(box, 0)
-    return box[0]
+    return box[0] if device is None else _move(box[0], device)
 
 
 def all_sum(values: torch.Tensor) -> torch.Tensor:
