@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.errors import ConfigError
@@ -31,17 +30,7 @@ class Augment:
     def apply(self, x: torch.Tensor, choices: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         """Augment a batch [B,C,H,W] (uint8 or float) with drawn `choices`. Crop and flip only
         move pixels, so uint8 in gives the float result exactly."""
-        b, _, h, w = x.shape
-        dy, dx, flip = choices
-        p = self.crop_padding
-        if p > 0:
-            # every crop window of the zero-padded batch as a view [B,C,2p+1,2p+1,H,W]; picking
-            # one window per image is a single gather of contiguous rows
-            windows = F.pad(x, (p, p, p, p)).unfold(2, h, 1).unfold(3, w, 1)
-            x = windows[torch.arange(b, device=x.device), :, dy.to(x.device), dx.to(x.device)]
-        if self.flip:
-            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
-        return x
+        return self.gather(self.source(x), torch.arange(len(x), device=x.device), choices)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch [B,C,H,W] with choices drawn from `generator`."""
@@ -139,18 +128,13 @@ class BatchIterator:
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             choices = self.augment.draw(len(idx), self.generator) if self.augment else None
             if self.size > 1:
+                # top up with the epoch's first images (and this batch's first choices)
                 short = -len(idx) % self.size
-                if short:
-                    idx = torch.cat([idx, order[:short]])
-                    if choices is not None:
-                        choices = tuple(
-                            None if c is None else torch.cat([c, c[:short]]) for c in choices
-                        )
-                idx = idx[self.rank :: self.size]
+                mine = slice(self.rank, None, self.size)
+                rows = torch.cat([torch.arange(len(idx)), torch.arange(short)])[mine]
+                idx = torch.cat([idx, order[:short]])[mine]
                 if choices is not None:
-                    choices = tuple(
-                        None if c is None else c[self.rank :: self.size] for c in choices
-                    )
+                    choices = tuple(None if c is None else c[rows] for c in choices)
             if choices is None:
                 x = self.data.images[idx]
             else:  # one gather from the uint8 windows: crop and flip in the same pass
