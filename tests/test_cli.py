@@ -174,3 +174,30 @@ def test_at_report_writes_markdown_and_rejects_an_empty_sweep(tiny_config, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no finished run folders" in err[0]
     assert not (tmp_path / "e.md").exists()
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("model.width=1000000", ["parameters", "limit"]),  # was a 36 TB allocation
+        ("train.schedule=x[/bold]", ["x[/bold]"]),  # was a MarkupError in the error printer
+        ("name=x[/x]", ["x[/x]"]),  # was a traceback after the run folder was written
+    ],
+)
+def test_refused_values_are_one_line_even_with_markup(
+    config_file, tmp_path, capsys, override, words
+):
+    out = tmp_path / "never"
+    assert main(["run", str(config_file), "--set", override, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+    assert all(w in err for w in words), err
+    assert not out.exists() and not (tmp_path / "results.db").exists()
+
+
+def test_a_write_that_fails_is_one_line(config_file, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # --out inside a regular file cannot be created
+    assert main(["run", str(config_file), "--out", str(blocker / "r"), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err

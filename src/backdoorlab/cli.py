@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
@@ -38,7 +39,12 @@ def _table_of_run(result: backdoorlab.RunResult) -> Table:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     result = backdoorlab.run(
-        args.config, overrides=args.set, out=args.out, db=args.db, progress=not args.quiet
+        args.config,
+        overrides=args.set,
+        out=args.out,
+        db=args.db,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return
@@ -281,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<name>-<time>)")
     p.add_argument("--db", help="results database (default results.db beside the run folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run folder at --out"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("triggers", help="PNG grid of clean vs triggered samples")
@@ -392,14 +401,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    # piped into a file or a log, tables keep their columns instead of an 80-column squeeze
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    err = Console(stderr=True)
+    # piped into a file or a log, tables keep their columns instead of an 80-column squeeze;
+    # markup off: names, labels and messages are user text, never parsed as Rich markup
+    width = None if sys.stdout.isatty() else 200
+    console = Console(width=width, markup=False)
+    err = Console(stderr=True, markup=False)
     try:
         args.func(args, console)
     except BackdoorlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         return 2
+    except OSError as exc:  # a full disk, a folder that cannot be written: one line, not a trace
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(
+            Text("error: ", style="bold red") + Text(f"{exc.strerror or exc}{where}"),
+            soft_wrap=True,
+        )
+        return 1
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         return 130

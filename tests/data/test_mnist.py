@@ -59,8 +59,12 @@ def test_truncated_idx_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="truncated"):
         read_idx(f)
     g = tmp_path / "bad.gz"
-    g.write_bytes(gzip.compress(np.random.default_rng(0).bytes(5000))[:1000])
-    with pytest.raises(DataError, match="cannot read"):
+    header = bytes([0, 0, 0x08, 1]) + struct.pack(">I", 5000)
+    g.write_bytes(gzip.compress(header + np.random.default_rng(0).bytes(5000))[:1000])
+    with pytest.raises(DataError, match="cannot read"):  # the gzip stream ends early
+        read_idx(g)
+    g.write_bytes(gzip.compress(np.random.default_rng(0).bytes(5000)))
+    with pytest.raises(DataError, match="not an unsigned-byte IDX"):
         read_idx(g)
 
 

@@ -69,3 +69,21 @@ def test_cells_sharing_a_cache_give_the_metrics_of_uncached_runs(tiny_config, tm
     for c, r in zip(configs, cached, strict=True):
         plain = run(c, save=False, progress=False)
         assert plain.metrics["acc"] == r.metrics["acc"] and plain.metrics["asr"] == r.metrics["asr"]
+
+
+@pytest.mark.parametrize("part", ["tensors.safetensors", "meta.json"])
+def test_a_truncated_entry_is_a_miss_and_is_rewritten(tiny_config, tmp_path, part):
+    cfg = {**tiny_config, "defense": {"name": "ft", "epochs": 1}}
+    cfg["train"] = {**cfg["train"], "epochs": 1, "eval_every": 0}
+    first = run(cfg, out=tmp_path / "a", progress=False, cache=tmp_path / "cache")
+    cache = StageCache(tmp_path / "cache")
+    (key,) = cache.keys("infected")
+    path = tmp_path / "cache" / "infected" / key / part
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash, a full disk
+    assert cache.get("infected", key) is None
+    again = run(cfg, out=tmp_path / "b", progress=False, cache=tmp_path / "cache")
+    assert again.metrics["infected"]["from_cache"] is False
+    assert again.metrics["acc"] == first.metrics["acc"]
+    assert cache.get("infected", key) is not None  # recomputed and stored whole again
+    third = run(cfg, out=tmp_path / "c", progress=False, cache=tmp_path / "cache")
+    assert third.metrics["infected"]["from_cache"] is True

@@ -73,7 +73,7 @@ def test_rerun_replaces_the_folder_atomically(tiny_config, tmp_path):
     out = tmp_path / "r"
     run(tiny_config, out=out, progress=False)
     (out / "stale.txt").write_text("old")
-    run(tiny_config, out=out, progress=False)
+    run(tiny_config, out=out, progress=False, overwrite=True)
     assert not (out / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert len(ResultStore(tmp_path / "results.db").rows()) == 2

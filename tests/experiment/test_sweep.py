@@ -39,24 +39,40 @@ def _cli(*args: str) -> subprocess.Popen:
     )
 
 
+def _smoke(tmp_path: Path) -> Path:
+    """digits-smoke at 6 epochs (its cells take seconds, not tens of seconds)."""
+    import yaml
+
+    spec = yaml.safe_load(SMOKE.read_text())
+    spec["base"] = str(SMOKE.parent / spec["base"])
+    spec["set"].update({"train.epochs": 6})
+    spec["axes"]["defense"]["at"]["defense.steps"] = 2
+    path = tmp_path / "digits-smoke.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 @pytest.mark.slow
 def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path):
     out = tmp_path / "smoke"
     db = out / "results.db"
-    first = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
-    time.sleep(20)
-    os.killpg(first.pid, signal.SIGKILL)
+    smoke = _smoke(tmp_path)
+    first = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
+    deadline = time.monotonic() + 300
+    while len(_cells(db)) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # while the third cell trains (or is being written)
     first.wait()
     before = _cells(db)
-    assert len(before) < 6, "the sweep finished within 20 s: the kill hit nothing"
+    assert 2 <= len(before) < 6, "the kill hit nothing"
 
-    second = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
+    second = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
     text = second.communicate(timeout=600)[0]
     assert second.returncode == 0, text
     assert f"{len(before)} already finished, {6 - len(before)} to run" in text
     after = _cells(db)
     assert len(after) == 6 and len(set(after)) == 6 and set(before) <= set(after)
-    cells = sorted(p.name for p in (out / "cells").iterdir())
+    cells = sorted(p.name for p in (out / "cells").iterdir() if not p.name.endswith(".lock"))
     assert len(cells) == 6, cells  # no temp folder of the killed start is left behind
     for name in cells:
         record = json.loads((out / "cells" / name / "result.json").read_text())
@@ -67,7 +83,7 @@ def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path
         (a, d) for a in ("badnets", "blended") for d in ("none", "ft", "at")
     }
 
-    third = _cli("sweep", str(SMOKE), "--out", str(out), "--quiet")
+    third = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
     text = third.communicate(timeout=120)[0]
     assert third.returncode == 0 and "6 already finished, 0 to run" in text, text
     assert _cells(db) == after
@@ -191,3 +207,107 @@ def test_a_ray_task_whose_worker_dies_is_retried(tiny_config, tmp_path, ray_clus
     marker.unlink()
     (out,) = RayExecutor(ray_cluster, retries=0, body=dies_first).map([task])
     assert out.files is None and out.error  # no retry left: reported, not raised
+
+
+def _one_epoch(tiny_config) -> dict:
+    return {**tiny_config, "train": {**tiny_config["train"], "epochs": 1, "eval_every": 0}}
+
+
+def _rows_match_folders(out: Path) -> list[dict]:
+    rows = ResultStore(out / "results.db").rows()
+    for r in rows:
+        folder = Path(r["out_dir"])
+        assert folder.parent == (out / "cells").resolve()
+        assert json.loads((folder / "result.json").read_text())["run_id"] == r["run_id"]
+    return rows
+
+
+def test_labels_that_slug_alike_get_folders_of_their_own(tiny_config, tmp_path):
+    labels = ["x y", "x+y", ".", ".."]
+    spec = {
+        "name": "labels",
+        "base": _one_epoch(tiny_config),
+        "axes": {"seed": {label: {"seed": i} for i, label in enumerate(labels)}},
+    }
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "sibling").mkdir()  # not the sweep's: must survive
+    r = sweep(spec, tmp_path, progress=False, say=lambda _: None)
+    assert r.ran == 4 and not r.failures
+    rows = _rows_match_folders(tmp_path)
+    assert len({r["out_dir"] for r in rows}) == 4
+    assert (tmp_path / "cells" / "sibling").is_dir()
+
+
+def test_two_starts_on_one_folder_end_with_one_row_per_cell_matching_its_folder(
+    tiny_config, tmp_path
+):
+    import threading
+
+    spec = {
+        "name": "twice",
+        "base": _one_epoch(tiny_config),
+        "axes": {"seed": {"s0": {"seed": 0}, "s1": {"seed": 1}, "s2": {"seed": 2}}},
+    }
+    results, errors = {}, []
+
+    def start(name: str, reverse: bool) -> None:
+        try:
+            results[name] = sweep(
+                spec, tmp_path, progress=False, say=lambda _: None, reverse=reverse
+            )
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(n, n == "b")) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rows = _rows_match_folders(tmp_path)
+    assert len(rows) == 3 and len({r["cell"] for r in rows}) == 3
+    assert results["a"].ran + results["b"].ran == 3
+    assert not list((tmp_path / "cells").glob(".*.tmp"))
+    assert len([p for p in (tmp_path / "cells").iterdir() if not p.name.startswith(".")]) == 3
+
+
+def test_a_start_removes_only_temp_folders_whose_owner_is_gone(tiny_config, tmp_path):
+    from filelock import FileLock
+
+    spec = {"name": "stale", "base": _one_epoch(tiny_config), "axes": {}}
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / ".gone.abc123.tmp").mkdir()  # its start was killed
+    (cells / ".alive.def456.tmp").mkdir()  # its start is still writing it
+    lock = FileLock(cells / ".alive.lock")
+    lock.acquire()
+    try:
+        sweep(spec, tmp_path, progress=False, say=lambda _: None)
+        assert not (cells / ".gone.abc123.tmp").exists()
+        assert (cells / ".alive.def456.tmp").is_dir()
+    finally:
+        lock.release()
+
+
+def test_a_cell_that_cannot_be_written_stops_the_driver_with_one_line(
+    tiny_config, tmp_path, monkeypatch
+):
+    import errno
+    import importlib
+
+    sweep_module = importlib.import_module("backdoorlab.experiment.sweep")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sweep_module, "_commit", full)
+    spec = {
+        "name": "full",
+        "base": _one_epoch(tiny_config),
+        "axes": {"seed": {"s0": {"seed": 0}, "s1": {"seed": 1}}},
+    }
+    lines: list[str] = []
+    r = sweep(spec, tmp_path, progress=False, say=lines.append)
+    assert r.ran == 0 and len(r.failures) == 1 and "No space left" in r.stopped
+    assert any("stopping the sweep" in line for line in lines)
+    assert ResultStore(tmp_path / "results.db").rows() == []

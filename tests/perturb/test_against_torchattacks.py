@@ -1,4 +1,8 @@
-"""Our PGD is at least as strong as torchattacks' at the same settings (trained MNIST model)."""
+"""Our PGD is at least as strong as torchattacks' at the same settings (trained MNIST model).
+
+Both attacks start from the clean images (no random start): two deterministic procedures are
+compared, so the test cannot flake on the draw of two random starts.
+"""
 
 import pytest
 import torch
@@ -33,14 +37,14 @@ def test_robust_accuracy_no_higher_than_torchattacks(trained, norm, eps, alpha):
     model, test = trained
     x, y = test.floats(), test.labels
     assert robust_accuracy(model, x, y) > 95
-    torch.manual_seed(1)
     if norm == "linf":
-        ours = pgd(model, x, y, LinfBall(eps), 10, alpha)
-        theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=10, random_start=True)(x, y)
+        ours = pgd(model, x, y, LinfBall(eps), 10, alpha, random_start=False)
+        theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=10, random_start=False)(x, y)
         assert (ours - x).abs().max() <= eps + 1e-6
     else:
-        ours = pgd(model, x, y, L2Ball(eps), 10, alpha)
-        theirs = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=10, random_start=True)(x, y)
+        ours = pgd(model, x, y, L2Ball(eps), 10, alpha, random_start=False)
+        attack = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=10, random_start=False)
+        theirs = attack(x, y)
         assert (ours - x).flatten(1).norm(dim=1).max() <= eps + 1e-4
     assert ours.min() >= 0 and ours.max() <= 1
     ra_ours, ra_theirs = robust_accuracy(model, ours, y), robust_accuracy(model, theirs, y)

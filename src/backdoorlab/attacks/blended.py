@@ -12,6 +12,7 @@ from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
 from backdoorlab.data.base import InputSpec
 from backdoorlab.data.images import decode_image, resize
 from backdoorlab.errors import ConfigError, DataError
+from backdoorlab.limits import MAX_IMAGE_FILE_BYTES, read_file
 
 
 class BlendedConfig(AttackConfig):
@@ -41,7 +42,8 @@ def load_key(cfg: BlendedConfig, spec: InputSpec) -> torch.Tensor:
         if not path.is_file():
             raise ConfigError(f"attack.key: image file {path} does not exist")
         try:
-            img = decode_image(path.read_bytes(), str(path), 3)
+            raw = read_file(path, MAX_IMAGE_FILE_BYTES, str(path))
+            img = decode_image(raw, str(path), 3, (h, w))
         except DataError as exc:
             raise ConfigError(f"attack.key: {exc}") from None
     key = resize(img, (h, w)).float().div(255)[None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydantic import Field
 from backdoorlab.data.base import Dataset, DatasetConfig, Splits, register_dataset, subsample
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
+from backdoorlab.limits import MAX_FILE_BYTES, check_size, read_stream
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
@@ -79,13 +81,23 @@ class _ArraysOnly(pickle.Unpickler):
 
 def _load_batch(tar: tarfile.TarFile, member: str, what: str) -> dict[str, object]:
     try:
-        fh = tar.extractfile(member)
+        info = tar.getmember(member)
+        check_size(info.size, MAX_FILE_BYTES, f"{what}: {member}")
+        fh = tar.extractfile(info)
         if fh is None:
             raise KeyError(member)
-        obj = _ArraysOnly(io.BytesIO(fh.read()), encoding="latin1").load()
+        raw = read_stream(fh, MAX_FILE_BYTES, f"{what}: {member}")
+        obj = _ArraysOnly(io.BytesIO(raw), encoding="latin1").load()
     except KeyError:
         raise DataError(f"{what}: archive has no member {member}") from None
-    except (pickle.UnpicklingError, EOFError, tarfile.TarError, OSError, ValueError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        tarfile.TarError,
+        OSError,
+        ValueError,
+        zlib.error,
+    ) as exc:
         raise DataError(f"{what}: cannot read {member}: {exc}") from None
     if not isinstance(obj, dict):
         raise DataError(f"{what}: {member} is not a CIFAR batch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 import torch
@@ -21,6 +22,7 @@ from backdoorlab.data.base import (
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.data.images import decode_ppm, resize
 from backdoorlab.errors import DataError
+from backdoorlab.limits import MAX_IMAGE_FILE_BYTES, MAX_JSON_BYTES, check_size, read_stream
 
 BASE_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 ARCHIVES = {
@@ -52,18 +54,28 @@ def _open(cfg: GtsrbConfig, key: str) -> zipfile.ZipFile:
         raise DataError(f"gtsrb: {path} is not a readable zip archive: {exc}") from None
 
 
+def _member(zf: zipfile.ZipFile, member: str, limit: int) -> bytes:
+    """One archive member, its size checked from the directory and its decompression capped."""
+    try:
+        check_size(zf.getinfo(member).file_size, limit, f"gtsrb: {member}")
+        with zf.open(member) as fh:
+            return read_stream(fh, limit, f"gtsrb: {member}")
+    except (KeyError, zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
+        raise DataError(f"gtsrb: cannot read {member}: {exc}") from None
+
+
 def _read_csv(zf: zipfile.ZipFile, member: str) -> list[dict[str, str]]:
-    text = zf.read(member).decode("utf-8-sig")
+    try:
+        text = _member(zf, member, MAX_JSON_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"gtsrb: {member} is not UTF-8 text: {exc}") from None
     return list(csv.DictReader(io.StringIO(text), delimiter=";"))
 
 
 def _images(zf: zipfile.ZipFile, rows: list[tuple[str, int]], size: int):
     xs = []
     for member, _ in rows:
-        try:
-            raw = zf.read(member)
-        except (KeyError, zipfile.BadZipFile, OSError) as exc:
-            raise DataError(f"gtsrb: cannot read {member}: {exc}") from None
+        raw = _member(zf, member, MAX_IMAGE_FILE_BYTES)
         xs.append(resize(decode_ppm(raw, f"gtsrb {member}"), (size, size)))
     if not xs:
         raise DataError("gtsrb: archive holds no images")

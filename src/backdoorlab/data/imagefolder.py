@@ -18,6 +18,7 @@ from backdoorlab.data.base import (
 from backdoorlab.data.files import resolve_root
 from backdoorlab.data.images import decode_image, resize
 from backdoorlab.errors import DataError
+from backdoorlab.limits import MAX_IMAGE_FILE_BYTES, read_file
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -45,7 +46,8 @@ def _read(folder: Path, classes: list[str], cfg: ImageFolderConfig):
             else []
         )
         for f in files:
-            img = decode_image(f.read_bytes(), str(f), cfg.channels)
+            raw = read_file(f, MAX_IMAGE_FILE_BYTES, f"imagefolder: {f}")
+            img = decode_image(raw, str(f), cfg.channels, (cfg.size, cfg.size))
             xs.append(resize(img, (cfg.size, cfg.size)))
             ys.append(label)
     if not xs:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from backdoorlab.data.base import (
 )
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
+from backdoorlab.limits import MAX_FILE_BYTES, check_size
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -43,28 +46,46 @@ class MnistConfig(DatasetConfig):
     check_md5: bool = Field(True, description="verify .gz files against the official md5s")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (gzip-compressed or raw) into a numpy array."""
+def read_idx(path: Path, limit: int = MAX_FILE_BYTES) -> np.ndarray:
+    """Parse one IDX file (gzip-compressed or raw) into a numpy array.
+
+    The header is read first and its size checked against `limit` and, for a raw file, against
+    the bytes present; the data is then read (decompressed) up to that size and no further.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
+    what = f"mnist: {path}"
     try:
+        check_size(path.stat().st_size, limit, what)
         with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"mnist: cannot read {path}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise DataError(f"mnist: {path} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"mnist: {path} is truncated (header)")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
+            magic = fh.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES:
+                raise DataError(f"{what} is not an unsigned-byte IDX file")
+            ndim = magic[3]
+            dims = fh.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"{what} is truncated (header)")
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = math.prod(shape)  # a Python int: no overflow on hostile dimensions
+            if expected > limit:
+                raise DataError(
+                    f"{what}: its header says {shape} = {expected:,} bytes, more than the "
+                    f"limit of {limit:,}"
+                )
+            if opener is open and path.stat().st_size - 4 - 4 * ndim != expected:
+                raise DataError(
+                    f"{what} holds {path.stat().st_size - 4 - 4 * ndim:,} bytes of data, its "
+                    f"header says {expected:,} (truncated file?)"
+                )
+            raw = fh.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{what}: cannot read: {exc}") from None
+    if len(raw) > expected:
+        raise DataError(f"{what} holds more data than its header says ({expected:,} bytes)")
+    if len(raw) < expected:
         raise DataError(
-            f"mnist: {path} holds {len(raw) - header} bytes of data, its header says {expected} "
-            "(truncated file?)"
+            f"{what} holds {len(raw):,} bytes of data, its header says {expected:,} (truncated?)"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def _locate(root: Path, name: str, cfg: MnistConfig, required: bool) -> Path | None:

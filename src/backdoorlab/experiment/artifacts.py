@@ -12,17 +12,66 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from backdoorlab.errors import ConfigError, DataError
+from backdoorlab.limits import MAX_FILE_BYTES, check_size
+
+RUN_MARKER = "result.json"  # the file that makes a folder a run folder
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse (ConfigError) a run folder `out` that exists and is not empty, unless it holds an
+    earlier run and `overwrite` is set."""
+    for parent in out.parents:  # the folder must be creatable, known before any work
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is not a folder")
+            break
+    if not out.exists() and not out.is_symlink():
+        return
+    if not replaceable(out, RUN_MARKER):
+        raise ConfigError(
+            f"--out {out}: exists and is not a backdoorlab run folder (no {RUN_MARKER}); "
+            "refusing to write there (name a new or empty folder)"
+        )
+    if (out / RUN_MARKER).is_file() and not overwrite:
+        raise ConfigError(f"--out {out}: holds an earlier run; pass --overwrite to replace it")
+
+
+def replaceable(out: Path, marker: str) -> bool:
+    """Whether `out` may be replaced: absent, an empty folder, or a folder holding `marker` (a
+    file only this program writes there, so the folder is one of ours)."""
+    if not out.exists() and not out.is_symlink():
+        return True
+    if out.is_symlink() or not out.is_dir():
+        return False
+    return (out / marker).is_file() or not any(out.iterdir())
 
 
 @contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `out`; on success it replaces `out` in one rename."""
+def staged_dir(out: Path, *, marker: str) -> Iterator[Path]:
+    """Yield a temp folder beside `out`; on success it replaces `out` in one rename.
+
+    An existing `out` is replaced only when `replaceable` (empty, or holding `marker`): a folder
+    this program did not write is never deleted (ConfigError, before and after the work).
+    """
     out = Path(out)
+
+    def check() -> None:
+        if not replaceable(out, marker):
+            raise ConfigError(
+                f"{out} exists and is not a folder backdoorlab wrote (no {marker} in it); "
+                "refusing to replace it"
+            )
+
+    check()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
+        check()
         old = None
         if out.exists():
             old = out.with_name(f".{out.name}.{os.getpid()}.old")
@@ -55,6 +104,13 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
 
-def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file (no unpickling)."""
-    return load_file(str(path), device=str(device))
+def load_tensors(
+    path: Path, device: str | torch.device = "cpu", limit: int = MAX_FILE_BYTES
+) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file (no unpickling), its size checked first; DataError when
+    the file is missing, too large, truncated or not safetensors."""
+    try:
+        check_size(Path(path).stat().st_size, limit, str(path))
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise DataError(f"{path}: not a readable safetensors file: {exc}") from None

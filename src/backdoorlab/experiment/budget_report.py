@@ -12,6 +12,7 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.summary import attack_setting, pct, read_notes, read_run, written_by
+from backdoorlab.paths import check_name, inside
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}
 
@@ -36,7 +37,7 @@ class Sweep:
 
 def load_sweep(folder: str | Path) -> Sweep:
     """Read every finished run folder directly under `folder` and sort it into its table."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     dirs = sorted(p.parent for p in folder.glob("*/result.json"))
     if not dirs:
         raise ConfigError(f"{folder} holds no finished run folders")
@@ -224,6 +225,8 @@ def budget_report(
     if not sweeps and not runs:
         raise ConfigError("budget report: no sweep folders or runs given")
     loaded = [load_sweep(s) for s in sweeps]
+    for sweep in loaded:  # folder names become figure names beside the report
+        check_name(sweep.name, "sweep folder name")
     singles = [read_run(r) for r in runs]
     note_text = read_notes(notes)
     out = Path(out)
@@ -232,7 +235,9 @@ def budget_report(
     for sweep in loaded:
         figure = f"{out.stem}-{sweep.name}.png"
         if sweep.at or sweep.random:
-            budget_figure(sweep, out.parent / figure, _setting(sweep.baseline or sweep.runs[0]))
+            budget_figure(
+                sweep, inside(out.parent, figure), _setting(sweep.baseline or sweep.runs[0])
+            )
         lines += _sweep_section(sweep, figure)
     if singles:
         lines += [

@@ -21,13 +21,16 @@ import torch
 from torch import nn
 
 from backdoorlab.attacks.base import Attack
+from backdoorlab.errors import DataError
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors, staged_dir, write_json
 from backdoorlab.experiment.config import ExperimentConfig
+from backdoorlab.limits import read_json
 
 # the sections that determine each stage (the defense and the run's name never do)
 POISONED_SECTIONS = ("seed", "dataset", "attack")
 INFECTED_SECTIONS = ("seed", "dataset", "model", "attack", "train")
 _RNG = "rng.cpu"
+META = "meta.json"
 INFECTED_FORMAT = 2  # 2: the entry holds the attack's state after training too
 
 
@@ -78,21 +81,25 @@ class StageCache:
     def get(self, stage: str, key: str, device: str | torch.device = "cpu") -> Entry | None:
         """Entry `key` of `stage` with the RNG state it recorded restored; None on a miss."""
         d = self._dir(stage, key)
-        if not (d / "meta.json").is_file() or not (d / "tensors.safetensors").is_file():
+        if not (d / META).is_file() or not (d / "tensors.safetensors").is_file():
             return None  # absent, or written by an older layout
-        tensors = load_tensors(d / "tensors.safetensors", device)
+        try:  # a truncated or corrupt entry is a miss: the stage runs again and rewrites it
+            tensors = load_tensors(d / "tensors.safetensors", device)
+            meta = read_json(d / META)
+        except DataError:
+            return None
         set_rng_state(tensors)
         tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
-        return Entry(key, tensors, json.loads((d / "meta.json").read_text()), d)
+        return Entry(key, tensors, meta, d)
 
     def put(
         self, stage: str, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     ) -> Path:
         """Store `tensors` (+ the current RNG state) and `meta` as entry `key`, replacing any."""
         d = self._dir(stage, key)
-        with staged_dir(d) as tmp:
+        with staged_dir(d, marker=META) as tmp:
             save_tensors(tmp / "tensors.safetensors", {**tensors, **rng_state()})
-            write_json(tmp / "meta.json", {"key": key, "stage": stage, **meta})
+            write_json(tmp / META, {"key": key, "stage": stage, **meta})
         return d
 
     def load_model(self, key: str, model: nn.Module, attack: Attack) -> list[dict[str, Any]] | None:
@@ -119,4 +126,4 @@ class StageCache:
     def keys(self, stage: str) -> list[str]:
         """Keys of the finished entries of `stage`."""
         d = self.root / stage
-        return sorted(p.parent.name for p in d.glob("*/meta.json")) if d.is_dir() else []
+        return sorted(p.parent.name for p in d.glob(f"*/{META}")) if d.is_dir() else []

@@ -16,6 +16,7 @@ from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import MODELS, ModelConfig
+from backdoorlab.paths import NAME_PATTERN
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.perf import Performance
 
@@ -27,7 +28,12 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("experiment", min_length=1, description="label for tables and run folders")
+    name: str = Field(
+        "experiment",
+        min_length=1,
+        pattern=NAME_PATTERN,
+        description="label for tables and run folders (letters, digits, _ . = + -)",
+    )
     seed: int = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dataset: SerializeAsAny[DatasetConfig]

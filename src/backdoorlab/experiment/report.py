@@ -31,6 +31,7 @@ from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.summary import pct, read_notes, written_by
 from backdoorlab.experiment.sweep_spec import axis_values
+from backdoorlab.paths import check_name, inside
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _grid(
     if grid.missing():
         cells_text = ", ".join(f"{r}/{c}" for r, c in grid.missing())
         notes.append(f"Not run yet (or failed): {cells_text}.")
-    write_text(out.parent / f"{out.name}-{rid}.csv", grid.csv())
+    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), grid.csv())
     title = entry.get("title", rid)
     return Section(rid, title, grid=grid, corner=rows, notes=notes, links=links)
 
@@ -149,7 +150,7 @@ def _finish(fig, axes, xlabel: str | None, rid: str, entry: dict[str, Any], out:
     _legend(fig, axes)
     fig.suptitle(entry.get("title", rid), fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out.parent / f"{out.name}-{rid}.png")
+    return save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
 
 
 def _lines(
@@ -340,6 +341,8 @@ def report(
         raise ConfigError(f"{db} holds no sweep {sweep!r} ({', '.join(specs)})")
     spec = specs[sweep]
     entries = spec.get("reports", {})
+    for rid in [sweep, *entries]:  # ids from the database become file names: checked first
+        check_name(rid, f"{db}: report id")
     only = [*(tables or []), *(figures or [])]
     unknown = sorted(set(only) - set(entries))
     if unknown:
@@ -350,7 +353,7 @@ def report(
         for rid in names:
             if (entries[rid].get("kind") == "grid") != want:
                 raise ConfigError(f"report: {rid} is not a {'table' if want else 'figure'}")
-    stem = Path(out) if out is not None else db.parent / "report" / sweep
+    stem = Path(out) if out is not None else inside(db.parent / "report", sweep)
     stem.parent.mkdir(parents=True, exist_ok=True)
     cells = _cells(store, sweep)
     sections = []

@@ -20,6 +20,8 @@ from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import DefenseContext, build_defense
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import (
+    RUN_MARKER,
+    check_out,
     load_tensors,
     save_tensors,
     staged_dir,
@@ -96,18 +98,22 @@ def run(
     save: bool = True,
     progress: bool = True,
     cache: str | Path | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
     `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (False: write
     the folder and no database row). `cache` is
     the stage-cache folder holding poisoned sets and infected models (default, for post-training
-    defenses that save: `cache` beside the run folder; no cache otherwise).
+    defenses that save: `cache` beside the run folder; no cache otherwise). An existing `out` is
+    refused unless it is an earlier run folder and `overwrite` is set (checked before any work).
 
     Started by `torchrun` with several processes, the run trains data-parallel (DDP) and rank 0
     alone shows progress and writes; the stage cache is not used.
     """
     cfg = load_config(config, overrides)
+    if save and out is not None:
+        check_out(Path(out), overwrite)
     with distributed(resolve_device(cfg.device).type == "cuda") as w:
         if w.active:
             if cfg.train.batch_size % w.size:
@@ -219,6 +225,8 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
         "config_hash": cfg.digest(),
         "device": str(prep.device),
         "processes": world().size,
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "metrics": result.metrics,
         "poison": {
             "count": poisoned.count,
@@ -238,7 +246,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
         "config": cfg.to_dict(),
         "history": result.history,
     }
-    with staged_dir(result.out_dir) as tmp:
+    with staged_dir(result.out_dir, marker=RUN_MARKER) as tmp:
         save_tensors(tmp / "model.safetensors", result.model.state_dict())
         save_tensors(tmp / "poison.safetensors", poison_tensors(prep.attack, poisoned))
         write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
@@ -275,13 +283,10 @@ def store_row(record: dict[str, Any], out_dir: str | Path | None) -> dict[str, A
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """The trained model of a saved run (built from its result.json, weights from safetensors)."""
-    import json
+    from backdoorlab.experiment.summary import read_run
 
     run_dir = Path(run_dir)
-    try:
-        record = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{run_dir} is not a run folder: {exc}") from None
+    record = read_run(run_dir)
     cfg = load_config(record["config"])
     s = record["input_spec"]
     spec = InputSpec(

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from backdoorlab.errors import ConfigError
+from backdoorlab.errors import ConfigError, DataError
 from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.limits import read_json
+from backdoorlab.paths import check_name, inside
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The result.json of a run folder."""
+    """The result.json of a run folder (size-checked before parsing)."""
     path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a finished run folder (no result.json)")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        record = read_json(path)
+    except DataError as exc:
         raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ConfigError(f"{run_dir}: result.json is not a run record")
+    return record
 
 
 def pct(v: float | None) -> str:
@@ -68,6 +74,8 @@ def summarize(
     if not run_dirs:
         raise ConfigError("summarize: no run folders given")
     runs = [(Path(d), read_run(d)) for d in run_dirs]
+    for d, r in runs:  # names become file names beside the table: checked before any write
+        check_name(str(r.get("name")), f"{d}/result.json name")
     base = read_run(baseline) if baseline is not None else None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +103,7 @@ def summarize(
         )
         grid = run_dir / "triggers.png"
         if figures and grid.is_file() and cfg["attack"]["name"] != "none":
-            target = out.parent / f"{r['name']}-triggers.png"
+            target = inside(out.parent, f"{r['name']}-triggers.png")
             shutil.copyfile(grid, target)
             grids.append((r["name"], target.name))
     lines.append("")

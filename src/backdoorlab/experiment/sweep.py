@@ -3,25 +3,34 @@
 A cell is recorded once its run folder (OUT/cells/<slug>, written to a temp name and renamed) and
 its database row (one transaction, unique by the cell's config hash) are both in place, so a sweep
 killed at any moment and started again runs exactly the cells that are missing.
+
+Several starts may share one sweep folder: a start holds a cell's file lock (OUT/cells/.<slug>.lock,
+released by the OS when the process dies) from the moment it takes the cell until its row is
+written, skips cells another live start holds, writes a folder only while no row exists for the
+cell, and removes only the temp folders whose owner is gone.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import staged_dir
+from backdoorlab.experiment.artifacts import RUN_MARKER, staged_dir
 from backdoorlab.experiment.executors import EXECUTORS, Task
 from backdoorlab.experiment.runner import store_row
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.summary import pct
 from backdoorlab.experiment.sweep_spec import Cell, SweepSpec, expand, load_sweep
+from backdoorlab.paths import check_name
 
 
 @dataclass
@@ -34,6 +43,44 @@ class SweepResult:
     ran: int = 0
     skipped: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    stopped: str | None = None  # why the driver stopped early (e.g. the disk is full)
+
+
+class CellLocks:
+    """One file lock per cell under the cells folder, held by the live start working on it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.held: dict[str, FileLock] = {}
+
+    def acquire(self, slug: str) -> bool:
+        """Take the lock of cell `slug` if no live process holds it."""
+        lock = FileLock(self.folder / f".{slug}.lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self.held[slug] = lock
+        return True
+
+    def release(self, slug: str) -> None:
+        lock = self.held.pop(slug, None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for slug in list(self.held):
+            self.release(slug)
+
+    def clean_stale(self) -> None:
+        """Remove the temp folders (.<slug>.<x>.tmp / .old) whose cell no live start holds."""
+        for stale in [*self.folder.glob(".*.tmp"), *self.folder.glob(".*.old")]:
+            slug = stale.name[1:].rsplit(".", 2)[0]
+            if stale.is_dir() and self.acquire(slug):
+                try:
+                    shutil.rmtree(stale, ignore_errors=True)
+                finally:
+                    self.release(slug)
 
 
 def sweep(
@@ -67,9 +114,9 @@ def sweep(
         raise ConfigError(f"--executor: unknown {executor!r} (known: {', '.join(EXECUTORS)})")
     cells = expand(spec)
     out = Path(out)
-    # a start killed while writing a cell folder leaves its temp folder: this driver owns cells/
-    for stale in (out / "cells").glob(".*.tmp") if (out / "cells").is_dir() else []:
-        shutil.rmtree(stale, ignore_errors=True)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    locks = CellLocks(out / "cells")
+    locks.clean_stale()  # what a killed start left half-written
     store = ResultStore(out / "results.db")
     store.put_sweep(spec.name, spec.model_dump(mode="json"))
     done = store.cells()
@@ -88,40 +135,80 @@ def sweep(
     cache_dir = str(Path(cache if cache is not None else out / "cache").resolve())
     r = spec.resources
     tasks = [Task(c.config.to_dict(), cache_dir, r.cpus, r.gpus) for c in todo]
+    busy: set[int] = set()
+
+    def pending(i: int) -> bool:
+        """Still to run here: not finished, and this start now holds its lock."""
+        if todo[i].key in store.cells():
+            return False
+        if not locks.acquire(todo[i].slug):
+            busy.add(i)
+            return False
+        if todo[i].key in store.cells():  # finished between the two looks
+            locks.release(todo[i].slug)
+            return False
+        return True
+
     t0 = time.perf_counter()
-    outcomes = runner.map(
-        tasks, progress=progress, pending=lambda i: todo[i].key not in store.cells()
-    )
+    outcomes = runner.map(tasks, progress=progress, pending=pending)
     before = result.skipped
-    for n, outcome in enumerate(outcomes, start=1):
-        cell = todo[outcome.index]
-        head = f"[{before + n}/{len(cells)}] {cell.label}"
-        if outcome.skipped:
-            result.skipped += 1
-            say(f"{head}: finished by another start meanwhile, skipped")
-            continue
-        if outcome.error is not None:
-            result.failures[cell.label] = outcome.error
-            say(f"{head}: FAILED - {outcome.error}")
-            continue
-        record = _commit(store, spec, cell, outcome.files, out / "cells" / cell.slug)
-        result.ran += 1
-        m = record["metrics"]
-        say(
-            f"{head}: ACC {pct(m.get('acc'))} ASR {pct(m.get('asr'))} "
-            f"({record['timings']['total_s']:.0f} s; sweep {time.perf_counter() - t0:.0f} s)"
-        )
+    try:
+        for n, outcome in enumerate(outcomes, start=1):
+            cell = todo[outcome.index]
+            head = f"[{before + n}/{len(cells)}] {cell.label}"
+            try:
+                if outcome.skipped:
+                    result.skipped += 1
+                    why = (
+                        "another start is running it"
+                        if outcome.index in busy
+                        else ("finished by another start meanwhile")
+                    )
+                    say(f"{head}: {why}, skipped")
+                    continue
+                if outcome.error is not None:
+                    result.failures[cell.label] = outcome.error
+                    say(f"{head}: FAILED - {outcome.error}")
+                    continue
+                try:
+                    record = _commit(store, spec, cell, outcome.files, out / "cells" / cell.slug)
+                except (OSError, sqlite3.Error) as exc:
+                    reason = f"cannot record the cell: {exc}"
+                    result.failures[cell.label] = reason
+                    result.stopped = reason
+                    say(f"{head}: FAILED - {reason}; stopping the sweep")
+                    break
+            finally:
+                locks.release(cell.slug)
+            if record is None:
+                result.skipped += 1
+                say(f"{head}: finished by another start meanwhile, skipped")
+                continue
+            result.ran += 1
+            m = record["metrics"]
+            say(
+                f"{head}: ACC {pct(m.get('acc'))} ASR {pct(m.get('asr'))} "
+                f"({record['timings']['total_s']:.0f} s; sweep {time.perf_counter() - t0:.0f} s)"
+            )
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
+        locks.release_all()
     return result
 
 
 def _commit(
     store: ResultStore, spec: SweepSpec, cell: Cell, files: dict[str, bytes], folder: Path
-) -> dict[str, Any]:
-    """Write the cell's run folder (renamed into place), then its row (one transaction)."""
-    with staged_dir(folder) as tmp:
+) -> dict[str, Any] | None:
+    """Write the cell's run folder (renamed into place), then its row (one transaction); None,
+    writing nothing, when another start recorded the cell first. The caller holds its lock."""
+    if cell.key in store.cells():
+        return None
+    with staged_dir(folder, marker=RUN_MARKER) as tmp:
         for name, blob in files.items():
-            (tmp / name).write_bytes(blob)
-    record = json.loads(files["result.json"])
+            (tmp / check_name(name, "cell file")).write_bytes(blob)
+    record = json.loads(files[RUN_MARKER])
     row = store_row(record, folder.resolve())
     row.update(sweep=spec.name, cell=cell.key, axes_json=cell.axes)
     store.add(row)

@@ -26,7 +26,6 @@ import copy
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from backdoorlab.experiment.config import (
     read_yaml,
     set_path,
 )
+from backdoorlab.paths import NAME_PATTERN, slug
 
 
 class Resources(BaseModel):
@@ -57,7 +57,7 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
     title: str = ""
     profile: str | None = None
     base: dict[str, Any] = Field(default_factory=dict)
@@ -95,12 +95,9 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """A folder name for the cell."""
-        return _slug("__".join(self.axes.values()) or "base")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+        """The cell's folder name: its labels made safe, plus a short hash of its key (two cells
+        never share a folder, whatever their labels)."""
+        return slug("__".join(self.axes.values()) or "base", key=self.key)
 
 
 def axis_values(name: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -197,7 +194,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
             for key, value in overrides.items():
                 if key != "base":
                     _assign(raw, key, value, f"axis {axis}={label}")
-        raw["name"] = _slug("-".join([spec.name, *labels.values()]))
+        raw["name"] = slug("-".join([spec.name, *labels.values()]), width=120)
         try:
             cfg = load_config(raw)
         except ConfigError as exc:
@@ -207,4 +204,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise ConfigError("sweep: two cells resolve to the same config (an axis changes nothing)")
+    folders = [c.slug for c in cells]
+    if len(set(folders)) != len(folders):  # unique by construction; checked before any training
+        raise ConfigError("sweep: two cells would share a folder")
     return cells

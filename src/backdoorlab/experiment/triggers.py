@@ -49,13 +49,9 @@ def plot_triggers(
     if count < 1:
         raise ConfigError("count must be at least 1")
     if run_dir is not None:
-        import json
+        from backdoorlab.experiment.summary import read_run
 
-        try:
-            record = json.loads((Path(run_dir) / "result.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--run: {run_dir} is not a run folder ({exc})") from None
-        config = record["config"]
+        config = read_run(run_dir)["config"]
     if config is None:
         raise ConfigError("give a config file or --run DIR")
     cfg = load_config(config, overrides)

@@ -10,6 +10,8 @@ from torch import nn
 
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import InputSpec
+from backdoorlab.errors import ConfigError
+from backdoorlab.limits import MAX_MODEL_PARAMETERS
 from backdoorlab.registry import Registry
 
 __all__ = [
@@ -97,8 +99,22 @@ def batchnorm_to_groupnorm(module: nn.Module, groups: int = 8) -> nn.Module:
     return module
 
 
+def parameter_count(section: ModelConfig, spec: InputSpec) -> int:
+    """How many parameters the model of `section` has, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = MODELS.get(section.name)(section, spec)
+    return sum(p.numel() for p in model.parameters())
+
+
 def build_model(section: ModelConfig, spec: InputSpec) -> Classifier:
-    """Build the model that `section` names for inputs described by `spec`."""
+    """Build the model that `section` names for inputs described by `spec`; one past
+    MAX_MODEL_PARAMETERS is refused before any memory is taken."""
+    n = parameter_count(section, spec)
+    if n > MAX_MODEL_PARAMETERS:
+        raise ConfigError(
+            f"model {section.name}: {n:,} parameters ({4 * n / 2**30:,.0f} GiB of float32 "
+            f"weights), more than the limit of {MAX_MODEL_PARAMETERS:,}; lower its width or depth"
+        )
     model = MODELS.get(section.name)(section, spec)
     if not isinstance(model, Classifier):
         raise TypeError(f"model '{section.name}' must build a backdoorlab Classifier")

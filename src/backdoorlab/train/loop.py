@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -186,6 +187,7 @@ def fit(
         h.on_fit_start(state)
     refresh = max(1, len(iterator) // 10)
     with _progress(progress) as bar:
+        description = escape(description)  # user text, not Rich markup
         task = bar.add_task(description, total=cfg.epochs * len(iterator), loss="-", acc="-")
         for epoch in range(cfg.epochs):
             if state.stop:  # a hook may stop training before the first epoch, too

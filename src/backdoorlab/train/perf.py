@@ -7,6 +7,7 @@ left out of the hashes that identify sweep cells and cached stages.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Literal
@@ -28,6 +29,13 @@ class Performance(BaseModel):
         "off", description="CUDA: bf16 autocast for forward passes; perturbations stay fp32"
     )
     compile: bool = Field(False, description="torch.compile the model the training loop runs")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for the run (default: as found; recorded)"
+    )
+    deterministic: bool = Field(
+        False,
+        description="torch deterministic algorithms (cudnn.benchmark off): same numbers per run",
+    )
 
 
 _current = Performance()
@@ -43,12 +51,28 @@ def performance(settings: Performance) -> Iterator[Performance]:
     """Run the enclosed code with `settings` (restored afterwards)."""
     global _current
     before, _current = _current, settings
-    if torch.cuda.is_available():
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    if settings.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible reductions (CUDA >= 10.2)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
     try:
         yield settings
     finally:
         _current = before
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = benchmark
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def prepare_model(model: nn.Module) -> nn.Module:

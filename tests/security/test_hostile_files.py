@@ -1,0 +1,80 @@
+"""Hostile files cost one line and little memory: each is loaded in a fresh process that reports
+the error and its peak memory growth (which must stay under 300 MB)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.security import hostile
+
+REPO = Path(__file__).resolve().parents[2]
+LIMIT_MB = 300
+
+
+def _probe(kind: str, path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.security.hostile", kind, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _assert_refused(result: dict, *words: str) -> None:
+    error = result["error"]
+    assert error is not None, result
+    assert "\n" not in error, error
+    for w in words:
+        assert w in error, error
+    assert result["growth_mb"] < LIMIT_MB, result
+
+
+def test_an_idx_gzip_that_inflates_past_its_header_is_refused_early(tmp_path):
+    # 200 MB of zeros behind a header that promises 10 images: the old reader inflated it all
+    path = hostile.idx_gzip_bomb(tmp_path / "t10k-images-idx3-ubyte.gz")
+    assert path.stat().st_size < 1_000_000
+    _assert_refused(_probe("idx", path), "more data than its header says")
+
+
+def test_idx_dimensions_that_overflow_are_one_line(tmp_path):
+    path = hostile.idx_overflowing_header(tmp_path / "t10k-images-idx3-ubyte")
+    _assert_refused(_probe("idx", path), "limit")
+
+
+def test_a_gtsrb_member_that_inflates_to_200mb_is_not_decompressed(tmp_path):
+    root = tmp_path / "gtsrb"
+    hostile.gtsrb_zip_bomb(root)
+    _assert_refused(_probe("gtsrb", root), "00000_00000.ppm", "limit")
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bombs")
+    return {
+        # past twice Pillow's limit: Pillow raises DecompressionBombError on open
+        "pillow": hostile.png(d / "pillow-bomb.png", 14_000, 14_000),
+        # just under Pillow's limit: Pillow would decode it (81 MB, then 1.3 GB as floats)
+        "under": hostile.png(d / "under-pillow.png", 9_000, 9_000),
+    }
+
+
+@pytest.mark.parametrize("which", ["pillow", "under"])
+def test_an_oversized_image_in_an_image_folder_is_one_line(tmp_path, bombs, which):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        hostile.png(tmp_path / cls / "ok.png", 8, 8)
+    (tmp_path / "a" / "big.png").write_bytes(bombs[which].read_bytes())
+    _assert_refused(_probe("imagefolder", tmp_path), "big.png")
+
+
+@pytest.mark.parametrize("which", ["pillow", "under"])
+def test_an_oversized_blended_key_image_is_one_line(bombs, which):
+    _assert_refused(_probe("key", bombs[which]), "attack.key")
