@@ -26,9 +26,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 quickstart: install
-	$(BIN)/backdoorlab run configs/quickstart.yaml --out runs/quickstart
-	$(BIN)/backdoorlab run configs/quickstart-blended.yaml --out runs/quickstart-blended --quiet
-	$(BIN)/backdoorlab run configs/quickstart-cat.yaml --out runs/quickstart-cat --quiet
+	$(BIN)/backdoorlab run configs/quickstart.yaml --overwrite --out runs/quickstart
+	$(BIN)/backdoorlab run configs/quickstart-blended.yaml --overwrite --out runs/quickstart-blended --quiet
+	$(BIN)/backdoorlab run configs/quickstart-cat.yaml --overwrite --out runs/quickstart-cat --quiet
 	$(BIN)/backdoorlab table runs/quickstart-blended runs/quickstart-cat
 
 test: install-dev
@@ -62,7 +62,7 @@ RESULTS := runs/attacks-mnist
 
 results-attacks: install
 	for a in clean $(ATTACKS); do \
-	  $(BIN)/backdoorlab run configs/mnist-$$a.yaml --out $(RESULTS)/mnist-$$a --quiet || exit 1; \
+	  $(BIN)/backdoorlab run configs/mnist-$$a.yaml --overwrite --out $(RESULTS)/mnist-$$a --quiet || exit 1; \
 	done
 	$(BIN)/backdoorlab summarize $(foreach a,$(ATTACKS),$(RESULTS)/mnist-$(a)) \
 	  --baseline $(RESULTS)/mnist-clean --out docs/results/attacks-mnist.md \
@@ -70,7 +70,7 @@ results-attacks: install
 	  --title "The seven attacks on real MNIST (8,000 train / 2,000 test, small CNN)"
 
 $(RESULTS)/mnist-clean/result.json: | install
-	$(BIN)/backdoorlab run configs/mnist-clean.yaml --out $(RESULTS)/mnist-clean --quiet
+	$(BIN)/backdoorlab run configs/mnist-clean.yaml --overwrite --out $(RESULTS)/mnist-clean --quiet
 
 # Clean-label attacks on MNIST: ASR as their budget grows (the evidence for docs/results).
 SWEEP := runs/clean-label-sweep
@@ -83,26 +83,26 @@ results-clean-label-sweep: results-sig-sweep results-lc-sweep results-nocrop-swe
 # the corner patches), beside a no-crop clean baseline
 results-nocrop-sweep: install
 	for c in clean sig lc; do \
-	  $(BIN)/backdoorlab run configs/mnist-$$c.yaml --quiet --out $(SWEEP)/nocrop-$$c \
+	  $(BIN)/backdoorlab run configs/mnist-$$c.yaml --quiet --overwrite --out $(SWEEP)/nocrop-$$c \
 	    --set name=$$c-nocrop --set train.crop_padding=0 || exit 1; \
 	done
 
 results-sig-sweep: install
 	for d in 0.0784 0.1569 0.2353; do for r in 0.5 1.0; do \
-	  $(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --out $(SWEEP)/sig-d$$d-r$$r \
+	  $(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --overwrite --out $(SWEEP)/sig-d$$d-r$$r \
 	    --set name=sig-delta$$d-rate$$r --set attack.delta=$$d --set attack.rate=$$r || exit 1; \
 	done; done
-	$(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --out $(SWEEP)/sig-d0.1569-r0.5-t0.3137 \
+	$(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --overwrite --out $(SWEEP)/sig-d0.1569-r0.5-t0.3137 \
 	  --set name=sig-delta0.1569-rate0.5-test0.3137 --set attack.delta=0.1569 \
 	  --set attack.test_delta=0.3137
 
 # one surrogate (adversarially trained by the first run) serves the other LC runs
 results-lc-sweep: install
-	$(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --out $(SWEEP)/lc-e0.3-r0.5 \
+	$(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --overwrite --out $(SWEEP)/lc-e0.3-r0.5 \
 	  --set name=lc-eps0.3-rate0.5
 	$(BIN)/backdoorlab export $(SWEEP)/lc-e0.3-r0.5 surrogate --out $(SWEEP)/lc-surrogate.safetensors
 	for e in 0.3 0.45; do \
-	  $(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --out $(SWEEP)/lc-e$$e-r1.0 \
+	  $(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --overwrite --out $(SWEEP)/lc-e$$e-r1.0 \
 	    --set name=lc-eps$$e-rate1.0 --set attack.eps=$$e --set attack.rate=1.0 \
 	    --set attack.surrogate.weights=$(SWEEP)/lc-surrogate.safetensors || exit 1; \
 	done
@@ -126,7 +126,7 @@ results-adversarial-training: install
 	BIN=$(BIN) scripts/at-sweep.sh all
 	for c in $(AT_CONFIGS); do \
 	  [ -f $(AT_FULL)/$$c/result.json ] || \
-	  $(BIN)/backdoorlab run configs/$$c.yaml --out $(AT_FULL)/$$c --quiet || exit 1; \
+	  $(BIN)/backdoorlab run configs/$$c.yaml --overwrite --out $(AT_FULL)/$$c --quiet || exit 1; \
 	done
 	$(BIN)/backdoorlab at-report runs/at-sweep/photos-badnets runs/at-sweep/mnist-blended \
 	  $(foreach c,$(AT_CONFIGS),--run $(AT_FULL)/$(c)) \
@@ -145,7 +145,7 @@ PT_RUNS := mnist-clean mnist-badnets mnist-blended mnist-wanet \
 results-post-training: install
 	for c in $(PT_RUNS); do \
 	  [ -f $(PT)/$$c/result.json ] || \
-	  $(BIN)/backdoorlab run configs/$$c.yaml --out $(PT)/$$c --quiet || exit 1; \
+	  $(BIN)/backdoorlab run configs/$$c.yaml --overwrite --out $(PT)/$$c --quiet || exit 1; \
 	done
 	for a in badnets blended; do for e in 0.1 0.2 0.3; do \
 	  $(BIN)/backdoorlab analyze labels --run $(PT)/mnist-$$a --benign $(PT)/mnist-clean \

@@ -25,7 +25,7 @@ run_cell() {
   echo $$ > "$lock"
   echo "== $ds/$name"
   # a cell that fails (e.g. training diverged) is reported and left out; the sweep goes on
-  "$BIN/backdoorlab" run "configs/at-sweep/$ds.yaml" --quiet --out "$dir" \
+  "$BIN/backdoorlab" run "configs/at-sweep/$ds.yaml" --quiet --overwrite --out "$dir" \
     --set "name=$ds-$name" "$@" || echo "!! $ds/$name failed (exit $?); left out of the report"
   rm -f "$lock"
 }

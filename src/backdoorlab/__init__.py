@@ -8,8 +8,11 @@ result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
 __version__ = "0.1.0"
 
 from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack  # noqa: E402
+from backdoorlab.attacks.user_trigger import Trigger, make_trigger  # noqa: E402
 from backdoorlab.data import DATASETS, Dataset, DatasetConfig, load_dataset, register_dataset  # noqa: E402
+from backdoorlab.data.user import load_user_data  # noqa: E402
 from backdoorlab.defenses import DEFENSES, Defense, DefenseConfig, register_defense  # noqa: E402
+from backdoorlab.detectors import DETECTORS, register_detector  # noqa: E402
 from backdoorlab.errors import BackdoorlabError, ConfigError, DataError  # noqa: E402
 from backdoorlab.experiment import (  # noqa: E402
     ExperimentConfig,
@@ -25,13 +28,22 @@ from backdoorlab.experiment import (  # noqa: E402
     summarize,
     sweep,
 )
+from backdoorlab.experiment.byo import evaluate, repair, scan  # noqa: E402
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
+from backdoorlab.models.foreign import KEY_MAPS, load_foreign  # noqa: E402
 
-REGISTRIES = {"datasets": DATASETS, "models": MODELS, "attacks": ATTACKS, "defenses": DEFENSES}
+REGISTRIES = {
+    "datasets": DATASETS,
+    "models": MODELS,
+    "attacks": ATTACKS,
+    "defenses": DEFENSES,
+    "detectors": DETECTORS,
+}
 
 
 def list_components() -> dict[str, list[tuple[str, str]]]:
-    """Registered (name, summary) pairs per kind: datasets, models, attacks, defenses."""
+    """Registered (name, summary) pairs per kind: datasets, models, attacks, defenses,
+    detectors."""
     return {kind: [(e.name, e.summary) for e in reg] for kind, reg in REGISTRIES.items()}
 
 
@@ -39,6 +51,16 @@ __all__ = [
     "ATTACKS",
     "DATASETS",
     "DEFENSES",
+    "DETECTORS",
+    "KEY_MAPS",
+    "Trigger",
+    "evaluate",
+    "load_foreign",
+    "load_user_data",
+    "make_trigger",
+    "register_detector",
+    "repair",
+    "scan",
     "MODELS",
     "REGISTRIES",
     "Attack",

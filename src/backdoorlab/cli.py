@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,9 @@ from rich.text import Text
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
 from backdoorlab.experiment.summary import pct, read_run
+from backdoorlab.models.foreign import KEY_MAPS
+
+KEY_MAP_NAMES = list(KEY_MAPS)
 
 
 def _table_of_run(result: backdoorlab.RunResult) -> Table:
@@ -235,6 +239,127 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     _sweep_tally(result, console)
 
 
+def _overrides(pairs: list[str], section: str) -> dict:
+    """`--set section.key=value` pairs as {key: value} (nested keys keep their dots' nesting)."""
+    from backdoorlab.experiment.config import apply_overrides
+
+    raw = apply_overrides({}, pairs)
+    unknown = sorted(set(raw) - {section})
+    if unknown:
+        raise backdoorlab.ConfigError(f"--set: only {section}.KEY=VALUE here, not {unknown[0]}.*")
+    return raw.get(section, {})
+
+
+def _yours(args: argparse.Namespace):
+    """The user's data and model from the shared arguments, checked before any work."""
+    from backdoorlab.data.user import load_user_data
+    from backdoorlab.experiment.byo_io import user_model
+
+    data = load_user_data(args.data, num_classes=args.classes)
+    model = user_model(
+        args.model,
+        args.arch,
+        data,
+        options=_overrides([f"arch.{kv}" for kv in args.arch_set], "arch"),
+        key_map=args.key_map,
+        mean=args.mean,
+        std=args.std,
+        num_classes=args.classes,
+    )
+    return model, data
+
+
+def _trigger_options(args: argparse.Namespace) -> dict:
+    return {"trigger": args.trigger, "target": args.target, "mask": args.mask, "alpha": args.alpha}
+
+
+def _metrics_table(title: str, rows: list[tuple[str, dict | None]]) -> Table:
+    table = Table(title=title)
+    for col in ("model", "ACC", "ASR", "RA"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for label, m in rows:
+        if m is not None:
+            table.add_row(label, pct(m.get("acc")), pct(m.get("asr")), pct(m.get("ra")))
+    return table
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.byo import evaluate
+
+    model, data = _yours(args)
+    m = evaluate(model, data, device=args.device, **_trigger_options(args))
+    console.print(
+        _metrics_table(f"{args.model} on {args.data} ({m['images']} images)", [("yours", m)])
+    )
+    if args.out:
+        from backdoorlab.experiment.artifacts import write_text
+
+        write_text(args.out, json.dumps(m, indent=2) + "\n")
+        console.print(f"wrote {args.out}")
+
+
+def cmd_repair(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.artifacts import check_out
+    from backdoorlab.experiment.byo import repair
+    from backdoorlab.experiment.byo_io import save_repair
+
+    check_out(Path(args.out), args.overwrite)
+    model, data = _yours(args)
+    options = _overrides(args.set, "defense")
+    repaired, report = repair(
+        model,
+        data,
+        args.defense,
+        test=args.test,
+        device=args.device,
+        seed=args.seed,
+        **_trigger_options(args),
+        **options,
+    )
+    source = {
+        "model": str(args.model),
+        "arch": args.arch,
+        "data": str(args.data),
+        "test": None if args.test is None else str(args.test),
+        "trigger": None if args.trigger is None else str(args.trigger),
+        "target": args.target,
+    }
+    out = save_repair(repaired, report, args.out, source=source, overwrite=args.overwrite)
+    console.print(
+        _metrics_table(
+            f"{args.defense} on {report.clean_images} clean images ({report.seconds:.1f} s)",
+            [("before", report.before), ("after", report.after)],
+        )
+    )
+    if report.before is None:
+        console.print("(give --test, and --trigger for ASR, to measure before and after)")
+    console.print(f"saved to {out}")
+
+
+def cmd_scan(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.artifacts import check_out
+    from backdoorlab.experiment.byo import scan
+    from backdoorlab.experiment.byo_io import save_scan
+
+    check_out(Path(args.out), args.overwrite)
+    model, data = _yours(args)
+    detectors = args.detector or ["adv-labels", "nc"]
+    from backdoorlab.experiment.config import apply_overrides
+
+    options = apply_overrides({}, args.set)
+    result = scan(model, data, detectors=detectors, options=options, device=args.device)
+    for name, d in result.detections.items():
+        table = Table(title=f"{name}: {d.value_name}", title_justify="left")
+        table.add_column("class")
+        for c in range(len(d.values)):
+            table.add_column(str(c), justify="right")
+        table.add_row("value", *(f"{v:.2f}" for v in d.values))
+        table.add_row("anomaly", *(f"{v:.2f}" for v in d.scores))
+        console.print(table)
+    console.print(result.verdict)
+    console.print(f"saved to {save_scan(result, args.out, overwrite=args.overwrite)}")
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
     for kind, entries in backdoorlab.list_components().items():
         table = Table(title=kind, show_header=False, title_justify="left")
@@ -391,6 +516,74 @@ def build_parser() -> argparse.ArgumentParser:
     executor_args(p)
     record_command_arg(p)
     p.set_defaults(func=cmd_reproduce)
+
+    def yours_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, help="weights: .safetensors or a state-dict .pt")
+        p.add_argument(
+            "--arch",
+            required=True,
+            help="a registered model (backdoorlab list) or MODULE:FUNCTION / FILE.py:FUNCTION",
+        )
+        p.add_argument(
+            "--arch-set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an option of the architecture (e.g. width=32, stem=imagenet)",
+        )
+        p.add_argument("--key-map", help="rename a foreign layout: " + ", ".join(KEY_MAP_NAMES))
+        p.add_argument(
+            "--data",
+            required=True,
+            help="a folder of class folders, an .npz / .safetensors with x and y, or a dataset",
+        )
+        p.add_argument("--classes", type=int, help="class count (default: from the data)")
+        p.add_argument("--mean", type=float, nargs="+", help="the model's input normalisation")
+        p.add_argument("--std", type=float, nargs="+")
+        p.add_argument("--device", default="auto")
+
+    def trigger_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--trigger", help="a pattern image (PNG), or an attack config YAML")
+        p.add_argument("--mask", help="the pattern's mask (grey PNG; default: the whole image)")
+        p.add_argument("--alpha", type=float, default=1.0, help="blend weight of the pattern")
+        p.add_argument("--target", type=int, help="target class of the trigger")
+
+    p = sub.add_parser("evaluate", help="ACC (and ASR, RA with a trigger) of your model")
+    yours_args(p)
+    trigger_args(p)
+    p.add_argument("--out", help="JSON file for the numbers")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("repair", help="repair your model with a post-training defense")
+    yours_args(p)
+    trigger_args(p)
+    p.add_argument("--defense", default="aft", help="ft, aft, fp, nad, nc (default aft)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="defense.KEY=VALUE",
+        help="a defense setting (repeatable)",
+    )
+    p.add_argument("--test", help="held-out data to measure ACC/ASR before and after")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for the repaired weights and result.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result at --out")
+    p.set_defaults(func=cmd_repair)
+
+    p = sub.add_parser("scan", help="is your model backdoored, and towards which class?")
+    yours_args(p)
+    p.add_argument("--detector", action="append", help="adv-labels, nc (repeatable; default both)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DETECTOR.KEY=VALUE",
+        help="a detector setting, e.g. nc.steps=100 (repeatable)",
+    )
+    p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

@@ -65,3 +65,44 @@ def test_each_post_training_defense_end_to_end(tiny_config, tmp_path, defense):
         assert all(d <= 10 for d in drops[:-1])  # every kept step within the allowed drop
     if defense["name"] == "nc":
         assert len(r.metrics["nc_norms"]) == 4 and len(r.metrics["nc_anomaly_index"]) == 4
+
+
+def _plain_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "defense,options",
+    [
+        ("fp", {"epochs": 1}),
+        ("fp", {"epochs": 1, "layer": "4"}),
+        ("nad", {"teacher_epochs": 1, "epochs": 1}),
+        ("nad", {"teacher_epochs": 1, "epochs": 1, "layers": ["1", "5"]}),
+        ("nc", {"steps": 20, "epochs": 1}),
+        ("ft", {"epochs": 1}),
+        ("aft", {"epochs": 1, "eps": 0.1}),
+    ],
+)
+def test_post_training_defenses_repair_a_plain_module(synthetic, defense, options):
+    from backdoorlab.experiment.byo import repair
+
+    data = synthetic()
+    net = _plain_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    repaired, report = repair(net, data.train, defense, test=data.test, device="cpu", **options)
+    assert report.before is not None and report.after is not None
+    assert 0 <= report.after["acc"] <= 100
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # a copy
+    if defense == "fp":
+        conv = repaired[4]  # the last conv of the default block (or of layer "4", the same)
+        zeroed = (conv.weight.flatten(1).abs().sum(1) == 0).sum().item()
+        assert zeroed == report.defense_report["fp_pruned"] > 0
+        assert report.defense_report["fp_layer"] == "4"
+    if defense == "nad":
+        assert report.defense_report["nad_layers"] == options.get("layers", ["4"])

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +155,34 @@ def test_clean_subset_avoids_poisoned_samples_and_has_its_share(synthetic):
     assert not set(picked) & set(poisoned.tolist())
     assert torch.equal(clean_subset(data, poisoned, 0.05, seed=1).images, sub.images)
     assert not torch.equal(clean_subset(data, poisoned, 0.05, seed=2).images, sub.images)
+
+
+def test_two_runs_of_quickstart_cat_give_identical_metrics_and_weights(tmp_path):
+    """CAT on Blended digits (the README's headline) twice at one thread count: the same bits.
+    Three epochs instead of 30 keep it to seconds; the code path is the config's."""
+    from safetensors.torch import load_file
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "quickstart-cat.yaml"
+    over = ["train.epochs=3", "performance.threads=2", "device=cpu"]
+    a = run(config, overrides=over, out=tmp_path / "a", progress=False)
+    b = run(config, overrides=over, out=tmp_path / "b", progress=False)
+
+    def numbers(history):  # everything but the wall-clock seconds
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert a.metrics == b.metrics and numbers(a.history) == numbers(b.history)
+    wa, wb = (
+        load_file(tmp_path / "a" / "model.safetensors"),
+        load_file(tmp_path / "b" / "model.safetensors"),
+    )
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["threads"] == 2
+    assert torch.get_num_threads() == 1  # the run's thread count does not outlive it
+
+
+def test_deterministic_switch_is_on_during_the_run_only(tiny_config, tmp_path):
+    tiny_config["performance"] = {"deterministic": True, "threads": 1}
+    run(tiny_config, out=tmp_path / "r", progress=False)
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert record["deterministic"] is True and record["threads"] == 1
+    assert not torch.are_deterministic_algorithms_enabled()

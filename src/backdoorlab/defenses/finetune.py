@@ -43,6 +43,11 @@ def tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, au
     )
 
 
+def clean_index(data: Dataset, n: int = 2) -> torch.Tensor:
+    """The first `n` indices of `data` (an example batch to trace a model's layers with)."""
+    return torch.arange(min(n, len(data)), device=data.device)
+
+
 def need_clean(ctx: DefenseContext, name: str) -> Dataset:
     if ctx.clean is None:
         raise ConfigError(f"defense {name} needs a clean subset (defense.clean_share)")

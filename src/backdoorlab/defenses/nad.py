@@ -11,7 +11,10 @@ from pydantic import Field
 from torch import nn
 
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.defenses.finetune import clean_index, need_clean, tune_config
+from backdoorlab.errors import ConfigError
+from backdoorlab.models.base import Classifier
+from backdoorlab.models.layers import capture, default_layer
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.loop import fit
 
@@ -27,6 +30,11 @@ class NADConfig(DefenseConfig):
         "are dropped for a model with fewer groups",
     )
     power: float = Field(2.0, gt=0, description="attention A = sum_c |f|^power")
+    layers: list[str] | None = Field(
+        None,
+        description="modules whose attention is distilled (e.g. [layer3, layer4]), one beta each "
+        "from the end of betas; default: a Classifier's last groups, else the last conv block",
+    )
 
 
 def attention(features: torch.Tensor, power: float = 2.0) -> torch.Tensor:
@@ -36,23 +44,39 @@ def attention(features: torch.Tensor, power: float = 2.0) -> torch.Tensor:
 
 
 class _Distill(Hook):
-    """CE + sum_i beta_i * MSE(A_student^i, A_teacher^i) over the last groups (NAD Eq. 3-4)."""
+    """CE + sum_i beta_i * MSE(A_student^i, A_teacher^i) over `layers` (NAD Eq. 3-4), their
+    outputs read with forward hooks."""
 
-    def __init__(self, teacher: nn.Module, betas: list[float], power: float) -> None:
-        self.teacher, self.betas, self.power = teacher, betas, power
+    def __init__(
+        self, teacher: nn.Module, layers: list[str], betas: list[float], power: float
+    ) -> None:
+        self.teacher, self.layers, self.betas, self.power = teacher, layers, betas, power
 
     def train_step(self, state, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        model = state.model
-        outs = model.group_outputs(batch.x)
-        logits = model.fc(model.head(outs[-1]))
-        with torch.no_grad():
-            t_outs = self.teacher.group_outputs(batch.x)
+        with capture(state.model, self.layers) as outs:
+            logits = state.model(batch.x)
+        with torch.no_grad(), capture(self.teacher, self.layers) as t_outs:
+            self.teacher(batch.x)
         loss = F.cross_entropy(logits, batch.y)
-        n = len(self.betas)
-        for beta, s, t in zip(self.betas, outs[-n:], t_outs[-n:], strict=True):
-            loss = loss + beta * F.mse_loss(attention(s, self.power), attention(t, self.power))
+        for beta, name in zip(self.betas, self.layers, strict=True):
+            s, t = attention(outs[name], self.power), attention(t_outs[name], self.power)
+            loss = loss + beta * F.mse_loss(s, t)
         loss.backward()
         return loss.detach(), logits.detach()
+
+
+def nad_layers(model: nn.Module, cfg: NADConfig, example: torch.Tensor) -> list[str]:
+    """The modules NAD distils: configured, a Classifier's last groups, or the last conv block."""
+    if cfg.layers:
+        if len(cfg.layers) > len(cfg.betas):
+            raise ConfigError(
+                f"defense.layers: {len(cfg.layers)} layers but {len(cfg.betas)} betas"
+            )
+        return list(cfg.layers)
+    if isinstance(model, Classifier):
+        n = min(len(cfg.betas), len(model.groups))
+        return [f"groups.{i}" for i in range(len(model.groups) - n, len(model.groups))]
+    return [default_layer(model, example)]
 
 
 @register_defense("nad", config=NADConfig)
@@ -64,7 +88,9 @@ class NAD(Defense):
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
         clean = need_clean(ctx, "nad")
-        betas = c.betas[-len(model.groups) :]  # a model with fewer groups: the last weights
+        layers = nad_layers(model, c, clean.floats(clean_index(clean)))
+        self.layers = layers
+        betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights
         teacher = copy.deepcopy(model)
         t_cfg = tune_config(ctx, c.teacher_epochs, c.lr, c.batch_size, augment=True)
         fit(teacher, clean, t_cfg, seed=ctx.seed, progress=False, description="nad teacher")
@@ -74,9 +100,13 @@ class NAD(Defense):
             model,
             clean,
             s_cfg,
-            [_Distill(teacher, betas, c.power)],
+            [_Distill(teacher, layers, betas, c.power)],
             seed=ctx.seed,
             progress=False,
             description="nad student",
         )
         return model
+
+    def report(self) -> dict[str, object]:
+        """The layers whose attention was distilled."""
+        return {"nad_layers": self.layers}

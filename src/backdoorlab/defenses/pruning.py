@@ -8,9 +8,11 @@ from pydantic import Field
 from torch import nn
 
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.defenses.finetune import clean_index, need_clean, tune_config
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.core import accuracy
+from backdoorlab.models.base import Classifier
+from backdoorlab.models.layers import capture, default_layer, last_conv, module_named
 from backdoorlab.train.hooks import Hook
 from backdoorlab.train.loop import fit
 
@@ -21,6 +23,11 @@ class FinePruningConfig(DefenseConfig):
     epochs: int = Field(10, ge=0, description="fine-tuning epochs after pruning")
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(128, ge=1)
+    layer: str | None = Field(
+        None,
+        description="module whose output channels are ranked and pruned (e.g. layer4); default: "
+        "a Classifier's last group (exactly, through fc), else the last conv block",
+    )
 
 
 @torch.no_grad()
@@ -42,12 +49,73 @@ def prune_channels(model: nn.Module, channels: torch.Tensor) -> None:
         model.fc.weight[:, channels] = 0
 
 
+class HeadPruner:
+    """A Classifier's last group, pruned exactly through the columns of fc (the head pools)."""
+
+    def __init__(self, model: Classifier) -> None:
+        self.model = model
+        self.original = model.fc.weight.detach().clone()
+
+    def activity(self, data) -> torch.Tensor:
+        return channel_activity(self.model, data)
+
+    def prune(self, channels: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.model.fc.weight.copy_(self.original)
+        prune_channels(self.model, channels)
+
+
+class ConvPruner:
+    """Any model: channels of module `layer`'s output, ranked by their mean activation (forward
+    hook) and pruned by zeroing the filters of the last convolution inside `layer`, as
+    BackdoorBench prunes PreAct-ResNet's layer4 (the weights stay loadable)."""
+
+    def __init__(self, model: nn.Module, layer: str) -> None:
+        self.model, self.layer = model, layer
+        self.conv = last_conv(module_named(model, layer))
+        self.weight = self.conv.weight.detach().clone()
+        self.bias = None if self.conv.bias is None else self.conv.bias.detach().clone()
+
+    @torch.no_grad()
+    def activity(self, data, batch_size: int = 512) -> torch.Tensor:
+        self.model.eval()
+        total = None
+        with capture(self.model, [self.layer]) as out:
+            for start in range(0, len(data), batch_size):
+                idx = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
+                self.model(data.floats(idx))
+                a = out[self.layer]
+                f = (a.mean(dim=(2, 3)) if a.ndim == 4 else a).sum(0)
+                total = f if total is None else total + f
+        if total.numel() != self.conv.out_channels:
+            raise ConfigError(
+                f"defense fp: layer {self.layer} puts out {total.numel()} channels, its last "
+                f"convolution {self.conv.out_channels}; name a layer that ends in a convolution"
+            )
+        return total / len(data)
+
+    def prune(self, channels: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.conv.weight.copy_(self.weight)
+            self.conv.weight[channels] = 0
+            if self.bias is not None:
+                self.conv.bias.copy_(self.bias)
+                self.conv.bias[channels] = 0
+
+
 class _KeepPruned(Hook):
-    def __init__(self, channels: torch.Tensor) -> None:
-        self.channels = channels
+    def __init__(self, pruner: HeadPruner | ConvPruner, channels: torch.Tensor) -> None:
+        self.pruner, self.channels = pruner, channels
 
     def on_step_end(self, state, batch, loss) -> None:
-        prune_channels(state.model, self.channels)
+        zero = self.pruner.model.fc.weight if isinstance(self.pruner, HeadPruner) else None
+        with torch.no_grad():
+            if zero is not None:
+                zero[:, self.channels] = 0
+            else:
+                self.pruner.conv.weight[self.channels] = 0
+                if self.pruner.conv.bias is not None:
+                    self.pruner.conv.bias[self.channels] = 0
 
 
 @register_defense("fp", config=FinePruningConfig)
@@ -59,12 +127,15 @@ class FinePruning(Defense):
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
         clean = need_clean(ctx, "fp")
-        if not hasattr(model, "features") or not isinstance(getattr(model, "fc", None), nn.Linear):
-            raise ConfigError("defense fp needs a backdoorlab Classifier (features + fc)")
-        order = channel_activity(model, clean).argsort()  # least active first
+        if c.layer is None and isinstance(model, Classifier):
+            pruner: HeadPruner | ConvPruner = HeadPruner(model)
+            self.layer = "fc (last group)"
+        else:
+            self.layer = c.layer or default_layer(model, clean.floats(clean_index(clean)))
+            pruner = ConvPruner(model, self.layer)
+        order = pruner.activity(clean).argsort()  # least active first
         n = order.numel()
         base = accuracy(model, clean)
-        original = model.fc.weight.detach().clone()
         pruned = order[:0]
         self.steps: list[dict[str, float]] = [{"pruned": 0, "clean_acc": base}]
         k = 0
@@ -72,22 +143,25 @@ class FinePruning(Defense):
             k_next = min(n - 1, k + max(1, round(c.step * n)))
             if k_next == k:
                 break
-            prune_channels(model, order[:k_next])
+            pruner.prune(order[:k_next])
             acc = accuracy(model, clean)
             self.steps.append({"pruned": k_next, "clean_acc": acc})
             if base - acc > c.max_acc_drop:
                 break
             k, pruned = k_next, order[:k_next]
-        with torch.no_grad():  # undo the step that went too far
-            model.fc.weight.copy_(original)
-        prune_channels(model, pruned)
+        pruner.prune(pruned)  # undo the step that went too far
         self.pruned = int(pruned.numel())
         self.channels = n
         if c.epochs:
             cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-            fit(model, clean, cfg, [_KeepPruned(pruned)], seed=ctx.seed, progress=False)
+            fit(model, clean, cfg, [_KeepPruned(pruner, pruned)], seed=ctx.seed, progress=False)
         return model
 
     def report(self) -> dict[str, object]:
-        """How many channels were pruned, and the clean accuracy at each pruning step."""
-        return {"fp_pruned": self.pruned, "fp_channels": self.channels, "fp_steps": self.steps}
+        """How many channels were pruned, where, and the clean accuracy at each pruning step."""
+        return {
+            "fp_layer": self.layer,
+            "fp_pruned": self.pruned,
+            "fp_channels": self.channels,
+            "fp_steps": self.steps,
+        }

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from backdoorlab.errors import BackdoorlabError, ConfigError
 
 
@@ -46,15 +44,13 @@ def run_cell(task: Task, cwd: str | None = None, progress: bool = False) -> dict
 
     if cwd and Path(cwd).is_dir():
         os.chdir(cwd)  # relative dataset roots resolve as on the driver (same machine / shared FS)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(task.cpus)  # the same thread count everywhere -> the same numbers
-    try:
-        with tempfile.TemporaryDirectory(prefix="backdoorlab-cell-") as tmp:
-            out = Path(tmp) / "run"
-            run(task.config, out=out, db=False, cache=task.cache, progress=progress)
-            return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
-    finally:
-        torch.set_num_threads(threads)
+    # the same thread count everywhere -> the same numbers (performance is not part of the key)
+    config = dict(task.config)
+    config["performance"] = {**(config.get("performance") or {}), "threads": task.cpus}
+    with tempfile.TemporaryDirectory(prefix="backdoorlab-cell-") as tmp:
+        out = Path(tmp) / "run"
+        run(config, out=out, db=False, cache=task.cache, progress=progress)
+        return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
 
 
 def _reason(exc: BaseException) -> str:

@@ -68,7 +68,8 @@ class RunResult:
     rank: int = 0  # under torchrun: this process's rank (only rank 0 saves)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of backdoorlab, torch, numpy and Python."""
     return {
         "backdoorlab": backdoorlab.__version__,
         "torch": torch.__version__,
@@ -242,7 +243,7 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
             "std": list(spec.std),
         },
         "timings": result.timings,
-        "versions": _versions(),
+        "versions": versions(),
         "config": cfg.to_dict(),
         "history": result.history,
     }

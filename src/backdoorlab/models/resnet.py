@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
+from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import Classifier, InputSpec, ModelConfig, Normalize, register_model
 
 
@@ -66,6 +70,11 @@ class ResNetConfig(ModelConfig):
     """ResNet options (the defaults are the papers' 64-channel ResNet-18)."""
 
     width: int = 64
+    stem: Literal["cifar", "imagenet"] = Field(
+        "cifar",
+        description="cifar: 3x3 conv; imagenet: 7x7/2 conv + 3x3/2 max-pool (torchvision's "
+        "layout, resnet18 only)",
+    )
 
 
 @register_model("resnet18", config=ResNetConfig)
@@ -76,11 +85,19 @@ class ResNet18(Classifier):
         super().__init__()
         w = cfg.width
         self.normalize = Normalize(spec.mean, spec.std)
-        self.stem = nn.Sequential(
-            nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(w),
-            nn.ReLU(inplace=True),
-        )
+        if cfg.stem == "imagenet":
+            self.stem = nn.Sequential(
+                nn.Conv2d(spec.channels, w, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+            )
         self.groups = make_groups(
             BasicBlock, [w, 2 * w, 4 * w, 8 * w], [2, 2, 2, 2], [1, 2, 2, 2], w
         )
@@ -95,6 +112,8 @@ class PreActResNet18(Classifier):
     def __init__(self, cfg: ResNetConfig, spec: InputSpec) -> None:
         super().__init__()
         w = cfg.width
+        if cfg.stem != "cifar":
+            raise ConfigError("model.stem: preact_resnet18 has the CIFAR stem only")
         self.normalize = Normalize(spec.mean, spec.std)
         self.stem = nn.Conv2d(spec.channels, w, 3, 1, 1, bias=False)
         self.groups = make_groups(

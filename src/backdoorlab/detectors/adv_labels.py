@@ -1,0 +1,54 @@
+"""`adv-labels`: where untargeted adversarial examples land (Mu et al. Fig. 1). An infected model
+sends the examples of every other class to its target far more often than anywhere else."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.detectors.base import Detection, DetectorConfig, mad_index, register_detector
+from backdoorlab.perturb.pgd import pgd
+from backdoorlab.perturb.threats import LinfBall
+
+
+class AdvLabelsConfig(DetectorConfig):
+    eps: float = Field(0.1, gt=0, description="L_inf budget of the untargeted PGD ([0,1] pixels)")
+    steps: int = Field(10, ge=1, description="PGD steps")
+    alpha: float | None = Field(None, gt=0, description="PGD step (default 2.5 * eps / steps)")
+    limit: int | None = Field(2000, ge=1, description="at most this many images (None: all)")
+    batch_size: int = Field(256, ge=1)
+
+
+@register_detector("adv-labels", config=AdvLabelsConfig)
+def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) -> Detection:
+    """Per class c: the % of other classes' images whose adversarial example is labelled c; the
+    outlier score is its MAD anomaly index over the classes (high side)."""
+    k = data.num_classes
+    if cfg.limit is not None and len(data) > cfg.limit:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        data = data.subset(torch.randperm(len(data), generator=gen)[: cfg.limit].sort().values)
+    threat = LinfBall(cfg.eps)
+    alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
+    landed = torch.zeros(k, dtype=torch.int64)
+    for x, y, _ in BatchIterator(data, cfg.batch_size):
+        adv = pgd(model, x, y, threat, cfg.steps, alpha, random_start=False)
+        with torch.no_grad():
+            pred = model(adv).argmax(1)
+        moved = pred != y
+        landed += torch.bincount(pred[moved].cpu(), minlength=k)[:k]
+    others = len(data) - torch.bincount(data.labels.cpu(), minlength=k)[:k]
+    shares = 100.0 * landed.double() / others.clamp_min(1)
+    index = mad_index(shares, "high")
+    suspects = [c for c in range(k) if index[c] > cfg.threshold]
+    return Detection(
+        "adv-labels",
+        [round(float(s), 3) for s in shares],
+        [round(float(s), 3) for s in index],
+        sorted(suspects, key=lambda c: -float(index[c])),
+        round(float(index.max()), 3),
+        "% of other classes' adversarial examples labelled as the class",
+        details={"eps": cfg.eps, "steps": cfg.steps, "images": len(data)},
+    )

@@ -1,0 +1,79 @@
+"""The detector interface: a registry of functions (model, clean data, config) -> Detection."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from backdoorlab.config_base import Section
+from backdoorlab.data.base import Dataset
+from backdoorlab.registry import Registry
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
+
+
+class DetectorConfig(Section):
+    """Options every detector accepts."""
+
+    threshold: float = Field(
+        2.0, gt=0, description="flag classes whose anomaly index exceeds this (NC's 2)"
+    )
+    seed: int = Field(0, description="seed of the detector's own randomness")
+
+
+DETECTORS: Registry = Registry("detector", DetectorConfig)
+register_detector = DETECTORS.register
+
+
+@dataclass
+class Detection:
+    """What a detector found: per-class raw values and anomaly scores, the model-level score
+    (the largest anomaly score), suspected target classes, and the detector's own numbers."""
+
+    detector: str
+    values: list[float]
+    scores: list[float]
+    suspects: list[int]
+    score: float
+    value_name: str
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
+    """Signed-side anomaly index (v - median) / (1.4826 * MAD) per class (NC Sec. IV-C); `side`
+    'low' scores small values (NC's trigger norms), 'high' large ones (adversarial-label shares);
+    the other side scores 0."""
+    values = values.double()
+    median = values.median()
+    mad = MAD_CONSISTENCY * (values - median).abs().median()
+    dev = values - median if side == "high" else median - values
+    return (dev / mad.clamp_min(1e-12)).clamp_min(0)
+
+
+def run_detector(
+    name: str, model: nn.Module, data: Dataset, config: DetectorConfig | dict | None = None
+) -> Detection:
+    """Run registered detector `name` on `model` with clean `data` (on the model's device);
+    `config` is its validated config or a mapping of options."""
+    if isinstance(config, DetectorConfig):
+        cfg = config
+    else:
+        cfg = DETECTORS.validate({"name": name, **(config or {})})
+    was = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    try:
+        found = DETECTORS.get(name)(model, data, cfg)
+    finally:
+        model.train(was)
+    found.seconds = round(time.perf_counter() - t0, 3)
+    return found

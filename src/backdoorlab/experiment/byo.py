@@ -1,0 +1,272 @@
+"""Bring your own model: evaluate, repair and scan any PyTorch classifier on your own data, with
+your own trigger. Each takes a plain `nn.Module` that maps [0,1] images to logits (or is given
+`mean`/`std`, and normalisation is put in front)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from backdoorlab.attacks.user_trigger import make_trigger
+from backdoorlab.data.base import Dataset
+from backdoorlab.data.user import DataSource, load_user_data
+from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
+from backdoorlab.detectors.base import DETECTORS, Detection, run_detector
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.config import format_validation_error
+from backdoorlab.experiment.prepare import resolve_device
+from backdoorlab.metrics.core import evaluate as measure
+from backdoorlab.models.foreign import Normalized
+from backdoorlab.registry import Registry
+from backdoorlab.train.config import TrainConfig
+
+
+def validated(registry: Registry, section: dict[str, Any], what: str):
+    """`section` validated by `registry`; a bad key or value is one ConfigError line."""
+    try:
+        return registry.validate(section)
+    except ValidationError as exc:
+        raise ConfigError(f"{what}: " + format_validation_error(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def with_normalization(
+    model: nn.Module, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> nn.Module:
+    """`model` behind (x - mean) / std when both are given."""
+    if (mean is None) != (std is None):
+        raise ConfigError("give both --mean and --std (or neither)")
+    if mean is None:
+        return model
+    return Normalized(model, tuple(mean), tuple(std))
+
+
+@torch.no_grad()
+def check_fit(model: nn.Module, data: Dataset, what: str = "--data") -> int:
+    """The model's class count, after one forward of two of `data`'s images: images it refuses,
+    outputs that are not [B, K] logits, or labels >= K are one ConfigError line."""
+    x = data.floats(torch.arange(min(2, len(data)), device=data.device))
+    was = model.training
+    model.eval()
+    try:
+        out = model(x)
+    except Exception as exc:  # any error of the user's forward: report, do not trace
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"{what}: the model does not take images of shape {list(x.shape[1:])} (CxHxW): {first}"
+        ) from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(x):
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"the model must return logits [batch, classes], returned {got}")
+    k = int(out.shape[1])
+    top = int(data.labels.max())
+    if top >= k:
+        raise ConfigError(
+            f"{what}: labels go up to {top} ({data.num_classes} classes), the model has {k} outputs"
+        )
+    return k
+
+
+def _data(source: DataSource, k: int | None, split: str, device: torch.device) -> Dataset:
+    return load_user_data(source, split=split, num_classes=k).to(device)
+
+
+def _model(model: nn.Module, mean, std, device: torch.device) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: an nn.Module expected, got {type(model).__name__}")
+    return with_normalization(model, mean, std).to(device)
+
+
+def evaluate(
+    model: nn.Module,
+    data: DataSource,
+    trigger: Any = None,
+    target: int | None = None,
+    *,
+    mask: Any = None,
+    alpha: float = 1.0,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+) -> dict[str, Any]:
+    """ACC on `data`; with a trigger, ASR (share of triggered non-target images sent to the
+    target) and RA (share still classified correctly), all in percent."""
+    dev = resolve_device(device)
+    model = _model(model, mean, std, dev)
+    test = _data(data, None, "test", dev)
+    k = check_fit(model, test)
+    test = _classes(test, k)
+    backdoor = None
+    if trigger is not None:
+        backdoor = make_trigger(trigger, test, target=target, mask=mask, alpha=alpha, device=dev)
+    m = measure(model, test, backdoor, batch_size)
+    return {**m, "images": len(test), "classes": k}
+
+
+def _classes(data: Dataset, k: int) -> Dataset:
+    """`data` with class names for all `k` model outputs (labels are checked to lie below k)."""
+    if data.num_classes == k:
+        return data
+    names = list(data.classes[:k]) + [str(i) for i in range(len(data.classes), k)]
+    return Dataset(data.name, data.images, data.labels, names, data.mean, data.std, data.extra)
+
+
+@dataclass
+class RepairReport:
+    """What a repair did: the defense and its settings, its own numbers, and ACC/ASR/RA before
+    and after (on `test`, when one was given)."""
+
+    defense: str
+    options: dict[str, Any]
+    clean_images: int
+    defense_report: dict[str, Any]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "defense": self.defense,
+            "options": self.options,
+            "clean_images": self.clean_images,
+            "before": self.before,
+            "after": self.after,
+            "defense_report": self.defense_report,
+            "seconds": self.seconds,
+        }
+
+
+def repair(
+    model: nn.Module,
+    clean: DataSource,
+    defense: str = "aft",
+    *,
+    test: DataSource | None = None,
+    trigger: Any = None,
+    target: int | None = None,
+    mask: Any = None,
+    alpha: float = 1.0,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    train: dict[str, Any] | None = None,
+    copy_model: bool = True,
+    **options: Any,
+) -> tuple[nn.Module, RepairReport]:
+    """Repair `model` with post-training defense `defense` (ft, aft, fp, nad, nc, or one you
+    registered) on the defender's `clean` data; `options` are the defense's settings (e.g.
+    eps=0.2, layer="layer4"), `train` the fine-tuning basics (momentum, weight decay,
+    crop_padding, flip). With `test` and a trigger, ACC/ASR/RA before and after are reported.
+    The model is copied first unless `copy_model` is False."""
+    dev = resolve_device(device)
+    cfg = validated(DEFENSES, {"name": defense, **options}, "defense")
+    chosen = build_defense(cfg)
+    if not chosen.post_training or chosen.identity:
+        known = [e.name for e in DEFENSES if e.obj.post_training and not e.obj.identity]
+        raise ConfigError(
+            f"defense {defense!r} trains a model from scratch; repair takes a post-training "
+            f"defense ({', '.join(known)})"
+        )
+    try:
+        tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
+    except ValidationError as exc:
+        raise ConfigError("train: " + format_validation_error(exc)) from None
+    model = _model(copy.deepcopy(model) if copy_model else model, mean, std, dev)
+    clean_data = _data(clean, None, "train", dev)
+    k = check_fit(model, clean_data, "clean data")
+    clean_data = _classes(clean_data, k)
+    test_data, backdoor = None, None
+    if test is not None:
+        test_data = _classes(_data(test, k, "test", dev), k)
+        check_fit(model, test_data, "--test")
+    if trigger is not None:
+        where = test_data if test_data is not None else clean_data
+        backdoor = make_trigger(trigger, where, target=target, mask=mask, alpha=alpha, device=dev)
+
+    def metrics(m: nn.Module) -> dict[str, Any] | None:
+        return None if test_data is None else measure(m, test_data, backdoor)
+
+    before = metrics(model)
+    ctx = DefenseContext(
+        clean_data, tcfg, dev, seed, None, [], clean_data, metrics if test_data else None
+    )
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    repaired = chosen.repair(model, ctx).eval()
+    seconds = round(time.perf_counter() - t0, 3)
+    report = RepairReport(
+        defense,
+        cfg.model_dump(mode="json"),
+        len(clean_data),
+        chosen.report(),
+        before,
+        metrics(repaired),
+        seconds,
+    )
+    return repaired, report
+
+
+@dataclass
+class ScanResult:
+    """The detectors' findings and a verdict: the classes any of them suspects, with votes."""
+
+    detections: dict[str, Detection]
+    suspects: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if not self.suspects:
+            return "no class stands out: no backdoor found by " + ", ".join(self.detections)
+        parts = [f"class {c} ({', '.join(by)})" for c, by in self.suspects.items()]
+        return "suspected target " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "suspects": {str(c): by for c, by in self.suspects.items()},
+            "detections": {n: d.to_dict() for n, d in self.detections.items()},
+        }
+
+
+def scan(
+    model: nn.Module,
+    data: DataSource,
+    *,
+    detectors: tuple[str, ...] | list[str] = ("adv-labels", "nc"),
+    options: dict[str, dict[str, Any]] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    device: str = "auto",
+) -> ScanResult:
+    """Trigger-free evidence per class from each detector (`options[name]` its settings), and
+    the classes they suspect as backdoor targets."""
+    dev = resolve_device(device)
+    model = _model(model, mean, std, dev)
+    clean = _data(data, None, "test", dev)
+    k = check_fit(model, clean)
+    clean = _classes(clean, k)
+    options = options or {}
+    unknown = set(options) - set(detectors)
+    if unknown:
+        raise ConfigError(f"detector options for {sorted(unknown)}, which do not run")
+    found = {}
+    for name in detectors:
+        cfg = validated(DETECTORS, {"name": name, **options.get(name, {})}, f"detector {name}")
+        found[name] = run_detector(name, model, clean, cfg)
+    suspects: dict[int, list[str]] = {}
+    for name, d in found.items():
+        for c in d.suspects:
+            suspects.setdefault(c, []).append(name)
+    ordered = dict(sorted(suspects.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    return ScanResult(found, ordered)
