@@ -7,11 +7,12 @@ import pytest
 from backdoorlab.experiment import run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ONE_THREAD = ["performance.threads=1"]  # one per xdist worker (the configs fix 2 for the README)
 
 
 @pytest.mark.slow
 def test_quickstart_backdoors_digits():
-    result = run(CONFIGS / "quickstart.yaml", save=False, progress=False)
+    result = run(CONFIGS / "quickstart.yaml", overrides=ONE_THREAD, save=False, progress=False)
     assert result.metrics["acc"] >= 90
     assert result.metrics["asr"] >= 90
 
@@ -31,8 +32,12 @@ def test_mnist_badnets_on_real_mnist(mnist_dir):
 
 @pytest.mark.slow
 def test_quickstart_cat_removes_the_blended_backdoor():
-    attacked = run(CONFIGS / "quickstart-blended.yaml", save=False, progress=False)
-    defended = run(CONFIGS / "quickstart-cat.yaml", save=False, progress=False)
+    attacked = run(
+        CONFIGS / "quickstart-blended.yaml", overrides=ONE_THREAD, save=False, progress=False
+    )
+    defended = run(
+        CONFIGS / "quickstart-cat.yaml", overrides=ONE_THREAD, save=False, progress=False
+    )
     assert attacked.metrics["asr"] >= 90  # the backdoor is there without defense
     assert defended.metrics["asr"] <= 10
     assert defended.metrics["acc"] >= 90

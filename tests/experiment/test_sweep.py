@@ -40,7 +40,8 @@ def _cli(*args: str) -> subprocess.Popen:
 
 
 def _smoke(tmp_path: Path) -> Path:
-    """digits-smoke at 6 epochs (its cells take seconds, not tens of seconds)."""
+    """digits-smoke at 6 epochs (its cells take seconds, not tens of seconds); started with
+    --cpus 1, as a second thread beside the other xdist worker would oversubscribe 2 cores."""
     import yaml
 
     spec = yaml.safe_load(SMOKE.read_text())
@@ -57,7 +58,7 @@ def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path
     out = tmp_path / "smoke"
     db = out / "results.db"
     smoke = _smoke(tmp_path)
-    first = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
+    first = _cli("sweep", str(smoke), "--out", str(out), "--quiet", "--cpus", "1")
     deadline = time.monotonic() + 300
     while len(_cells(db)) < 2 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -66,7 +67,7 @@ def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path
     before = _cells(db)
     assert 2 <= len(before) < 6, "the kill hit nothing"
 
-    second = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
+    second = _cli("sweep", str(smoke), "--out", str(out), "--quiet", "--cpus", "1")
     text = second.communicate(timeout=600)[0]
     assert second.returncode == 0, text
     assert f"{len(before)} already finished, {6 - len(before)} to run" in text
@@ -83,7 +84,7 @@ def test_digits_smoke_survives_sigkill_and_a_third_start_trains_nothing(tmp_path
         (a, d) for a in ("badnets", "blended") for d in ("none", "ft", "at")
     }
 
-    third = _cli("sweep", str(smoke), "--out", str(out), "--quiet")
+    third = _cli("sweep", str(smoke), "--out", str(out), "--quiet", "--cpus", "1")
     text = third.communicate(timeout=120)[0]
     assert third.returncode == 0 and "6 already finished, 0 to run" in text, text
     assert _cells(db) == after
