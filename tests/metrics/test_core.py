@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -60,3 +61,13 @@ def test_evaluate_without_attack():
     d = data()
     m = evaluate(PatchDetector(lambda x: torch.ones(len(x), dtype=torch.int64)), d, None)
     assert m == {"acc": 25.0, "asr": None, "ra": None}
+
+
+def test_der_follows_its_definition():
+    from backdoorlab.metrics.core import der
+
+    # ASR 100 -> 10 (drop 0.9), ACC 95 -> 93 (drop 0.02): (0.9 - 0.02 + 1) / 2
+    assert der({"acc": 95, "asr": 100}, {"acc": 93, "asr": 10}) == pytest.approx(0.94)
+    # a defense that raises ASR or ACC earns nothing for it and loses nothing either
+    assert der({"acc": 90, "asr": 50}, {"acc": 92, "asr": 60}) == pytest.approx(0.5)
+    assert der({"acc": 90, "asr": None}, {"acc": 92, "asr": None}) is None

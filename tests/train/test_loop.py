@@ -190,3 +190,19 @@ def test_config_validation():
         TrainConfig(schedule="step")
     with pytest.raises(ValueError, match="milestones must lie"):
         TrainConfig(epochs=5, schedule="step", milestones=[6])
+
+
+def test_two_hooks_that_take_over_the_step_are_refused_by_name(synthetic):
+    from backdoorlab.errors import ConfigError
+
+    class StepA(Hook):
+        def train_step(self, state, batch):
+            raise AssertionError("must not run")
+
+    class StepB(StepA):
+        pass
+
+    data = synthetic().train
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 4}), data.spec)
+    with pytest.raises(ConfigError, match="StepA and StepB both take over the training step"):
+        fit(model, data, TrainConfig(epochs=1), [StepA(), Hook(), StepB()], progress=False)

@@ -60,8 +60,12 @@ class HeadPruner:
         return channel_activity(self.model, data)
 
     def prune(self, channels: torch.Tensor) -> None:
+        """Exactly `channels` pruned (earlier pruning undone)."""
         with torch.no_grad():
             self.model.fc.weight.copy_(self.original)
+        self.zero(channels)
+
+    def zero(self, channels: torch.Tensor) -> None:
         prune_channels(self.model, channels)
 
 
@@ -95,12 +99,18 @@ class ConvPruner:
         return total / len(data)
 
     def prune(self, channels: torch.Tensor) -> None:
+        """Exactly `channels` pruned (earlier pruning undone)."""
         with torch.no_grad():
             self.conv.weight.copy_(self.weight)
-            self.conv.weight[channels] = 0
             if self.bias is not None:
                 self.conv.bias.copy_(self.bias)
-                self.conv.bias[channels] = 0
+        self.zero(channels)
+
+    @torch.no_grad()
+    def zero(self, channels: torch.Tensor) -> None:
+        self.conv.weight[channels] = 0
+        if self.conv.bias is not None:
+            self.conv.bias[channels] = 0
 
 
 class _KeepPruned(Hook):
@@ -108,14 +118,7 @@ class _KeepPruned(Hook):
         self.pruner, self.channels = pruner, channels
 
     def on_step_end(self, state, batch, loss) -> None:
-        zero = self.pruner.model.fc.weight if isinstance(self.pruner, HeadPruner) else None
-        with torch.no_grad():
-            if zero is not None:
-                zero[:, self.channels] = 0
-            else:
-                self.pruner.conv.weight[self.channels] = 0
-                if self.pruner.conv.bias is not None:
-                    self.pruner.conv.bias[self.channels] = 0
+        self.pruner.zero(self.channels)  # fine-tuning must not revive the pruned channels
 
 
 @register_defense("fp", config=FinePruningConfig)

@@ -21,6 +21,7 @@ from backdoorlab.detectors.base import DETECTORS, Detection, run_detector
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import format_validation_error
 from backdoorlab.experiment.prepare import resolve_device
+from backdoorlab.metrics.core import der
 from backdoorlab.metrics.core import evaluate as measure
 from backdoorlab.models.foreign import Normalized
 from backdoorlab.registry import Registry
@@ -134,6 +135,11 @@ class RepairReport:
     after: dict[str, Any] | None = None
     seconds: float = 0.0
 
+    @property
+    def der(self) -> float | None:
+        """Defense effectiveness rating (None without before/after ASR)."""
+        return None if self.before is None or self.after is None else der(self.before, self.after)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "defense": self.defense,
@@ -141,6 +147,7 @@ class RepairReport:
             "clean_images": self.clean_images,
             "before": self.before,
             "after": self.after,
+            "der": self.der,
             "defense_report": self.defense_report,
             "seconds": self.seconds,
         }

@@ -32,7 +32,7 @@ from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.triggers import save_attack_grid
-from backdoorlab.metrics.core import evaluate
+from backdoorlab.metrics.core import der, evaluate
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.train.distributed import distributed, world
 from backdoorlab.train.hooks import Hook
@@ -192,6 +192,7 @@ def _run(
     metrics.update(defense.report())
     if infected and not defense.identity:
         metrics["infected"] = infected
+        metrics["der"] = der(infected["metrics"], metrics)
     t_end = time.perf_counter()
 
     timings = {

@@ -70,3 +70,14 @@ def evaluate(
         return {"acc": acc, "asr": None, "ra": None}
     asr, ra = backdoor_metrics(model, data, backdoor, batch_size)
     return {"acc": acc, "asr": asr, "ra": ra}
+
+
+def der(before: dict[str, float | None], after: dict[str, float | None]) -> float | None:
+    """Defense effectiveness rating in [0, 1] from ACC/ASR (percent) before and after a defense:
+    (max(0, drop of ASR) - max(0, drop of ACC) + 1) / 2 (reference-settings.md; BackdoorBench).
+    None without ASR."""
+    if before.get("asr") is None or after.get("asr") is None:
+        return None
+    d_asr = (before["asr"] - after["asr"]) / 100
+    d_acc = (before["acc"] - after["acc"]) / 100
+    return (max(0.0, d_asr) - max(0.0, d_acc) + 1) / 2

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import Augment, BatchIterator
-from backdoorlab.errors import TrainingDivergedError
+from backdoorlab.errors import ConfigError, TrainingDivergedError
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import (
     World,
@@ -163,6 +163,12 @@ def fit(
     """
     w = world()
     progress = progress and w.main
+    claim = [type(h).__name__ for h in hooks if type(h).train_step is not Hook.train_step]
+    if len(claim) > 1:  # the loop would silently run the first and drop the others
+        raise ConfigError(
+            f"hooks {' and '.join(claim)} both take over the training step; only one may "
+            "(e.g. a per-batch attack and DP-SGD cannot share one loop)"
+        )
     iterator = BatchIterator(
         data,
         cfg.batch_size,
