@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Sequence
@@ -284,18 +283,20 @@ def _metrics_table(title: str, rows: list[tuple[str, dict | None]]) -> Table:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.artifacts import check_out
     from backdoorlab.experiment.byo import evaluate
+    from backdoorlab.experiment.byo_io import save_evaluation
 
+    if args.out:
+        check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
     m = evaluate(model, data, device=args.device, **_trigger_options(args))
-    console.print(
-        _metrics_table(f"{args.model} on {args.data} ({m['images']} images)", [("yours", m)])
-    )
+    title = f"{args.model} on {args.data} ({m['images']} images)"
+    console.print(_metrics_table(title, [("yours", m)]))
     if args.out:
-        from backdoorlab.experiment.artifacts import write_text
-
-        write_text(args.out, json.dumps(m, indent=2) + "\n")
-        console.print(f"wrote {args.out}")
+        source = {"model": str(args.model), "arch": args.arch, "data": str(args.data)}
+        out = save_evaluation(m, args.out, source=source, overwrite=args.overwrite)
+        console.print(f"saved to {out}")
 
 
 def cmd_repair(args: argparse.Namespace, console: Console) -> None:
@@ -551,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="ACC (and ASR, RA with a trigger) of your model")
     yours_args(p)
     trigger_args(p)
-    p.add_argument("--out", help="JSON file for the numbers")
+    p.add_argument("--out", help="folder for result.json (the numbers)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result at --out")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("repair", help="repair your model with a post-training defense")

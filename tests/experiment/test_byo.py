@@ -42,10 +42,10 @@ def _trigger(f: dict[str, Path]) -> list[str]:
 
 @pytest.mark.slow
 def test_evaluate_measures_the_users_backdoor(foreign, tmp_path):
-    out = tmp_path / "eval.json"
+    out = tmp_path / "eval"
     argv = ["evaluate", *_model(foreign), "--data", str(foreign["test"]), *_trigger(foreign)]
     assert main([*argv, "--out", str(out)]) == 0
-    m = json.loads(out.read_text())
+    m = json.loads((out / "result.json").read_text())["metrics"]
     assert m["images"] == 2000 and m["acc"] >= 90 and m["asr"] >= 90, m
 
 

@@ -312,3 +312,22 @@ def test_a_cell_that_cannot_be_written_stops_the_driver_with_one_line(
     assert r.ran == 0 and len(r.failures) == 1 and "No space left" in r.stopped
     assert any("stopping the sweep" in line for line in lines)
     assert ResultStore(tmp_path / "results.db").rows() == []
+
+
+def test_a_folder_in_the_way_that_is_not_ours_fails_that_cell_only(tiny_config, tmp_path):
+    from backdoorlab.experiment.sweep_spec import expand, load_sweep
+
+    spec = {
+        "name": "inway",
+        "base": _one_epoch(tiny_config),
+        "axes": {"seed": {"s0": {"seed": 0}, "s1": {"seed": 1}}},
+    }
+    first = expand(load_sweep(spec))[0]
+    blocked = tmp_path / "cells" / first.slug
+    blocked.mkdir(parents=True)
+    (blocked / "mine.txt").write_text("keep")
+    lines: list[str] = []
+    r = sweep(spec, tmp_path, progress=False, say=lines.append)
+    assert r.ran == 1 and list(r.failures) == ["seed=s0"] and "refusing" in r.failures["seed=s0"]
+    assert (blocked / "mine.txt").read_text() == "keep"
+    assert len(_rows_match_folders(tmp_path)) == 1

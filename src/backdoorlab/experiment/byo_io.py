@@ -102,6 +102,19 @@ def save_repair(
     return out
 
 
+def save_evaluation(
+    metrics: dict[str, Any], out: str | Path, *, source: dict[str, Any], overwrite: bool = False
+) -> Path:
+    """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
+    out = Path(out)
+    check_out(out, overwrite)
+    with staged_dir(out, marker=RUN_MARKER) as tmp:
+        write_json_file(
+            tmp / RUN_MARKER, {"kind": "evaluate", "metrics": metrics, "source": source}
+        )
+    return out
+
+
 def plot_detection(d: Detection, path: Path) -> Path:
     """A bar per class of the detector's values, suspects in red, anomaly index above each."""
     plt = pyplot()

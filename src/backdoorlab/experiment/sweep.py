@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from backdoorlab.errors import ConfigError
+from backdoorlab.errors import BackdoorlabError, ConfigError
 from backdoorlab.experiment.artifacts import RUN_MARKER, staged_dir
 from backdoorlab.experiment.executors import EXECUTORS, Task
 from backdoorlab.experiment.runner import store_row
@@ -172,6 +172,10 @@ def sweep(
                     continue
                 try:
                     record = _commit(store, spec, cell, outcome.files, out / "cells" / cell.slug)
+                except BackdoorlabError as exc:  # e.g. a folder in the way that is not ours
+                    result.failures[cell.label] = str(exc)
+                    say(f"{head}: FAILED - {exc}")
+                    continue
                 except (OSError, sqlite3.Error) as exc:
                     reason = f"cannot record the cell: {exc}"
                     result.failures[cell.label] = reason
