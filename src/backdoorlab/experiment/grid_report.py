@@ -18,8 +18,10 @@ from typing import Any
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.summary import pct, read_notes, read_run, written_by
+from backdoorlab.metrics.core import der
 
 DROP = "Avg. Drop"
+DER_ROW = "Avg. DER"
 
 
 @dataclass
@@ -51,6 +53,20 @@ class Grid:
         """Mean (ACC, ASR) drop of column `c` against the baseline column."""
         return None if self.baseline is None else self._drop(c, self._ours)
 
+    def cell_der(self, r: str, c: str) -> float | None:
+        """Defense effectiveness rating of cell (r, c) against row r's baseline cell."""
+        if self.baseline is None or c == self.baseline:
+            return None
+        base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
+        if base is None or cell is None:
+            return None
+        return der(base, cell)
+
+    def mean_der(self, c: str) -> float | None:
+        """Mean DER of column `c` over the rows that have it and their baseline."""
+        values = [v for v in (self.cell_der(r, c) for r in self.rows) if v is not None]
+        return sum(values) / len(values) if values else None
+
     def paper_drop(self, c: str) -> tuple[float, float] | None:
         """The same from the published numbers."""
         if self.baseline is None or not self.paper:
@@ -72,6 +88,8 @@ class Grid:
         ]
         if self.baseline is not None:
             lines.append((DROP, [text(self.drop(c), self.paper_drop(c)) for c in self.columns]))
+            ders = [self.mean_der(c) for c in self.columns]
+            lines.append((DER_ROW, [("-" if d is None else f"{d:.3f}", "") for d in ders]))
         return lines
 
     def markdown(self, corner: str = "") -> list[str]:
@@ -81,7 +99,7 @@ class Grid:
             "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
         ]
         for label, cells in self.pairs():
-            label = f"**{label}**" if label == DROP else label
+            label = f"**{label}**" if label in (DROP, DER_ROW) else label
             lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
         return lines
 
@@ -89,11 +107,12 @@ class Grid:
         """One CSV line per (row, column): ours and the published ACC/ASR."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr"])
+        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"])
         for r in self.rows:
             for c in self.columns:
                 ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
-                w.writerow([r, c, *ours, *paper])
+                d = self.cell_der(r, c)
+                w.writerow([r, c, *ours, *paper, "" if d is None else round(d, 4)])
         return buf.getvalue()
 
     def missing(self) -> list[tuple[str, str]]:
