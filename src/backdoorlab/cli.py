@@ -339,15 +339,14 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.experiment.artifacts import check_out
-    from backdoorlab.experiment.byo import scan
+    from backdoorlab.experiment.byo import DETECTORS_BY_DEFAULT, scan
     from backdoorlab.experiment.byo_io import save_scan
+    from backdoorlab.experiment.config import apply_overrides
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    detectors = args.detector or ["adv-labels", "nc"]
-    from backdoorlab.experiment.config import apply_overrides
-
-    options = apply_overrides({}, args.set)
+    options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
+    detectors = args.detector or list(DETECTORS_BY_DEFAULT)
     result = scan(model, data, detectors=detectors, options=options, device=args.device)
     for name, d in result.detections.items():
         table = Table(title=f"{name}: {d.value_name}", title_justify="left")

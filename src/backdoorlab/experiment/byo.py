@@ -224,6 +224,9 @@ def repair(
     return repaired, report
 
 
+DETECTORS_BY_DEFAULT = ("adv-labels", "nc")
+
+
 @dataclass
 class ScanResult:
     """The detectors' findings and a verdict: the classes any of them suspects, with votes."""
@@ -250,7 +253,7 @@ def scan(
     model: nn.Module,
     data: DataSource,
     *,
-    detectors: tuple[str, ...] | list[str] = ("adv-labels", "nc"),
+    detectors: tuple[str, ...] | list[str] = DETECTORS_BY_DEFAULT,
     options: dict[str, dict[str, Any]] | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
