@@ -332,8 +332,10 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
             [("before", report.before), ("after", report.after)],
         )
     )
-    if report.before is None:
+    if report.measured_on is None:
         console.print("(give --test, and --trigger for ASR, to measure before and after)")
+    elif report.measured_on == "clean":
+        console.print("(measured on the repair's own clean data; --test gives held-out numbers)")
     console.print(f"saved to {out}")
 
 

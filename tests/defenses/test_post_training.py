@@ -106,3 +106,19 @@ def test_post_training_defenses_repair_a_plain_module(synthetic, defense, option
         assert report.defense_report["fp_layer"] == "4"
     if defense == "nad":
         assert report.defense_report["nad_layers"] == options.get("layers", ["4"])
+
+
+def test_a_repair_with_a_trigger_and_no_test_set_measures_on_its_clean_data(synthetic):
+    from backdoorlab.experiment.byo import repair
+
+    data = synthetic().train
+    corner = torch.zeros(3, 12, 12)
+    corner[:, -3:, -3:] = 1
+    _, report = repair(
+        _plain_net(), data, "ft", epochs=1, trigger=corner, mask=corner[:1], target=0,
+        device="cpu",
+    )  # fmt: skip
+    assert report.measured_on == "clean"
+    assert report.before["asr"] is not None and report.after["acc"] is not None
+    _, report = repair(_plain_net(), data, "ft", epochs=1, device="cpu")
+    assert report.measured_on is None and report.before is None

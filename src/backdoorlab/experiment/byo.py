@@ -125,7 +125,8 @@ def _classes(data: Dataset, k: int) -> Dataset:
 @dataclass
 class RepairReport:
     """What a repair did: the defense and its settings, its own numbers, and ACC/ASR/RA before
-    and after (on `test`, when one was given)."""
+    and after, measured on `measured_on` ('test', or 'clean': the repair's own data when a
+    trigger but no test set was given; optimistic for ACC)."""
 
     defense: str
     options: dict[str, Any]
@@ -134,6 +135,7 @@ class RepairReport:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     seconds: float = 0.0
+    measured_on: str | None = None
 
     @property
     def der(self) -> float | None:
@@ -148,6 +150,7 @@ class RepairReport:
             "before": self.before,
             "after": self.after,
             "der": self.der,
+            "measured_on": self.measured_on,
             "defense_report": self.defense_report,
             "seconds": self.seconds,
         }
@@ -174,7 +177,8 @@ def repair(
     """Repair `model` with post-training defense `defense` (ft, aft, fp, nad, nc, or one you
     registered) on the defender's `clean` data; `options` are the defense's settings (e.g.
     eps=0.2, layer="layer4"), `train` the fine-tuning basics (momentum, weight decay,
-    crop_padding, flip). With `test` and a trigger, ACC/ASR/RA before and after are reported.
+    crop_padding, flip). ACC (and ASR/RA with a trigger) before and after are measured on
+    `test`, or with a trigger and no `test` on the clean data itself.
     The model is copied first unless `copy_model` is False."""
     dev = resolve_device(device)
     cfg = validated(DEFENSES, {"name": defense, **options}, "defense")
@@ -198,8 +202,11 @@ def repair(
         test_data = _classes(_data(test, k, "test", dev), k)
         check_fit(model, test_data, "--test")
     if trigger is not None:
-        where = test_data if test_data is not None else clean_data
+        if test_data is None:  # before/after on the repair's own data: still shows the ASR
+            test_data = clean_data
+        where = test_data
         backdoor = make_trigger(trigger, where, target=target, mask=mask, alpha=alpha, device=dev)
+    measured_on = None if test_data is None else ("test" if test is not None else "clean")
 
     def metrics(m: nn.Module) -> dict[str, Any] | None:
         return None if test_data is None else measure(m, test_data, backdoor)
@@ -220,6 +227,7 @@ def repair(
         before,
         metrics(repaired),
         seconds,
+        measured_on,
     )
     return repaired, report
 
