@@ -51,3 +51,24 @@ def test_a_one_channel_model_is_converted_whole(synthetic):
     convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) > 1 and convs[0].shape[1] == 1
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+
+
+def test_switches_of_two_threads_do_not_leak_into_each_other():
+    import threading
+
+    seen, entered = {}, threading.Barrier(2)
+
+    def work(name: str, settings: Performance) -> None:
+        with performance(settings):
+            entered.wait()  # both blocks are open at once
+            seen[name] = current()
+        seen[name + " after"] = current()
+
+    a, b = Performance(threads=1), Performance(channels_last=False)
+    threads = [threading.Thread(target=work, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["a"] == a and seen["b"] == b
+    assert seen["a after"] == seen["b after"] == Performance() == current()

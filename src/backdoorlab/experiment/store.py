@@ -61,7 +61,11 @@ class ResultStore:
             have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
             for col, kind in SWEEP_COLUMNS.items():
                 if col not in have:
-                    con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+                    try:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+                    except sqlite3.OperationalError as exc:  # another start added it meanwhile
+                        if "duplicate column" not in str(exc):
+                            raise
             con.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_cell ON runs (cell)")
 
     @contextmanager

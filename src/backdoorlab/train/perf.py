@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Literal
 
 import torch
@@ -38,19 +39,21 @@ class Performance(BaseModel):
     )
 
 
-_current = Performance()
+# a context variable, not a module global: runs in two threads (two sweep starts in one process)
+# each see their own switches, and leaving one block cannot restore another thread's
+_DEFAULT = Performance()
+_current: ContextVar[Performance | None] = ContextVar("performance", default=None)
 
 
 def current() -> Performance:
     """The switches in force."""
-    return _current
+    return _current.get() or _DEFAULT
 
 
 @contextmanager
 def performance(settings: Performance) -> Iterator[Performance]:
     """Run the enclosed code with `settings` (restored afterwards)."""
-    global _current
-    before, _current = _current, settings
+    token = _current.set(settings)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
@@ -67,7 +70,7 @@ def performance(settings: Performance) -> Iterator[Performance]:
     try:
         yield settings
     finally:
-        _current = before
+        _current.reset(token)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = benchmark
@@ -78,7 +81,7 @@ def performance(settings: Performance) -> Iterator[Performance]:
 def prepare_model(model: nn.Module) -> nn.Module:
     """`model` in the memory layout in force (in place; only a look at the conv weights when
     already there, as it is on every PGD call inside training)."""
-    if _current.channels_last:
+    if current().channels_last:
         # every weight is checked: a 1-channel stem's [C,1,k,k] weight passes as channels_last
         # in either layout
         cl = torch.channels_last
@@ -89,13 +92,13 @@ def prepare_model(model: nn.Module) -> nn.Module:
 
 def prepare_batch(x: torch.Tensor) -> torch.Tensor:
     """An image batch in the memory layout in force."""
-    if _current.channels_last and x.ndim == 4:
+    if current().channels_last and x.ndim == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA when `amp` is on; otherwise nothing."""
-    if _current.amp == "bf16" and device.type == "cuda":
+    if current().amp == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
