@@ -24,8 +24,9 @@ class AdvLabelsConfig(DetectorConfig):
 
 @register_detector("adv-labels", config=AdvLabelsConfig)
 def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) -> Detection:
-    """Per class c: the % of other classes' images whose adversarial example is labelled c; the
-    outlier score is its MAD anomaly index over the classes (high side)."""
+    """Where untargeted PGD examples land: per class, the % of other classes' examples it gets.
+
+    The outlier score is the MAD anomaly index of those shares over the classes (high side)."""
     k = data.num_classes
     if cfg.limit is not None and len(data) > cfg.limit:
         gen = torch.Generator().manual_seed(cfg.seed)

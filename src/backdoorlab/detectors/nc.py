@@ -21,8 +21,10 @@ class NCDetectorConfig(DetectorConfig):
 
 @register_detector("nc", config=NCDetectorConfig)
 def neural_cleanse(model: nn.Module, data: Dataset, cfg: NCDetectorConfig) -> Detection:
-    """Trigger L1 norms per class and their MAD anomaly index on the small side (NC Sec. IV-C),
-    through the defense's own trigger search."""
+    """Neural Cleanse: the smallest trigger's L1 norm per class; small outliers are suspects.
+
+    The outlier score is the MAD anomaly index on the small side (NC Sec. IV-C); the search is
+    the defense's own."""
     search = NCConfig(
         name="nc", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, init_cost=cfg.init_cost
     )
