@@ -6,9 +6,11 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -249,6 +251,15 @@ def _overrides(pairs: list[str], section: str) -> dict:
     return raw.get(section, {})
 
 
+@contextmanager
+def _working(console: Console, text: str):
+    """A spinner with the elapsed time while a long call runs (Neural Cleanse takes minutes)."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
 def _yours(args: argparse.Namespace):
     """The user's data and model from the shared arguments, checked before any work."""
     from backdoorlab.data.user import load_user_data
@@ -290,7 +301,8 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
     if args.out:
         check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    m = evaluate(model, data, device=args.device, **_trigger_options(args))
+    with _working(console, f"evaluating on {len(data)} images"):
+        m = evaluate(model, data, device=args.device, **_trigger_options(args))
     title = f"{args.model} on {args.data} ({m['images']} images)"
     console.print(_metrics_table(title, [("yours", m)]))
     if args.out:
@@ -307,16 +319,17 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
     options = _overrides(args.set, "defense")
-    repaired, report = repair(
-        model,
-        data,
-        args.defense,
-        test=args.test,
-        device=args.device,
-        seed=args.seed,
-        **_trigger_options(args),
-        **options,
-    )
+    with _working(console, f"repairing with {args.defense} on {len(data)} clean images"):
+        repaired, report = repair(
+            model,
+            data,
+            args.defense,
+            test=args.test,
+            device=args.device,
+            seed=args.seed,
+            **_trigger_options(args),
+            **options,
+        )
     source = {
         "model": str(args.model),
         "arch": args.arch,
@@ -349,7 +362,8 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     model, data = _yours(args)
     options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
     detectors = args.detector or list(DETECTORS_BY_DEFAULT)
-    result = scan(model, data, detectors=detectors, options=options, device=args.device)
+    with _working(console, f"scanning with {', '.join(detectors)} on {len(data)} images"):
+        result = scan(model, data, detectors=detectors, options=options, device=args.device)
     for name, d in result.detections.items():
         table = Table(title=f"{name}: {d.value_name}", title_justify="left")
         table.add_column("class")
