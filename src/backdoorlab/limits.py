@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,11 +50,3 @@ def read_json(path: str | Path, limit: int = MAX_JSON_BYTES, what: str | None = 
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise DataError(f"{what or path}: not valid JSON: {exc}") from None
-
-
-def file_size(path: str | Path) -> int:
-    """Size of `path` in bytes (0 when it cannot be read)."""
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0

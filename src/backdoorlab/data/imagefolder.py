@@ -32,27 +32,38 @@ class ImageFolderConfig(DatasetConfig):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="used when there is no test folder")
 
 
-def _class_dirs(folder: Path) -> list[Path]:
+def class_dirs(folder: Path) -> list[Path]:
+    """The class folders of `folder`, sorted by name (hidden ones left out)."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(image file, label) for every image under folder/<class>, labels in `classes` order."""
+    return [
+        (f, label)
+        for label, name in enumerate(classes)
+        if (folder / name).is_dir()
+        for f in sorted((folder / name).rglob("*"))
+        if f.suffix.lower() in EXTENSIONS and f.is_file()
+    ]
+
+
+def read_images(
+    files: list[tuple[Path, int]], channels: int, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The files decoded (size-checked first) and resized to `size`, and their labels."""
+    xs = []
+    for f, _ in files:
+        raw = read_file(f, MAX_IMAGE_FILE_BYTES, f"imagefolder: {f}")
+        xs.append(resize(decode_image(raw, str(f), channels, size), size))
+    return torch.stack(xs), torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
 def _read(folder: Path, classes: list[str], cfg: ImageFolderConfig):
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        cdir = folder / name
-        files = (
-            sorted(p for p in cdir.rglob("*") if p.suffix.lower() in EXTENSIONS)
-            if cdir.is_dir()
-            else []
-        )
-        for f in files:
-            raw = read_file(f, MAX_IMAGE_FILE_BYTES, f"imagefolder: {f}")
-            img = decode_image(raw, str(f), cfg.channels, (cfg.size, cfg.size))
-            xs.append(resize(img, (cfg.size, cfg.size)))
-            ys.append(label)
-    if not xs:
+    files = image_files(folder, classes)
+    if not files:
         raise DataError(f"imagefolder: no images found under {folder}")
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+    return read_images(files, cfg.channels, (cfg.size, cfg.size))
 
 
 @register_dataset("imagefolder", config=ImageFolderConfig)
@@ -65,10 +76,10 @@ def load_imagefolder(cfg: ImageFolderConfig, seed: int = 0) -> Splits:
         raise DataError(f"imagefolder: data folder {root} does not exist")
     train_root, test_root = root / cfg.train_dir, root / cfg.test_dir
     if train_root.is_dir() and test_root.is_dir():
-        classes = [p.name for p in _class_dirs(train_root)]
+        classes = [p.name for p in class_dirs(train_root)]
         train, test = _read(train_root, classes, cfg), _read(test_root, classes, cfg)
     else:
-        classes = [p.name for p in _class_dirs(root)]
+        classes = [p.name for p in class_dirs(root)]
         x, y = _read(root, classes, cfg)
         n_test = max(1, round(len(y) * cfg.test_fraction))
         train, test = split_by_seed(x, y, len(y) - n_test, n_test, seed, f"imagefolder {root}")

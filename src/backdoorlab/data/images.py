@@ -62,9 +62,11 @@ def decode_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(raw)) as im:
                 check_pixels(*im.size, what)
-                if size is not None and _reduction(im.size, size) >= 2:
-                    # JPEG decodes at a DCT scale at once; then an integer box reduction
-                    im.draft(im.mode, tuple(s // _reduction(im.size, size) for s in im.size))
+                factor = 1 if size is None else _reduction(im.size, size)
+                if factor >= 2:
+                    # JPEG decodes at a DCT scale at once (draft may shrink it already); then
+                    # an integer box reduction in uint8
+                    im.draft(im.mode, (im.size[0] // factor, im.size[1] // factor))
                     im = im.reduce(max(1, _reduction(im.size, size)))
                 im = im.convert("L" if channels == 1 else "RGB")
                 arr = np.asarray(im, dtype=np.uint8)

@@ -55,7 +55,8 @@ def read_idx(path: Path, limit: int = MAX_FILE_BYTES) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     what = f"mnist: {path}"
     try:
-        check_size(path.stat().st_size, limit, what)
+        size = path.stat().st_size
+        check_size(size, limit, what)
         with opener(path, "rb") as fh:
             magic = fh.read(4)
             if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES:
@@ -71,10 +72,10 @@ def read_idx(path: Path, limit: int = MAX_FILE_BYTES) -> np.ndarray:
                     f"{what}: its header says {shape} = {expected:,} bytes, more than the "
                     f"limit of {limit:,}"
                 )
-            if opener is open and path.stat().st_size - 4 - 4 * ndim != expected:
+            if opener is open and size - 4 - 4 * ndim != expected:
                 raise DataError(
-                    f"{what} holds {path.stat().st_size - 4 - 4 * ndim:,} bytes of data, its "
-                    f"header says {expected:,} (truncated file?)"
+                    f"{what} holds {size - 4 - 4 * ndim:,} bytes of data, its header says "
+                    f"{expected:,} (truncated file?)"
                 )
             raw = fh.read(expected + 1)
     except (OSError, EOFError, zlib.error) as exc:

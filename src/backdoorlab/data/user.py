@@ -3,7 +3,6 @@ x and y), tensors, or any registered dataset."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,9 @@ import numpy as np
 import torch
 
 from backdoorlab.data.base import DATASETS, Dataset, channel_stats, load_dataset
-from backdoorlab.data.images import decode_image, resize
+from backdoorlab.data.imagefolder import class_dirs, image_files, read_images
 from backdoorlab.errors import ConfigError, DataError
-from backdoorlab.limits import MAX_FILE_BYTES, MAX_IMAGE_FILE_BYTES, check_size, read_file
-
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from backdoorlab.limits import MAX_FILE_BYTES, MAX_IMAGE_FILE_BYTES, check_size
 
 DataSource = Dataset | tuple | str | Path | dict
 
@@ -104,38 +101,31 @@ def read_class_folders(
     `size` (default: the first image's) with `channels` (default: 1 if every image is grey)."""
     from PIL import Image
 
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = [d.name for d in class_dirs(root)]
     if not classes:
         raise DataError(f"{root}: no class sub-folders (one folder of images per class)")
-    files = [
-        (f, label)
-        for label, name in enumerate(classes)
-        for f in sorted((root / name).rglob("*"))
-        if f.suffix.lower() in EXTENSIONS and f.is_file()
-    ]
+    files = image_files(root, classes)
     if not files:
         raise DataError(f"{root}: no images in its class folders")
-    raws = [(read_file(f, MAX_IMAGE_FILE_BYTES, str(f)), f, label) for f, label in files]
     if channels is None or size is None:
         grey, first = True, None
-        for raw, f, _ in raws:
+        for f, _ in files:  # headers only: Pillow opens lazily
             try:
-                with Image.open(io.BytesIO(raw)) as im:
+                check_size(f.stat().st_size, MAX_IMAGE_FILE_BYTES, str(f))
+                with Image.open(f) as im:
                     grey = grey and im.mode in ("1", "L", "I;16", "I", "F")
                     first = first or (im.size[1], im.size[0])
             except Exception as exc:  # Pillow raises many kinds on a bad file
                 raise DataError(f"{f}: cannot decode image: {exc}") from None
         channels = channels or (1 if grey else 3)
         size = size or first
-    xs = [resize(decode_image(raw, str(f), channels, size), size) for raw, f, _ in raws]
-    labels = [label for _, _, label in raws]
-    images = torch.stack(xs)
+    images, labels = read_images(files, channels, size)
     k = num_classes if num_classes is not None else len(classes)
     if k < len(classes):
         raise DataError(f"{root}: {len(classes)} class folders, but {k} classes were given")
     names = classes + [str(i) for i in range(len(classes), k)]
     mean, std = channel_stats(images)
-    return Dataset(root.name, images, torch.tensor(labels, dtype=torch.int64), names, mean, std)
+    return Dataset(root.name, images, labels, names, mean, std)
 
 
 def load_user_data(

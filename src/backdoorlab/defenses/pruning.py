@@ -3,6 +3,8 @@ until clean accuracy drops by a set amount, then fine-tune."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -31,13 +33,17 @@ class FinePruningConfig(DefenseConfig):
 
 
 @torch.no_grad()
-def channel_activity(model: nn.Module, data, batch_size: int = 512) -> torch.Tensor:
-    """Mean activation of every penultimate channel (the last layer's pooled output) on `data`."""
+def channel_activity(
+    model: nn.Module, data, batch_size: int = 512, features: Callable | None = None
+) -> torch.Tensor:
+    """Mean activation of every channel `features` gives ([B, C] per batch; default: the
+    penultimate layer, the last group's pooled output) on `data`."""
+    features = features or model.features
     model.eval()
     total = None
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
-        f = model.features(data.floats(idx)).sum(0)
+        f = features(data.floats(idx)).sum(0)
         total = f if total is None else total + f
     return total / len(data)
 
@@ -80,23 +86,21 @@ class ConvPruner:
         self.weight = self.conv.weight.detach().clone()
         self.bias = None if self.conv.bias is None else self.conv.bias.detach().clone()
 
-    @torch.no_grad()
-    def activity(self, data, batch_size: int = 512) -> torch.Tensor:
-        self.model.eval()
-        total = None
+    def activity(self, data) -> torch.Tensor:
         with capture(self.model, [self.layer]) as out:
-            for start in range(0, len(data), batch_size):
-                idx = torch.arange(start, min(start + batch_size, len(data)), device=data.device)
-                self.model(data.floats(idx))
+
+            def pooled(x: torch.Tensor) -> torch.Tensor:
+                self.model(x)
                 a = out[self.layer]
-                f = (a.mean(dim=(2, 3)) if a.ndim == 4 else a).sum(0)
-                total = f if total is None else total + f
-        if total.numel() != self.conv.out_channels:
+                return a.mean(dim=(2, 3)) if a.ndim == 4 else a
+
+            act = channel_activity(self.model, data, features=pooled)
+        if act.numel() != self.conv.out_channels:
             raise ConfigError(
-                f"defense fp: layer {self.layer} puts out {total.numel()} channels, its last "
+                f"defense fp: layer {self.layer} puts out {act.numel()} channels, its last "
                 f"convolution {self.conv.out_channels}; name a layer that ends in a convolution"
             )
-        return total / len(data)
+        return act
 
     def prune(self, channels: torch.Tensor) -> None:
         """Exactly `channels` pruned (earlier pruning undone)."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
-from backdoorlab.detectors.base import Detection, DetectorConfig, mad_index, register_detector
+from backdoorlab.detectors.base import Detection, DetectorConfig, register_detector
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
 
@@ -33,23 +33,21 @@ def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) ->
         data = data.subset(torch.randperm(len(data), generator=gen)[: cfg.limit].sort().values)
     threat = LinfBall(cfg.eps)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
-    landed = torch.zeros(k, dtype=torch.int64)
+    landed = torch.zeros(k, dtype=torch.int64, device=data.device)
     for x, y, _ in BatchIterator(data, cfg.batch_size):
         adv = pgd(model, x, y, threat, cfg.steps, alpha, random_start=False)
         with torch.no_grad():
             pred = model(adv).argmax(1)
-        moved = pred != y
-        landed += torch.bincount(pred[moved].cpu(), minlength=k)[:k]
+        # count the moved examples by their new label on the device (bin k: unmoved, dropped)
+        landed += torch.bincount(torch.where(pred != y, pred, k), minlength=k + 1)[:k]
+    landed = landed.cpu()
     others = len(data) - torch.bincount(data.labels.cpu(), minlength=k)[:k]
     shares = 100.0 * landed.double() / others.clamp_min(1)
-    index = mad_index(shares, "high")
-    suspects = [c for c in range(k) if index[c] > cfg.threshold]
-    return Detection(
+    return Detection.from_values(
         "adv-labels",
-        [round(float(s), 3) for s in shares],
-        [round(float(s), 3) for s in index],
-        sorted(suspects, key=lambda c: -float(index[c])),
-        round(float(index.max()), 3),
+        shares,
+        "high",
+        cfg,
         "% of other classes' adversarial examples labelled as the class",
-        details={"eps": cfg.eps, "steps": cfg.steps, "images": len(data)},
+        {"eps": cfg.eps, "steps": cfg.steps, "images": len(data)},
     )

@@ -47,6 +47,30 @@ class Detection:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_values(
+        cls,
+        detector: str,
+        values: torch.Tensor,
+        side: str,
+        cfg: DetectorConfig,
+        value_name: str,
+        details: dict[str, Any],
+    ) -> Detection:
+        """Per-class `values`, scored by their MAD anomaly index on `side`; classes above the
+        threshold are suspects, most anomalous first."""
+        index = mad_index(values, side)
+        suspects = [c for c in range(len(values)) if index[c] > cfg.threshold]
+        return cls(
+            detector,
+            [round(float(v), 3) for v in values],
+            [round(float(s), 3) for s in index],
+            sorted(suspects, key=lambda c: -float(index[c])),
+            round(float(index.max()), 3),
+            value_name,
+            details=details,
+        )
+
 
 def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
     """Signed-side anomaly index (v - median) / (1.4826 * MAD) per class (NC Sec. IV-C); `side`

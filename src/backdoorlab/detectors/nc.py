@@ -9,7 +9,7 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.cleanse import NCConfig, reverse_trigger
-from backdoorlab.detectors.base import Detection, DetectorConfig, mad_index, register_detector
+from backdoorlab.detectors.base import Detection, DetectorConfig, register_detector
 
 
 class NCDetectorConfig(DetectorConfig):
@@ -31,14 +31,6 @@ def neural_cleanse(model: nn.Module, data: Dataset, cfg: NCDetectorConfig) -> De
     norms = torch.tensor(
         [reverse_trigger(model, data, t, search, cfg.seed)[2] for t in range(data.num_classes)]
     )
-    index = mad_index(norms, "low")
-    suspects = [c for c in range(len(norms)) if index[c] > cfg.threshold]
-    return Detection(
-        "nc",
-        [round(float(v), 3) for v in norms],
-        [round(float(s), 3) for s in index],
-        sorted(suspects, key=lambda c: -float(index[c])),
-        round(float(index.max()), 3),
-        "L1 norm of the reversed trigger's mask",
-        details={"steps": cfg.steps},
+    return Detection.from_values(
+        "nc", norms, "low", cfg, "L1 norm of the reversed trigger's mask", {"steps": cfg.steps}
     )

@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,19 @@ def staged_dir(out: Path, *, marker: str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def new_run_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """`check_out`, then a staged run folder: yield its temp folder, renamed to `out` at the end."""
+    check_out(out, overwrite)
+    with staged_dir(out, marker=RUN_MARKER) as tmp:
+        yield tmp
+
+
+def new_run_id(created: datetime) -> str:
+    """A run id: UTC time of creation and a random suffix."""
+    return f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def write_text(path: str | Path, text: str) -> Path:

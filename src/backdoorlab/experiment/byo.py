@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -77,8 +77,18 @@ def check_fit(model: nn.Module, data: Dataset, what: str = "--data") -> int:
     return k
 
 
-def _data(source: DataSource, k: int | None, split: str, device: torch.device) -> Dataset:
-    return load_user_data(source, split=split, num_classes=k).to(device)
+def _fitted(
+    model: nn.Module,
+    source: DataSource,
+    split: str,
+    device: torch.device,
+    what: str,
+    k: int | None = None,
+) -> tuple[Dataset, int]:
+    """The user's data on `device`, checked against `model`, named for all its outputs."""
+    data = load_user_data(source, split=split, num_classes=k).to(device)
+    k = check_fit(model, data, what)
+    return _classes(data, k), k
 
 
 def _model(model: nn.Module, mean, std, device: torch.device) -> nn.Module:
@@ -104,9 +114,7 @@ def evaluate(
     target) and RA (share still classified correctly), all in percent."""
     dev = resolve_device(device)
     model = _model(model, mean, std, dev)
-    test = _data(data, None, "test", dev)
-    k = check_fit(model, test)
-    test = _classes(test, k)
+    test, k = _fitted(model, data, "test", dev, "--data")
     backdoor = None
     if trigger is not None:
         backdoor = make_trigger(trigger, test, target=target, mask=mask, alpha=alpha, device=dev)
@@ -119,7 +127,7 @@ def _classes(data: Dataset, k: int) -> Dataset:
     if data.num_classes == k:
         return data
     names = list(data.classes[:k]) + [str(i) for i in range(len(data.classes), k)]
-    return Dataset(data.name, data.images, data.labels, names, data.mean, data.std, data.extra)
+    return replace(data, classes=names)
 
 
 @dataclass
@@ -143,17 +151,7 @@ class RepairReport:
         return None if self.before is None or self.after is None else der(self.before, self.after)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "defense": self.defense,
-            "options": self.options,
-            "clean_images": self.clean_images,
-            "before": self.before,
-            "after": self.after,
-            "der": self.der,
-            "measured_on": self.measured_on,
-            "defense_report": self.defense_report,
-            "seconds": self.seconds,
-        }
+        return {**asdict(self), "der": self.der}
 
 
 def repair(
@@ -194,18 +192,16 @@ def repair(
     except ValidationError as exc:
         raise ConfigError("train: " + format_validation_error(exc)) from None
     model = _model(copy.deepcopy(model) if copy_model else model, mean, std, dev)
-    clean_data = _data(clean, None, "train", dev)
-    k = check_fit(model, clean_data, "clean data")
-    clean_data = _classes(clean_data, k)
+    clean_data, k = _fitted(model, clean, "train", dev, "clean data")
     test_data, backdoor = None, None
     if test is not None:
-        test_data = _classes(_data(test, k, "test", dev), k)
-        check_fit(model, test_data, "--test")
+        test_data, _ = _fitted(model, test, "test", dev, "--test", k)
     if trigger is not None:
         if test_data is None:  # before/after on the repair's own data: still shows the ASR
             test_data = clean_data
-        where = test_data
-        backdoor = make_trigger(trigger, where, target=target, mask=mask, alpha=alpha, device=dev)
+        backdoor = make_trigger(
+            trigger, test_data, target=target, mask=mask, alpha=alpha, device=dev
+        )
     measured_on = None if test_data is None else ("test" if test is not None else "clean")
 
     def metrics(m: nn.Module) -> dict[str, Any] | None:
@@ -271,9 +267,7 @@ def scan(
     the classes they suspect as backdoor targets."""
     dev = resolve_device(device)
     model = _model(model, mean, std, dev)
-    clean = _data(data, None, "test", dev)
-    k = check_fit(model, clean)
-    clean = _classes(clean, k)
+    clean, _ = _fitted(model, data, "test", dev, "--data")
     options = options or {}
     unknown = set(options) - set(detectors)
     if unknown:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.detectors.base import Detection
-from backdoorlab.experiment.artifacts import RUN_MARKER, check_out, save_tensors, staged_dir
+from backdoorlab.experiment.artifacts import RUN_MARKER, new_run_folder, new_run_id, save_tensors
 from backdoorlab.experiment.artifacts import write_json as write_json_file
 from backdoorlab.experiment.byo import RepairReport, ScanResult
 from backdoorlab.experiment.plots import pyplot, save_figure
@@ -68,9 +67,8 @@ def save_repair(
     """Write OUT/model.safetensors (the repaired weights, in the layout they were loaded in),
     OUT/result.json and a row of OUT/../results.db (or `db`; False: none)."""
     out = Path(out)
-    check_out(out, overwrite)
     created = datetime.now(timezone.utc)
-    run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = new_run_id(created)
     config = {
         "name": f"repair-{report.defense}",
         "seed": report.options.get("seed", 0),
@@ -93,7 +91,7 @@ def save_repair(
         "versions": versions(),
         "config": config,
     }
-    with staged_dir(out, marker=RUN_MARKER) as tmp:
+    with new_run_folder(out, overwrite) as tmp:
         save_tensors(tmp / "model.safetensors", state_of(model))
         write_json_file(tmp / RUN_MARKER, record)
     if db is not False:
@@ -107,8 +105,7 @@ def save_evaluation(
 ) -> Path:
     """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
     out = Path(out)
-    check_out(out, overwrite)
-    with staged_dir(out, marker=RUN_MARKER) as tmp:
+    with new_run_folder(out, overwrite) as tmp:
         write_json_file(
             tmp / RUN_MARKER, {"kind": "evaluate", "metrics": metrics, "source": source}
         )
@@ -141,9 +138,8 @@ def plot_detection(d: Detection, path: Path) -> Path:
 def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write OUT/scan.json and OUT/<detector>.png (one folder, written whole)."""
     out = Path(out)
-    check_out(out, overwrite)
     record = {"kind": "scan", **result.to_dict()}
-    with staged_dir(out, marker=RUN_MARKER) as tmp:
+    with new_run_folder(out, overwrite) as tmp:
         write_json_file(tmp / "scan.json", record)
         for name, d in result.detections.items():
             plot_detection(d, tmp / f"{name}.png")

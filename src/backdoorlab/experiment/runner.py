@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from backdoorlab.experiment.artifacts import (
     RUN_MARKER,
     check_out,
     load_tensors,
+    new_run_id,
     save_tensors,
     staged_dir,
     write_json,
@@ -138,8 +138,7 @@ def _run(
 ) -> RunResult:
     defense = build_defense(cfg.defense)
     if out is None:
-        stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
-        out = Path("runs") / f"{cfg.name}-{stamp}"
+        out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
     if (
         cache is None
         and save
@@ -202,7 +201,7 @@ def _run(
         "total_s": round(t_end - t0, 3),
     }
     created = datetime.now(timezone.utc)
-    run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = new_run_id(created)
     result = RunResult(
         cfg, run_id, metrics, history, timings, model, prep.poisoned, rank=world().rank
     )

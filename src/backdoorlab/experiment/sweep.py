@@ -156,37 +156,31 @@ def sweep(
         for n, outcome in enumerate(outcomes, start=1):
             cell = todo[outcome.index]
             head = f"[{before + n}/{len(cells)}] {cell.label}"
-            try:
-                if outcome.skipped:
-                    result.skipped += 1
-                    why = (
-                        "another start is running it"
-                        if outcome.index in busy
-                        else ("finished by another start meanwhile")
-                    )
-                    say(f"{head}: {why}, skipped")
-                    continue
+            record = None
+            try:  # the cell's lock is held until here (never for a skipped cell)
                 if outcome.error is not None:
                     result.failures[cell.label] = outcome.error
                     say(f"{head}: FAILED - {outcome.error}")
                     continue
-                try:
-                    record = _commit(store, spec, cell, outcome.files, out / "cells" / cell.slug)
-                except BackdoorlabError as exc:  # e.g. a folder in the way that is not ours
-                    result.failures[cell.label] = str(exc)
-                    say(f"{head}: FAILED - {exc}")
-                    continue
-                except (OSError, sqlite3.Error) as exc:
-                    reason = f"cannot record the cell: {exc}"
-                    result.failures[cell.label] = reason
-                    result.stopped = reason
-                    say(f"{head}: FAILED - {reason}; stopping the sweep")
-                    break
+                if not outcome.skipped:  # None: another start recorded it first
+                    folder = out / "cells" / cell.slug
+                    record = _commit(store, spec, cell, outcome.files, folder)
+            except BackdoorlabError as exc:  # e.g. a folder in the way that is not ours
+                result.failures[cell.label] = str(exc)
+                say(f"{head}: FAILED - {exc}")
+                continue
+            except (OSError, sqlite3.Error) as exc:
+                result.failures[cell.label] = result.stopped = f"cannot record the cell: {exc}"
+                say(f"{head}: FAILED - {result.stopped}; stopping the sweep")
+                break
             finally:
                 locks.release(cell.slug)
             if record is None:
                 result.skipped += 1
-                say(f"{head}: finished by another start meanwhile, skipped")
+                if outcome.index in busy:
+                    say(f"{head}: another start is running it, skipped")
+                else:
+                    say(f"{head}: finished by another start meanwhile, skipped")
                 continue
             result.ran += 1
             m = record["metrics"]
