@@ -31,7 +31,7 @@ DEFENSES = {
     "ft": {"epochs": 10, "lr": 0.01},
     "fp": {},
     "nad": {},
-    "nc": {"steps": 300, "epochs": 5},
+    "nc": {"steps": 60, "batches_per_step": 5, "batch_size": 128, "epochs": 5},
     "aft": {"eps": 0.2, "steps": 7, "epochs": 20, "clean_epochs": 5},
 }
 AFT_SWEEP = [(eps, epochs) for epochs in (10, 20, 40) for eps in (0.1, 0.2, 0.3)]

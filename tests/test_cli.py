@@ -32,6 +32,7 @@ def test_run_prints_table_and_writes_result(config_file, tmp_path, capsys):
 def test_list_names_every_registered_component(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
+    assert "[control: data, training]" in text and "[training-time]" in text
     for name in (
         "digits",
         "mnist",
@@ -66,6 +67,19 @@ def test_triggers_writes_png(config_file, tmp_path):
             "/nonexistent/mnist does not exist",
         ),
         (["--set", "train.lr"], "expected section.key=value"),
+        (
+            ["--set", "attack={name: wanet, control: training}", "--set", "defense.name=cat"],
+            "attack.control: 'training' (attack 'wanet' trains the model) cannot go with "
+            "defense 'cat', a training-time defense",
+        ),
+        (
+            ["--set", "attack={name: iad, control: training}", "--set", "defense.name=dpsgd"],
+            "cannot go with defense 'dpsgd'",
+        ),
+        (
+            ["--set", "attack.control=training"],
+            "attack.control: 'training' is not implemented by attack 'badnets'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_nonzero_and_writes_no_row(

@@ -41,10 +41,23 @@ REGISTRIES = {
 }
 
 
+def _threat_model(kind: str, obj: object) -> str:
+    """Which threat model a component belongs to: an attack's controls, a defense's stage."""
+    if kind == "attacks":
+        return f" [control: {', '.join(obj.controls)}]"
+    if kind == "defenses":
+        stage = "post-training" if obj.post_training else "training-time"
+        return " [baseline]" if obj.identity else f" [{stage}]"
+    return ""
+
+
 def list_components() -> dict[str, list[tuple[str, str]]]:
     """Registered (name, summary) pairs per kind: datasets, models, attacks, defenses,
-    detectors."""
-    return {kind: [(e.name, e.summary) for e in reg] for kind, reg in REGISTRIES.items()}
+    detectors; attacks name the threat models (controls) they implement, defenses their stage."""
+    return {
+        kind: [(e.name, e.summary + _threat_model(kind, e.obj)) for e in reg]
+        for kind, reg in REGISTRIES.items()
+    }
 
 
 __all__ = [

@@ -16,7 +16,7 @@ def iad(spec, **kw):
 
 
 def test_trigger_is_input_specific_and_in_range(data):
-    a = iad(data.spec, mask_epochs=1, batch_size=32)
+    a = iad(data.spec, mask_epochs=1, batch_size=32, control="training")
     a.fit(data)
     x = data.floats(torch.arange(8))
     with torch.no_grad():
@@ -35,17 +35,62 @@ def test_stage_one_shrinks_the_mask_towards_its_density(data):
     a = iad(data.spec, mask_epochs=0)
     x = data.floats(torch.arange(32))
     before = a.mask(x).mean().item()
-    trained = iad(data.spec, mask_epochs=3, batch_size=32, lambda_div=0.0)
+    trained = iad(data.spec, mask_epochs=3, batch_size=32, lambda_div=0.0, control="training")
     trained.fit(data)
     after = trained.mask(x).mean().item()
     assert after < before and after < 0.2
+
+
+def test_density_loss_is_the_mean_of_the_excess_over_the_density():
+    from backdoorlab.attacks.iad import density_loss
+
+    m = torch.tensor([0.0, 0.5, 1.0, 0.02]).view(1, 1, 2, 2)
+    expected = (0.5 - 0.032 + 1.0 - 0.032) / 4  # mean(relu(m - d)): only excesses count
+    assert density_loss(m, 0.032).item() == pytest.approx(expected)
+    # relu(mean(m) - d) would be 0.3475; the two differ whenever some values lie below d
+    assert density_loss(m, 0.032).item() != pytest.approx((m.mean() - 0.032).item())
+    assert density_loss(torch.full((1, 1, 2, 2), 0.01), 0.032).item() == 0
+
+
+def test_data_control_trains_its_own_surrogate_and_stores_the_poisoned_set(data):
+    cfg = {"epochs": 1, "batch_size": 32, "lr": 0.05}
+    surrogate = {"model": {"name": "small_cnn", "width": 4, "stages": 2}, "train": cfg}
+    a = iad(data.spec, mask_epochs=1, batch_size=32, target=2, surrogate=surrogate)
+    assert a.training_hooks() == []
+    before = [q.clone() for q in a.generator.parameters()]
+    a.fit(data)
+    trained = zip(before, a.generator.parameters(), strict=True)
+    assert any(not torch.equal(p, q) for p, q in trained)  # stage 2 ran on the surrogate
+    p = a.poison(data, torch.Generator().manual_seed(0))
+    idx, cross = p.indices, p.cross
+    assert len(idx) == round(0.1 * 128) and len(cross) == round(0.1 * 128)
+    assert not set(idx.tolist()) & set(cross.tolist())
+    x = data.floats(idx)
+    own = a.trigger(x).clamp(0, 1).mul(255).round().to(torch.uint8)
+    assert torch.equal(p.data.images[idx], own) and torch.all(p.data.labels[idx] == 2)
+    assert torch.equal(p.data.labels[cross], data.labels[cross])
+    xc = data.floats(cross)
+    assert not torch.equal(p.data.images[cross], data.images[cross])
+    # another image's trigger: inside its mask the pixels are that image's pattern, not ours
+    stored = p.data.images[cross].float() / 255
+    assert not torch.allclose(stored, a.trigger(xc).clamp(0, 1), atol=1 / 255)
+    rest = torch.ones(len(data), dtype=torch.bool)
+    rest[p.touched()] = False
+    assert torch.equal(p.data.images[rest], data.images[rest])
+
+
+def test_training_control_keeps_the_per_batch_procedure(data):
+    a = iad(data.spec, mask_epochs=0, control="training")
+    (hook,) = a.training_hooks()
+    assert type(hook).__name__ == "IADBatch"
+    assert a.poison(data, torch.Generator()).count == 0
 
 
 def test_batch_recipe_mixes_backdoor_cross_clean_and_trains_generator(data):
     from backdoorlab.models import MODELS, build_model
     from backdoorlab.train import TrainConfig, fit
 
-    a = iad(data.spec, mask_epochs=0, rate=0.25, cross_rate=0.25, target=3)
+    a = iad(data.spec, mask_epochs=0, rate=0.25, cross_rate=0.25, target=3, control="training")
     model = build_model(MODELS.validate({"name": "small_cnn", "width": 8, "stages": 2}), data.spec)
     hook = a.training_hooks()[0]
     before = [p.clone() for p in a.generator.parameters()]

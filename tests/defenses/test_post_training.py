@@ -49,7 +49,7 @@ def test_anomaly_index_flags_the_small_outlier():
         {"name": "ft", "epochs": 1},
         {"name": "fp", "epochs": 1, "max_acc_drop": 10},
         {"name": "nad", "teacher_epochs": 1, "epochs": 1},
-        {"name": "nc", "steps": 20, "epochs": 1},
+        {"name": "nc", "steps": 10, "batches_per_step": 2, "epochs": 1},
     ],
 )
 def test_each_post_training_defense_end_to_end(tiny_config, tmp_path, defense):
@@ -84,7 +84,7 @@ def _plain_net() -> torch.nn.Module:
         ("fp", {"epochs": 1, "layer": "4"}),
         ("nad", {"teacher_epochs": 1, "epochs": 1}),
         ("nad", {"teacher_epochs": 1, "epochs": 1, "layers": ["1", "5"]}),
-        ("nc", {"steps": 20, "epochs": 1}),
+        ("nc", {"steps": 10, "batches_per_step": 2, "epochs": 1}),
         ("ft", {"epochs": 1}),
         ("aft", {"epochs": 1, "eps": 0.1}),
     ],

@@ -94,7 +94,7 @@ def test_scan_names_the_target_and_explains_itself(foreign, tmp_path):
     out = tmp_path / "scan"
     argv = [
         "scan", *_model(foreign), "--data", str(foreign["clean"]), "--out", str(out),
-        "--set", "nc.steps=100", "--set", "nc.batch_size=32",
+        "--set", "nc.steps=25", "--set", "nc.batches_per_step=4",
     ]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((out / "scan.json").read_text())

@@ -81,3 +81,24 @@ def test_crafting_freezes_the_parameters_and_gives_them_back_even_on_error():
     with pytest.raises(RuntimeError, match="boom"):
         pgd(model, x, y, LinfBall(0.1), 2, 0.05, loss=broken)
     assert [p.requires_grad for p in model.parameters()] == [True, False]
+
+
+@pytest.mark.parametrize("threat", [LinfBall(0.3), L2Ball(2.0)])
+def test_relaxation_clips_once_after_mixing_on_saturated_pixels(threat):
+    from backdoorlab.perturb.pgd import pgd_delta
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    x = torch.zeros(6, 3, 4, 4)
+    x[3:] = 1.0  # black and white images: every pixel saturated
+    y = torch.arange(6) % 3
+    beta, stage = 0.8, Stage(threat, steps=3, beta=0.8)
+    torch.manual_seed(5)
+    out = stage(model, x, y)
+    torch.manual_seed(5)  # the same draws: the random corner first, then PGD's start
+    v = threat.corners(x)
+    u = pgd_delta(model, x, y, threat, 3, 2.5 * threat.eps / 3)
+    paper = (x + beta * u + (1 - beta) * v).clamp(0, 1)  # Gao et al. Sec. III-E
+    assert torch.allclose(out, paper, atol=1e-6)
+    clipped_first = (x + beta * u + (1 - beta) * threat.project(v, x)).clamp(0, 1)
+    assert not torch.allclose(out, clipped_first, atol=1e-3)  # the old order differs here

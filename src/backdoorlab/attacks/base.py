@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,11 @@ class AttackConfig(Section):
     mode: Literal["all-to-one", "all-to-all"] = Field(
         "all-to-one", description="all-to-all: target of class y is (y+1) mod K"
     )
+    control: Literal["data", "training"] = Field(
+        "data",
+        description="threat model: data (a stored poisoned set the defender trains on) or "
+        "training (the attacker trains the model with its own procedure)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AttackConfig:
@@ -39,11 +45,16 @@ class AttackConfig(Section):
 
 @dataclass
 class PoisonedData:
-    """A training set after poisoning, with the bookkeeping needed to audit it."""
+    """A training set after poisoning, with the bookkeeping needed to audit it.
+
+    `indices` are the backdoor samples (triggered, relabelled if dirty); `cross` the samples an
+    attack changed but left with their true labels (WaNet's noise mode, IAD's cross samples).
+    """
 
     data: Dataset
     indices: torch.Tensor
     original_labels: torch.Tensor
+    cross: torch.Tensor | None = None
 
     @property
     def count(self) -> int:
@@ -61,6 +72,12 @@ class PoisonedData:
         m[self.indices.to(self.data.device)] = True
         return m
 
+    def touched(self) -> torch.Tensor:
+        """Indices of every sample the attack changed: backdoor and cross samples."""
+        if self.cross is None or not self.cross.numel():
+            return self.indices
+        return torch.cat([self.indices, self.cross.to(self.indices.device)])
+
 
 ATTACKS: Registry = Registry("attack", AttackConfig)
 register_attack = ATTACKS.register
@@ -74,9 +91,16 @@ class Attack:
 
     Config = AttackConfig
     plants_backdoor = True  # False for the no-attack baseline: ASR/RA are then undefined
-    stores_poison = True  # False when poisoning happens per batch during training (WaNet, IAD)
+    # threat models the attack implements: 'training' only where the original attack has a
+    # training procedure of its own (WaNet's and IAD's per-batch poisoning)
+    controls: tuple[str, ...] = ("data",)
 
     def __init__(self, cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu"):
+        if cfg.control not in self.controls:
+            raise ConfigError(
+                f"attack.control: '{cfg.control}' is not implemented by attack '{cfg.name}' "
+                f"(it supports: {', '.join(self.controls)})"
+            )
         if cfg.target >= spec.num_classes:
             raise ConfigError(
                 f"attack.target: class {cfg.target} does not exist in a dataset with "
@@ -121,8 +145,13 @@ class Attack:
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what `state` saved (for attacks whose trigger is learned or random)."""
 
+    @property
+    def stores_poison(self) -> bool:
+        """True when the attack's whole effect is the stored poisoned set (data control)."""
+        return self.cfg.control == "data"
+
     def training_hooks(self) -> list[Hook]:
-        """Hooks for attacks that poison per batch while the victim trains (WaNet, IAD)."""
+        """The attacker's own training procedure (training control only; e.g. WaNet, IAD)."""
         return []
 
     # -- poisoning ---------------------------------------------------------------------------
@@ -162,13 +191,39 @@ class Attack:
             return PoisonedData.untouched(data)
         idx = self.select(data.labels, generator)
         original = data.labels[idx].clone()
-        x = self.poison_trigger(data.floats(idx)).clamp(0, 1)
         images = data.images.clone()
         labels = data.labels.clone()
-        images[idx] = x.mul(255).round_().to(torch.uint8)
+        stamp(images, idx, data, self.poison_trigger)
         if self.cfg.label_mode == "dirty":
             labels[idx] = self.target_labels(original)
         return PoisonedData(data.with_data(images, labels), idx, original)
+
+
+STAMP_CHUNK = 1024  # images converted to float at a time while a stored set is poisoned
+
+
+def stamp(
+    images: torch.Tensor,
+    idx: torch.Tensor,
+    data: Dataset,
+    change: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """images[idx] = change(data's [0,1] images at idx), clipped and stored as uint8, in chunks."""
+    for part in idx.split(STAMP_CHUNK):
+        with torch.no_grad():
+            x = change(data.floats(part)).clamp(0, 1)
+        images[part] = x.mul(255).round_().to(torch.uint8)
+
+
+def others(n: int, taken: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` sorted indices of 0..n-1 outside `taken`, drawn by `generator`."""
+    free = torch.ones(n, dtype=torch.bool)
+    free[taken.cpu()] = False
+    pool = free.nonzero().squeeze(1)
+    if count > len(pool):
+        raise ConfigError(f"attack: {count} cross samples asked for but only {len(pool)} remain")
+    pick = pool[torch.randperm(len(pool), generator=generator)[:count]]
+    return pick.sort().values.to(taken.device)
 
 
 def build_attack(cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu") -> Attack:

@@ -1,8 +1,14 @@
 """Input-aware dynamic backdoor (Nguyen & Tran 2020): a generator makes a different trigger for
-every input; a mask network says where it goes. Both are saved with the run."""
+every input; a mask network says where it goes. Both are saved with the run.
+
+Data control: the attacker trains the generator with a surrogate classifier of its own on its
+own data, then hands over a stored set with backdoor and cross samples. Training control: the
+original procedure, the generator trained with the victim per batch."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -11,33 +17,70 @@ from pydantic import Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
-from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
+from backdoorlab.attacks.auxiliary import AuxiliaryModel, obtain_model
+from backdoorlab.attacks.base import (
+    STAMP_CHUNK,
+    Attack,
+    AttackConfig,
+    PoisonedData,
+    others,
+    register_attack,
+    stamp,
+)
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
 
 EPS = 1e-7
 
 
+@contextmanager
+def evaluating(*nets: nn.Module) -> Iterator[None]:
+    """BatchNorm in evaluation mode inside, each net's mode restored after (ASR is measured
+    mid-training too)."""
+    modes = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        yield
+    finally:
+        for n, m in zip(nets, modes, strict=True):
+            n.train(m)
+
+
+def _surrogate() -> AuxiliaryModel:
+    return AuxiliaryModel(train=TrainConfig(epochs=8, lr=0.05))
+
+
 class IADConfig(AttackConfig):
-    rate: float = Field(0.1, gt=0, lt=1, description="p_attack: share of each batch backdoored")
+    rate: float = Field(0.1, gt=0, lt=1, description="p_attack: share backdoored (set or batch)")
     label_mode: Literal["dirty"] = "dirty"
     cross_rate: float = Field(0.1, ge=0, lt=1, description="p_cross: share with another's trigger")
     width: int = Field(16, ge=4, description="channels of the generator / mask networks")
-    mask_epochs: int = Field(10, ge=0, description="stage 1: epochs training the mask net alone")
+    mask_epochs: int = Field(25, ge=0, description="stage 1: epochs training the mask net alone")
     mask_density: float = Field(0.032, gt=0, lt=1, description="target mean of the mask")
     lambda_norm: float = Field(100.0, ge=0, description="weight of the mask-density loss")
     lambda_div: float = Field(1.0, ge=0, description="weight of the diversity losses")
     lr: float = Field(0.01, gt=0, description="Adam learning rate of the generator and mask")
     batch_size: int = Field(128, ge=2, description="batch size of stage 1")
+    surrogate: AuxiliaryModel = Field(
+        default_factory=_surrogate,
+        description="data control: the classifier the generator is trained with (stage 2)",
+    )
 
     @model_validator(mode="after")
     def _shares(self) -> IADConfig:
         if self.rate_of != "dataset":
-            raise ValueError("IAD's rate is a share of each training batch (rate_of: dataset)")
+            raise ValueError("IAD's rate is a share of the training set (rate_of: dataset)")
         if self.rate + self.cross_rate > 1:
             raise ValueError("rate + cross_rate must not exceed 1")
+        if self.surrogate.weights is not None:
+            raise ValueError(
+                "surrogate.weights: IAD trains its generator together with the surrogate, so "
+                "the surrogate cannot be loaded"
+            )
         return self
 
 
@@ -69,6 +112,12 @@ class EncoderDecoder(nn.Module):
         return out
 
 
+def density_loss(mask: torch.Tensor, density: float) -> torch.Tensor:
+    """mean(relu(m - d)): only mask values above the target density cost (the original's
+    mask-norm loss)."""
+    return F.relu(mask - density).mean()
+
+
 def diversity(x1: torch.Tensor, x2: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor):
     """mean(||x1 - x2|| / ||g1 - g2||): different inputs must get different outputs."""
     dx = (x1 - x2).flatten(1).pow(2).mean(1).sqrt()
@@ -80,7 +129,7 @@ def diversity(x1: torch.Tensor, x2: torch.Tensor, g1: torch.Tensor, g2: torch.Te
 class InputAware(Attack):
     """x' = x + (G(x) - x) * M(x): pattern G(x) in [0,1], near-binary mask M(x)."""
 
-    stores_poison = False  # the stored training set stays clean: poisoning is per batch
+    controls = ("data", "training")
 
     def __init__(self, cfg: IADConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
@@ -103,16 +152,16 @@ class InputAware(Attack):
         return x + (pattern - x) * mask
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
-        # evaluation mode for BatchNorm, then back: ASR is measured mid-training too
-        modes = self.generator.training, self.masker.training
-        self.generator.eval()
-        self.masker.eval()
-        out = self.compose(x, self.pattern(x), self.mask(x))
-        self.generator.train(modes[0])
-        self.masker.train(modes[1])
-        return out
+        return self.trigger_of(x, x)
 
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
+        """Stage 1: the mask network alone; with data control, stage 2 with a surrogate too."""
+        self.fit_mask(data, progress)
+        if self.stores_poison:
+            hooks = [IADBatch(self)]
+            obtain_model(self.cfg.surrogate, data, key="surrogate", hooks=hooks, progress=progress)
+
+    def fit_mask(self, data: Dataset, progress: bool) -> None:
         """Stage 1: train the mask network alone (density + diversity losses)."""
         cfg = self.cfg
         opt = torch.optim.Adam(self.masker.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
@@ -124,7 +173,7 @@ class InputAware(Attack):
                 for x, _, _ in it:
                     x2 = x.roll(1, 0)
                     m1, m2 = self.mask(x), self.mask(x2)
-                    loss = cfg.lambda_norm * F.relu(m1.mean() - cfg.mask_density)
+                    loss = cfg.lambda_norm * density_loss(m1, cfg.mask_density)
                     loss = loss + cfg.lambda_div * diversity(x, x2, m1, m2)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -135,7 +184,29 @@ class InputAware(Attack):
             p.requires_grad_(False)
 
     def training_hooks(self) -> list[Hook]:
-        return [IADBatch(self)]
+        return [] if self.stores_poison else [IADBatch(self)]
+
+    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
+        """The stored set: backdoor samples with their own trigger and the target label, cross
+        samples with the trigger of another (random) image and their true label."""
+        if not self.stores_poison:
+            return PoisonedData.untouched(data)
+        idx = self.select(data.labels, generator)
+        cross = others(len(data), idx, round(self.cfg.cross_rate * len(data)), generator)
+        donors = torch.randint(len(data) - 1, (len(cross),), generator=generator).to(cross.device)
+        donors = donors + (donors >= cross).long()  # another image than the sample itself
+        original = data.labels[idx].clone()
+        images, labels = data.images.clone(), data.labels.clone()
+        stamp(images, idx, data, self.trigger)
+        for part, give in zip(cross.split(STAMP_CHUNK), donors.split(STAMP_CHUNK), strict=True):
+            stamp(images, part, data, lambda x, give=give: self.trigger_of(x, data.floats(give)))
+        labels[idx] = self.target_labels(original)
+        return PoisonedData(data.with_data(images, labels), idx, original, cross)
+
+    def trigger_of(self, x: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+        """Images x carrying the trigger (pattern and mask) generated for `donor` images."""
+        with evaluating(self.generator, self.masker):
+            return self.compose(x, self.pattern(donor), self.mask(donor))
 
     def state(self) -> dict[str, torch.Tensor]:
         out = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
+from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
+from backdoorlab.data.base import Dataset
 
 
 @register_attack("none")
@@ -13,7 +14,9 @@ class NoAttack(Attack):
 
     Config = AttackConfig
     plants_backdoor = False
-    stores_poison = False
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
+        return PoisonedData.untouched(data)

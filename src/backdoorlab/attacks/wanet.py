@@ -1,4 +1,4 @@
-"""WaNet (Nguyen & Tran 2021): an imperceptible warping field, poisoned per training batch."""
+"""WaNet (Nguyen & Tran 2021): an imperceptible warping field, stored or poisoned per batch."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
-from backdoorlab.data.base import InputSpec
+from backdoorlab.attacks.base import (
+    Attack,
+    AttackConfig,
+    PoisonedData,
+    others,
+    register_attack,
+    stamp,
+)
+from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.train.hooks import Batch, Hook
 
 
 class WaNetConfig(AttackConfig):
     rate: float = Field(
-        0.1, gt=0, lt=1, description="pc: share of each batch warped and relabelled"
+        0.1, gt=0, lt=1, description="pc: share warped and relabelled (of the set or each batch)"
     )
     label_mode: Literal["dirty"] = "dirty"
     k: int = Field(4, ge=2, description="side of the random control grid")
@@ -27,7 +34,7 @@ class WaNetConfig(AttackConfig):
     @model_validator(mode="after")
     def _per_batch(self) -> WaNetConfig:
         if self.rate_of != "dataset":
-            raise ValueError("WaNet's rate is a share of each training batch (rate_of: dataset)")
+            raise ValueError("WaNet's rate is a share of the training set (rate_of: dataset)")
         if self.rate * (1 + self.cross_ratio) > 1:
             raise ValueError("rate * (1 + cross_ratio) must not exceed 1")
         return self
@@ -41,9 +48,14 @@ def identity_grid(h: int, w: int) -> torch.Tensor:
 
 @register_attack("wanet", config=WaNetConfig)
 class WaNet(Attack):
-    """grid = clamp(identity + s * upsample(noise k x k) / H, -1, 1); x' = grid_sample(x, grid)."""
+    """grid = clamp(identity + s * upsample(noise k x k) / H, -1, 1); x' = grid_sample(x, grid).
 
-    stores_poison = False  # the stored training set stays clean: poisoning is per batch
+    Data control: a stored set with `rate` of the samples warped and relabelled and
+    `cross_ratio` times as many noise-warped with their true labels. Training control: the
+    original procedure, the same shares of every batch, warped before augmentation.
+    """
+
+    controls = ("data", "training")
 
     def __init__(self, cfg: WaNetConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
@@ -67,15 +79,29 @@ class WaNet(Attack):
         grid = self.grid.expand(x.shape[0], -1, -1, -1)
         return F.grid_sample(x, grid, align_corners=True)
 
-    def noise_warp(self, x: torch.Tensor) -> torch.Tensor:
+    def noise_warp(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The 'noise mode': the backdoor warp plus a random per-sample jitter (labels kept)."""
         b, _, h, w = x.shape
-        jitter = (torch.rand(b, h, w, 2, generator=self.noise_gen) * 2 - 1).to(x.device)
+        gen = self.noise_gen if generator is None else generator
+        jitter = (torch.rand(b, h, w, 2, generator=gen) * 2 - 1).to(x.device)
         grid = (self.grid.expand(b, -1, -1, -1) + jitter / h).clamp(-1, 1)
         return F.grid_sample(x, grid, align_corners=True)
 
+    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
+        """The stored set: warped and relabelled samples, then noise-warped ones (true labels)."""
+        if not self.stores_poison:
+            return PoisonedData.untouched(data)
+        idx = self.select(data.labels, generator)
+        cross = others(len(data), idx, round(self.cfg.cross_ratio * len(idx)), generator)
+        original = data.labels[idx].clone()
+        images, labels = data.images.clone(), data.labels.clone()
+        stamp(images, idx, data, self.trigger)
+        stamp(images, cross, data, lambda x: self.noise_warp(x, generator))
+        labels[idx] = self.target_labels(original)
+        return PoisonedData(data.with_data(images, labels), idx, original, cross)
+
     def training_hooks(self) -> list[Hook]:
-        return [WaNetBatch(self)]
+        return [] if self.stores_poison else [WaNetBatch(self)]
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"noise_grid": self.noise_grid, "grid": self.grid}
@@ -86,8 +112,9 @@ class WaNet(Attack):
 
 
 class WaNetBatch(Hook):
-    """Per batch: the first pc*B samples warped and relabelled, cross_ratio times as many
-    noise-warped with true labels, the rest clean (Nguyen & Tran, Sec. 4)."""
+    """Training control, per batch: the first pc*B samples warped and relabelled, cross_ratio
+    times as many noise-warped with true labels, the rest clean (Nguyen & Tran, Sec. 4). As in
+    the original, the warps apply to the un-augmented images, which are then augmented."""
 
     def __init__(self, attack: WaNet) -> None:
         self.attack = attack
@@ -99,11 +126,12 @@ class WaNetBatch(Hook):
         n_cross = int(n_bd * self.attack.cfg.cross_ratio)
         if n_bd == 0:
             return batch
+        rows = slice(0, n_bd + n_cross)
+        raw = state.data.floats(batch.idx[rows]).to(batch.x.dtype)
+        warped = torch.cat([self.attack.trigger(raw[:n_bd]), self.attack.noise_warp(raw[n_bd:])])
         x, y = batch.x.clone(), batch.y.clone()
-        x[:n_bd] = self.attack.trigger(batch.x[:n_bd])
+        x[rows] = batch.augmented(warped, rows)
         y[:n_bd] = self.attack.target_labels(batch.y[:n_bd])
-        if n_cross:
-            x[n_bd : n_bd + n_cross] = self.attack.noise_warp(batch.x[n_bd : n_bd + n_cross])
         self.poisoned += n_bd
         info = {**batch.info, "poisoned": n_bd, "noise": n_cross}
-        return Batch(x, y, batch.idx, batch.loss, info)
+        return Batch(x, y, batch.idx, batch.loss, info, batch.augment)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +110,20 @@ class BatchIterator:
         self.generator = torch.Generator().manual_seed(seed)
         self.rank, self.size = rank, size
         self._source: torch.Tensor | None = None
+        self.choices: tuple[torch.Tensor | None, ...] | None = None  # of the last batch
+
+    def reaugment(
+        self, choices: tuple[torch.Tensor | None, ...] | None
+    ) -> Callable[[torch.Tensor, slice], torch.Tensor] | None:
+        """A function giving images the augmentation `choices` drew for rows of a batch."""
+        if choices is None or self.augment is None:
+            return None
+        augment = self.augment
+
+        def apply(x: torch.Tensor, rows: slice) -> torch.Tensor:
+            return augment.apply(x, tuple(None if c is None else c[rows] for c in choices))
+
+        return apply
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -135,6 +149,7 @@ class BatchIterator:
                 idx = torch.cat([idx, order[:short]])[mine]
                 if choices is not None:
                     choices = tuple(None if c is None else c[rows] for c in choices)
+            self.choices = choices
             if choices is None:
                 x = self.data.images[idx]
             else:  # one gather from the uint8 windows: crop and flip in the same pass

@@ -93,7 +93,7 @@ class ABLHook(Hook):
             state.model,
             state.data,
             phase,
-            [*self.ctx.attack_hooks, _LossGuarded(c.gamma)],
+            [_LossGuarded(c.gamma)],
             seed=self.ctx.seed,
             progress=False,
             description="abl isolation",

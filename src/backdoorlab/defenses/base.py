@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from pydantic import Field
@@ -37,9 +37,8 @@ class DefenseContext:
     """What a defense may see: the (possibly poisoned) training set and the run's settings.
 
     `poisoned` is the attack's bookkeeping; a defense must not read it (it is the ground truth
-    that metrics like ABL's isolation precision compare against). `attack_hooks` are the
-    per-batch recipes of the training pipeline the defender runs (e.g. WaNet's), for a defense
-    that trains in phases of its own. `clean` is the defender's clean subset (`clean_share` of
+    that metrics like ABL's isolation precision compare against). `clean` is the defender's
+    clean subset (`clean_share` of
     the training set, drawn by seed from the samples the attack left alone). `monitor(model)`
     returns test ACC/ASR for curves a defense records; it must never steer a decision.
     """
@@ -49,7 +48,6 @@ class DefenseContext:
     device: torch.device
     seed: int
     poisoned: PoisonedData | None = None
-    attack_hooks: list[Hook] = field(default_factory=list)
     clean: Dataset | None = None
     monitor: Callable[[nn.Module], dict[str, float | None]] | None = None
 

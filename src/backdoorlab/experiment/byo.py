@@ -209,7 +209,7 @@ def repair(
 
     before = metrics(model)
     ctx = DefenseContext(
-        clean_data, tcfg, dev, seed, None, [], clean_data, metrics if test_data else None
+        clean_data, tcfg, dev, seed, None, clean_data, metrics if test_data else None
     )
     t0 = time.perf_counter()
     torch.manual_seed(seed)

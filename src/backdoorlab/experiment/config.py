@@ -143,6 +143,26 @@ def load_config(
         raw.setdefault("name", Path(source).stem)
     raw = apply_overrides(raw, overrides or [])
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    check_threat_model(cfg)
+    return cfg
+
+
+def check_threat_model(cfg: ExperimentConfig) -> None:
+    """Refuse configs that mix the two threat models (DESIGN.md): an attack that trains the
+    model itself (control: training) leaves no training for a training-time defense."""
+    attack, control = cfg.attack.name, cfg.attack.control
+    supported = ATTACKS.get(attack).controls
+    if control not in supported:
+        raise ConfigError(
+            f"attack.control: '{control}' is not implemented by attack '{attack}' (it supports: "
+            f"{', '.join(supported)})"
+        )
+    if control == "training" and not DEFENSES.get(cfg.defense.name).post_training:
+        raise ConfigError(
+            f"attack.control: 'training' (attack '{attack}' trains the model) cannot go with "
+            f"defense '{cfg.defense.name}', a training-time defense that assumes the defender "
+            "trains; use attack.control: data or a post-training defense"
+        )

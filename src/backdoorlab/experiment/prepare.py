@@ -90,6 +90,8 @@ def poison_tensors(
     the poisoned training images and labels too (a run's poison.safetensors has no images)."""
     tensors = {f"{_TRIGGER}{k}": v for k, v in attack.state().items()}
     tensors.update(indices=poisoned.indices, original_labels=poisoned.original_labels)
+    if poisoned.cross is not None:
+        tensors["cross"] = poisoned.cross
     if images:
         tensors.update(images=poisoned.data.images, labels=poisoned.data.labels)
     return tensors
@@ -104,4 +106,4 @@ def restore_poison(
     data = splits.train
     if "images" in tensors:
         data = data.with_data(tensors["images"], tensors["labels"])
-    return PoisonedData(data, tensors["indices"], tensors["original_labels"])
+    return PoisonedData(data, tensors["indices"], tensors["original_labels"], tensors.get("cross"))

@@ -79,7 +79,8 @@ def versions() -> dict[str, str]:
 
 
 def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int) -> Dataset:
-    """`share` of the training set drawn by `seed` from the samples the attack left alone."""
+    """`share` of the training set drawn by `seed` from the samples the attack left alone
+    (`poisoned`: the indices it changed)."""
     n = len(train)
     free = torch.ones(n, dtype=torch.bool)
     free[poisoned.cpu()] = False
@@ -156,15 +157,13 @@ def _run(
     train, test = prep.poisoned.data, prep.splits.test
     model = build_model(cfg.model, train.spec).to(prep.device)
     attack_hooks = prep.attack.training_hooks()
-    clean = clean_subset(train, prep.poisoned.indices, cfg.defense.clean_share, cfg.seed)
+    clean = clean_subset(train, prep.poisoned.touched(), cfg.defense.clean_share, cfg.seed)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
 
     def monitor(m: nn.Module) -> dict[str, float | None]:
         return evaluate(m, test, backdoor, cfg.train.eval_batch_size)
 
-    ctx = DefenseContext(
-        train, cfg.train, prep.device, cfg.seed, prep.poisoned, attack_hooks, clean, monitor
-    )
+    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned, clean, monitor)
     hooks = [
         *attack_hooks,
         *defense.training_hooks(ctx),
@@ -231,6 +230,8 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
         "metrics": result.metrics,
         "poison": {
             "count": poisoned.count,
+            "cross": 0 if poisoned.cross is None else int(poisoned.cross.numel()),
+            "control": cfg.attack.control,
             "per_batch": not prep.attack.stores_poison and prep.attack.plants_backdoor,
             "share_of_training_set": poisoned.count / max(1, len(poisoned.data)),
             "file": "poison.safetensors",

@@ -37,7 +37,9 @@ def attack_setting(record: dict[str, Any]) -> str:
     # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
     per_batch = poison.get("per_batch", poison["count"] == 0)
     of = "each batch" if per_batch else a["rate_of"].replace("_", " ")
-    return f"{a['label_mode']}-label, rate {a['rate']:g} of {of}"
+    control = a.get("control", "training" if per_batch else "data")
+    cross = f", {poison['cross']} cross" if poison.get("cross") else ""
+    return f"{control} control, {a['label_mode']}-label, rate {a['rate']:g} of {of}{cross}"
 
 
 def written_by(command: str | None) -> list[str]:

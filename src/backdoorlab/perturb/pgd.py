@@ -74,7 +74,7 @@ def pgd(
 
 
 def relaxed(adv: torch.Tensor, rand: torch.Tensor, beta: float) -> torch.Tensor:
-    """beta * adv + (1 - beta) * rand (Gao et al. Sec. III-E)."""
+    """beta * adv + (1 - beta) * rand (Gao et al. Sec. III-E), before any clipping."""
     return beta * adv + (1 - beta) * rand
 
 
@@ -90,8 +90,10 @@ class Stage:
     bn_mode: Literal["eval", "train"] = "eval"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """clip(x + beta * adv + (1 - beta) * rand) (Gao et al. Sec. III-E): the random corner
+        is mixed unclipped and the sum clipped once, as the paper writes it."""
         t = self.threat
-        rand = t.random(x) if self.beta < 1 else None
+        rand = t.corners(x) if self.beta < 1 else None
         if self.beta == 0:
             return t.apply(x, rand)
         alpha = self.alpha if self.alpha is not None else 2.5 * t.eps / max(1, self.steps)

@@ -33,9 +33,14 @@ class Threat:
         """The perturbed images."""
         return (x + delta).clamp(0, 1)
 
+    def corners(self, x: torch.Tensor) -> torch.Tensor:
+        """A random corner of the budget (every coordinate -eps or +eps), not yet clipped to
+        keep x + delta in [0,1]."""
+        return self.eps * random_signs(x.shape, x)
+
     def random(self, x: torch.Tensor) -> torch.Tensor:
-        """A random perturbation at the budget's corners: every coordinate -eps or +eps."""
-        return self.project(self.eps * random_signs(x.shape, x), x)
+        """A random perturbation at the budget's corners, projected."""
+        return self.project(self.corners(x), x)
 
 
 class LinfBall(Threat):
@@ -81,10 +86,10 @@ class L2Ball(Threat):
         delta = delta * (self.eps / _norms(delta)).clamp(max=1.0)
         return (x + delta).clamp(0, 1) - x
 
-    def random(self, x: torch.Tensor) -> torch.Tensor:
-        """A random sign pattern scaled onto the sphere of radius eps."""
-        corners = random_signs(x.shape, x)
-        return self.project(corners / _norms(corners) * self.eps, x)
+    def corners(self, x: torch.Tensor) -> torch.Tensor:
+        """A random sign pattern scaled onto the sphere of radius eps (not yet clipped)."""
+        signs = random_signs(x.shape, x)
+        return signs / _norms(signs) * self.eps
 
 
 class FlowField(Threat):
@@ -110,7 +115,7 @@ class FlowField(Threat):
     def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return warp(x, delta)
 
-    def random(self, x: torch.Tensor) -> torch.Tensor:
+    def corners(self, x: torch.Tensor) -> torch.Tensor:
         return self.eps * random_signs(self._shape(x), x)
 
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 class Batch:
     """One training batch: [0,1] images, labels, dataset indices, and the loss to minimise.
 
-    `loss` maps logits to a scalar; recipes that mix labels (mixup) replace it.
+    `loss` maps logits to a scalar; recipes that mix labels (mixup) replace it. `augment(x, rows)`
+    gives images x the augmentation that rows `rows` of this batch received (identity without
+    augmentation), for a recipe that must change the images before they are augmented.
     """
 
     x: torch.Tensor
@@ -25,6 +27,11 @@ class Batch:
     idx: torch.Tensor
     loss: Callable[[torch.Tensor], torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    augment: Callable[[torch.Tensor, slice], torch.Tensor] | None = None
+
+    def augmented(self, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """`x` (un-augmented images for rows `rows`) augmented as those rows were."""
+        return x if self.augment is None else self.augment(x, rows)
 
     def loss_of(self, logits: torch.Tensor) -> torch.Tensor:
         return self.loss(logits) if self.loss is not None else F.cross_entropy(logits, self.y)

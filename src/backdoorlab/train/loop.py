@@ -207,7 +207,8 @@ def fit(
             correct = torch.zeros((), dtype=torch.int64, device=data.device)
             seen = 0
             for i, (x, y, idx) in enumerate(iterator):
-                batch = Batch(prepare_batch(x), y, idx)
+                augment = iterator.reaugment(iterator.choices)
+                batch = Batch(prepare_batch(x), y, idx, augment=augment)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(data.device):
                     for h in hooks:
