@@ -122,3 +122,27 @@ def test_a_repair_with_a_trigger_and_no_test_set_measures_on_its_clean_data(synt
     assert report.before["asr"] is not None and report.after["acc"] is not None
     _, report = repair(_plain_net(), data, "ft", epochs=1, device="cpu")
     assert report.measured_on is None and report.before is None
+
+
+def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigger(synthetic):
+    from backdoorlab.defenses.cleanse import NCConfig, reverse_trigger
+
+    cfg = NCConfig(name="nc")
+    reference = (1000, 32, 0.1, 1e-3, 2.0, 5, 0.99, True, 1.0, 25)
+    assert (
+        cfg.steps, cfg.batch_size, cfg.lr, cfg.init_cost, cfg.cost_multiplier, cfg.patience,
+        cfg.success_threshold, cfg.early_stop, cfg.early_stop_threshold, cfg.early_stop_patience,
+    ) == reference  # fmt: skip
+    assert cfg.batches_per_step is None  # one pass over the clean data per step
+
+    class Always2(torch.nn.Module):  # every input, triggered or not, is already class 2
+        def forward(self, x):
+            logits = torch.nn.functional.one_hot(torch.full((len(x),), 2), 4).float()
+            return 10 * logits + 0 * x.sum()
+
+    data = synthetic().train
+    search = NCConfig(name="nc", steps=40, batches_per_step=3, batch_size=16)
+    mask, pattern, norm = reverse_trigger(Always2(), data, 2, search, seed=0)
+    start = 0.5 * mask[0, 0].numel()  # tanh(0): every mask value starts at 0.5
+    assert norm < 0.05 * start  # only the cost, switched on after 5 steps, moves the mask
+    assert mask.shape == (1, 1, 12, 12) and pattern.shape == (1, 3, 12, 12)
