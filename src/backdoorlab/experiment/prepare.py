@@ -58,20 +58,20 @@ def prepare(
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset, config.seed).to(device)
     attack = build_attack(config.attack, splits.train.spec, device)
-    if trigger_from is None:
-        attack.fit(splits.train, progress=progress)
-    else:
+    if trigger_from is not None:
         path = Path(trigger_from) / "poison.safetensors"
         if not path.is_file():
             raise ConfigError(f"--run: {trigger_from} holds no poison.safetensors")
         saved = load_tensors(path, device)
         return Prepared(config, device, splits, attack, restore_poison(attack, splits, saved))
-    if cache is not None:
+    if cache is not None:  # a hit skips fitting: IAD's mask network takes minutes per fit
         key = stage_key(config, POISONED_SECTIONS)
         entry = cache.get("poisoned", key, device)
         if entry is not None:
             poisoned = restore_poison(attack, splits, entry.tensors)
             return Prepared(config, device, splits, attack, poisoned)
+    with torch.random.fork_rng():  # a hit and a miss leave the global stream alike
+        attack.fit(splits.train, progress=progress)
     generator = torch.Generator().manual_seed(config.seed)
     poisoned = attack.poison(splits.train, generator)
     if cache is not None:
