@@ -79,6 +79,15 @@ class PoisonedData:
         return torch.cat([self.indices, self.cross.to(self.indices.device)])
 
 
+def check_control(cfg: AttackConfig, controls: tuple[str, ...]) -> None:
+    """One ConfigError line when the attack does not implement the threat model `cfg` asks for."""
+    if cfg.control not in controls:
+        raise ConfigError(
+            f"attack.control: '{cfg.control}' is not implemented by attack '{cfg.name}' "
+            f"(it supports: {', '.join(controls)})"
+        )
+
+
 ATTACKS: Registry = Registry("attack", AttackConfig)
 register_attack = ATTACKS.register
 
@@ -96,11 +105,7 @@ class Attack:
     controls: tuple[str, ...] = ("data",)
 
     def __init__(self, cfg: AttackConfig, spec: InputSpec, device: torch.device | str = "cpu"):
-        if cfg.control not in self.controls:
-            raise ConfigError(
-                f"attack.control: '{cfg.control}' is not implemented by attack '{cfg.name}' "
-                f"(it supports: {', '.join(self.controls)})"
-            )
+        check_control(cfg, self.controls)
         if cfg.target >= spec.num_classes:
             raise ConfigError(
                 f"attack.target: class {cfg.target} does not exist in a dataset with "
@@ -221,7 +226,7 @@ def others(n: int, taken: torch.Tensor, count: int, generator: torch.Generator) 
     free[taken.cpu()] = False
     pool = free.nonzero().squeeze(1)
     if count > len(pool):
-        raise ConfigError(f"attack: {count} cross samples asked for but only {len(pool)} remain")
+        raise ConfigError(f"{count} samples asked for, but only {len(pool)} remain free")
     pick = pool[torch.randperm(len(pool), generator=generator)[:count]]
     return pick.sort().values.to(taken.device)
 

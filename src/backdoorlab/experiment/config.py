@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from backdoorlab.attacks.base import ATTACKS, AttackConfig
+from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
 from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.errors import ConfigError
@@ -154,12 +154,7 @@ def check_threat_model(cfg: ExperimentConfig) -> None:
     """Refuse configs that mix the two threat models (DESIGN.md): an attack that trains the
     model itself (control: training) leaves no training for a training-time defense."""
     attack, control = cfg.attack.name, cfg.attack.control
-    supported = ATTACKS.get(attack).controls
-    if control not in supported:
-        raise ConfigError(
-            f"attack.control: '{control}' is not implemented by attack '{attack}' (it supports: "
-            f"{', '.join(supported)})"
-        )
+    check_control(cfg.attack, ATTACKS.get(attack).controls)
     if control == "training" and not DEFENSES.get(cfg.defense.name).post_training:
         raise ConfigError(
             f"attack.control: 'training' (attack '{attack}' trains the model) cannot go with "

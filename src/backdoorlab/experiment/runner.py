@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import backdoorlab
-from backdoorlab.attacks.base import Attack, PoisonedData
+from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import DefenseContext, build_defense
 from backdoorlab.errors import ConfigError
@@ -80,15 +80,11 @@ def versions() -> dict[str, str]:
 
 def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int) -> Dataset:
     """`share` of the training set drawn by `seed` from the samples the attack left alone
-    (`poisoned`: the indices it changed)."""
+    (`poisoned`: the indices it changed, each once)."""
     n = len(train)
-    free = torch.ones(n, dtype=torch.bool)
-    free[poisoned.cpu()] = False
-    candidates = free.nonzero().squeeze(1)
     gen = torch.Generator().manual_seed(seed + 7919)  # its own stream, apart from poisoning
-    k = min(len(candidates), max(1, round(share * n)))
-    pick = candidates[torch.randperm(len(candidates), generator=gen)[:k]].sort().values
-    return train.subset(pick)
+    k = min(n - poisoned.numel(), max(1, round(share * n)))
+    return train.subset(others(n, poisoned, k, gen))
 
 
 def run(
