@@ -52,6 +52,20 @@ def test_density_loss_is_the_mean_of_the_excess_over_the_density():
     assert density_loss(torch.full((1, 1, 2, 2), 0.01), 0.032).item() == 0
 
 
+def test_diversity_has_a_finite_gradient_when_two_masks_are_equal():
+    from backdoorlab.attacks.iad import diversity
+
+    x1, x2 = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    g1 = torch.full((2, 1, 4, 4), 0.5, requires_grad=True)
+    g2 = torch.full((2, 1, 4, 4), 0.5)  # saturated masks can be exactly equal
+    loss = diversity(x1, x2, g1, g2)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(g1.grad).all()
+    g3 = torch.full((2, 1, 4, 4), 0.25)
+    # away from equality it is the original's ||x1 - x2|| / (||g1 - g2|| + eps)
+    assert diversity(x1, x2, g3, g2).item() == pytest.approx(1.0 / 0.25, rel=1e-5)
+
+
 def test_data_control_trains_its_own_surrogate_and_stores_the_poisoned_set(data):
     cfg = {"epochs": 1, "batch_size": 32, "lr": 0.05}
     surrogate = {"model": {"name": "small_cnn", "width": 4, "stages": 2}, "train": cfg}

@@ -29,6 +29,7 @@ from backdoorlab.attacks.base import (
 )
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.errors import TrainingDivergedError
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
@@ -120,9 +121,13 @@ def density_loss(mask: torch.Tensor, density: float) -> torch.Tensor:
 
 def diversity(x1: torch.Tensor, x2: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor):
     """mean(||x1 - x2|| / ||g1 - g2||): different inputs must get different outputs."""
-    dx = (x1 - x2).flatten(1).pow(2).mean(1).sqrt()
-    dg = (g1 - g2).flatten(1).pow(2).mean(1).sqrt()
-    return (dx / (dg + EPS)).mean()
+    return (_rms(x1, x2) / (_rms(g1, g2) + EPS)).mean()
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # sqrt's gradient at 0 is inf and 0 * inf is NaN: two saturated masks can be exactly equal,
+    # which turned a whole mask network NaN in one step; the floor keeps the gradient finite
+    return (a - b).flatten(1).pow(2).mean(1).clamp_min(EPS**2).sqrt()
 
 
 @register_attack("iad", config=IADConfig)
@@ -179,6 +184,8 @@ class InputAware(Attack):
                     loss.backward()
                     opt.step()
                     bar.advance(task)
+                if not all(torch.isfinite(q).all() for q in self.masker.parameters()):
+                    raise TrainingDivergedError("iad: the mask network's weights are not finite")
         self.masker.eval()
         for p in self.masker.parameters():
             p.requires_grad_(False)
