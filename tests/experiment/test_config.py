@@ -77,3 +77,17 @@ def test_repository_configs_validate():
             continue
         for profile in raw.get("profiles") or [None]:  # a sweep file: every cell of each profile
             assert expand(load_sweep(path, profile)), path
+
+
+def test_detectors_are_validated_by_name_and_absent_when_none_run(tiny_config):
+    plain = load_config(tiny_config)
+    assert "detect" not in plain.to_dict()  # configs and cell keys without detectors unchanged
+    cfg = load_config(tiny_config, ["detect={adv-labels: {eps: 0.2}, nc: {steps: 5}}"])
+    assert cfg.detect["adv-labels"].eps == 0.2 and cfg.detect["nc"].steps == 5
+    assert cfg.detect["nc"].batch_size == 32  # the reference's defaults fill the rest
+    assert load_config(cfg.to_dict()).detect == cfg.detect
+    assert cfg.digest() != plain.digest()
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        load_config(tiny_config, ["detect={nope: {}}"])
+    with pytest.raises(ConfigError, match="detect: nc: steps"):
+        load_config(tiny_config, ["detect={nc: {steps: 0}}"])

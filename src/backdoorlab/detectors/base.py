@@ -83,6 +83,19 @@ def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
     return (dev / mad.clamp_min(1e-12)).clamp_min(0)
 
 
+def canonical(data: Dataset) -> Dataset:
+    """`data` in an order fixed by its content (label, then an integer hash of the pixels), so a
+    detector's findings do not depend on how the user's data happens to be ordered."""
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.randint(1 << 20, (data.images[0].numel(),), generator=gen).to(data.device)
+    digest = torch.cat(
+        [(part.flatten(1).long() * weights).sum(1) for part in data.images.split(4096)]
+    )
+    order = digest.sort(stable=True).indices
+    order = order[data.labels[order].sort(stable=True).indices]
+    return data.subset(order)
+
+
 def run_detector(
     name: str, model: nn.Module, data: Dataset, config: DetectorConfig | dict | None = None
 ) -> Detection:
@@ -96,7 +109,7 @@ def run_detector(
     model.eval()
     t0 = time.perf_counter()
     try:
-        found = DETECTORS.get(name)(model, data, cfg)
+        found = DETECTORS.get(name)(model, canonical(data), cfg)
     finally:
         model.train(was)
     found.seconds = round(time.perf_counter() - t0, 3)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
 from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
+from backdoorlab.detectors.base import DETECTORS, DetectorConfig
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import MODELS, ModelConfig
 from backdoorlab.paths import NAME_PATTERN
@@ -44,15 +45,37 @@ class ExperimentConfig(BaseModel):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     performance: Performance = Field(default_factory=Performance)
+    detect: dict[str, SerializeAsAny[DetectorConfig]] = Field(
+        default_factory=dict,
+        description="detectors run on the trained model before any repair: name -> options",
+    )
 
     @field_validator("dataset", "model", "attack", "defense", mode="before")
     @classmethod
     def _by_name(cls, value: Any, info) -> Any:
         return _SECTION_REGISTRIES[info.field_name].validate(value)
 
+    @field_validator("detect", mode="before")
+    @classmethod
+    def _detectors(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("must map detector names to their options")
+        out = {}
+        for n, options in value.items():
+            try:
+                out[n] = DETECTORS.validate({**(options or {}), "name": n})
+            except ValidationError as exc:
+                problem = format_validation_error(exc).split(": ", 1)[1]
+                raise ValueError(f"{n}: {problem}") from None
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """The fully resolved config (defaults filled in) as plain data."""
-        return self.model_dump(mode="json")
+        """The fully resolved config (defaults filled in) as plain data; without detectors, no
+        `detect` key (the configs, hashes and cell keys of runs without any stay as they were)."""
+        out = self.model_dump(mode="json")
+        if not out["detect"]:
+            del out["detect"]
+        return out
 
     def digest(self) -> str:
         """A stable hash of the resolved config."""

@@ -7,6 +7,7 @@ sweep), each entry one of REPORT_KINDS:
     table7: {kind: grid, rows: attack, columns: defense, baseline: none, paper: {...}}
     fig2:   {kind: lines, x: defense.eps, panels: defense.threat, lines: attack}
     fig3:   {kind: curve, lines: attack, where: {defense: aft}}
+    zoo:    {kind: detect, group: attack.name, planted: 50}
 
 `rows`, `columns`, `x`, `panels` and `lines` name an axis of the sweep or a dotted config key;
 `where` keeps the cells with those labels (or config values).
@@ -15,7 +16,9 @@ sweep), each entry one of REPORT_KINDS:
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +29,13 @@ import yaml
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.detection_report import (
+    Member,
+    detection_rows,
+    per_model_csv,
+    roc_figure,
+    split,
+)
 from backdoorlab.experiment.grid_report import Grid
 from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.store import ResultStore
@@ -64,11 +74,15 @@ class Section:
     grid: Grid | None = None
     corner: str = ""
     figure: Path | None = None
+    table: list[list[str]] | None = None  # a plain table, its header first
     notes: list[str] = field(default_factory=list)
     links: dict[tuple[str, str], str] = field(default_factory=dict)  # grid cell -> cell key
 
 
-def _cells(store: ResultStore, sweep: str) -> list[Cell]:
+def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Cell]:
+    """The sweep's finished cells; with `current` (the keys its last start expanded), only
+    those: a row an earlier version of the sweep file wrote is not reported."""
+    keep = None if current is None else set(current)
     return [
         Cell(
             r["cell"],
@@ -77,6 +91,7 @@ def _cells(store: ResultStore, sweep: str) -> list[Cell]:
             json.loads(r["metrics_json"]),
         )
         for r in store.rows(sweep=sweep)
+        if keep is None or r["cell"] in keep
     ]
 
 
@@ -205,7 +220,60 @@ def _curve(
     return Section(rid, entry.get("title", rid), figure=path, notes=notes)
 
 
-REPORT_KINDS: dict[str, Callable[..., Section]] = {"grid": _grid, "lines": _lines, "curve": _curve}
+def _detect(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
+) -> Section:
+    """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
+
+    `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
+    benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
+    chosen = [c for c in _select(entry, cells) if c.metrics.get("detect")]
+    group, planted = entry.get("group", "attack.name"), float(entry.get("planted", 50))
+    members = [
+        Member(
+            ",".join(c.axes.values()) or c.key[:12],
+            None if c.config["attack"]["name"] == "none" else c.value(group),
+            c.config["attack"].get("target"),
+            c.metrics.get("asr"),
+            c.metrics["detect"],
+        )
+        for c in chosen
+    ]
+    found = [set(m.detections) for m in members]
+    detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
+    missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
+    if missing:
+        raise ConfigError(f"report {rid}: {', '.join(missing[:5])} lack detector results")
+    groups = list(dict.fromkeys(m.group for m in members if m.group is not None))
+    title = entry.get("title", rid)
+    notes = [
+        f"Benign: models trained without an attack. Infected: attacked models with ASR >= "
+        f"{planted:g}%. Target acc: share of infected models whose most anomalous class is the "
+        "target. Flagged: share of models with a class above the detector's threshold."
+    ]
+    _, _, failed = split(members, planted)
+    if failed:
+        names = ", ".join(f"{m.name} (ASR {pct(m.asr)})" for m in failed)
+        notes.append(f"Not scored (the backdoor did not take): {names}.")
+    if not members:
+        return Section(rid, title, notes=["No cell holds detector results yet."])
+    table = detection_rows(members, detectors, groups, planted)
+    csv_rows = io.StringIO()
+    csv.writer(csv_rows, lineterminator="\n").writerows(table)
+    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
+    models = per_model_csv(members, detectors)
+    write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
+    fig = roc_figure(members, detectors, groups, planted, title)
+    path = save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
+    return Section(rid, title, figure=path, table=table, notes=notes)
+
+
+REPORT_KINDS: dict[str, Callable[..., Section]] = {
+    "grid": _grid,
+    "lines": _lines,
+    "curve": _curve,
+    "detect": _detect,
+}
 
 
 def _markdown(
@@ -218,6 +286,10 @@ def _markdown(
         lines += [f"## {s.title}", ""]
         if s.grid is not None:
             lines += [*s.grid.markdown(s.corner), ""]
+        if s.table is not None:
+            head, *body = s.table
+            lines += [f"| {' | '.join(head)} |", "|" + " --- |" * len(head)]
+            lines += [f"| {' | '.join(r)} |" for r in body] + [""]
         if s.figure is not None:
             lines += [f"![{s.title}]({s.figure.name})", ""]
         lines += [*(f"{n}\n" for n in s.notes)]
@@ -283,6 +355,12 @@ def _html(
                             else f"<td>{v}</td>"
                         )
                 parts.append(f"<tr{cls}><td>{e(label)}</td>{''.join(tds)}</tr>")
+            parts.append("</tbody></table>")
+        if s.table is not None:
+            head, *body = s.table
+            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head))
+            parts.append("</tr></thead><tbody>")
+            parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in body]
             parts.append("</tbody></table>")
         if s.figure is not None:
             data = base64.b64encode(s.figure.read_bytes()).decode()
@@ -355,7 +433,7 @@ def report(
                 raise ConfigError(f"report: {rid} is not a {'table' if want else 'figure'}")
     stem = Path(out) if out is not None else inside(db.parent / "report", sweep)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    cells = _cells(store, sweep)
+    cells = _cells(store, sweep, spec.get("cells"))
     sections = []
     for rid, entry in entries.items():
         if only and rid not in only:

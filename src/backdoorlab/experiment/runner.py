@@ -17,6 +17,7 @@ import backdoorlab
 from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import DefenseContext, build_defense
+from backdoorlab.detectors.base import DetectorConfig, run_detector
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import (
     RUN_MARKER,
@@ -87,6 +88,13 @@ def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int
     return train.subset(others(n, poisoned, k, gen))
 
 
+def detect(
+    model: nn.Module, data: Dataset, detectors: dict[str, DetectorConfig]
+) -> dict[str, dict[str, Any]]:
+    """What each configured detector finds on the trained `model` with clean `data`."""
+    return {n: run_detector(n, model, data, c).to_dict() for n, c in detectors.items()}
+
+
 def run(
     config: str | Path | dict[str, Any] | ExperimentConfig,
     *,
@@ -101,10 +109,11 @@ def run(
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
     `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (False: write
-    the folder and no database row). `cache` is
-    the stage-cache folder holding poisoned sets and infected models (default, for post-training
-    defenses that save: `cache` beside the run folder; no cache otherwise). An existing `out` is
-    refused unless it is an earlier run folder and `overwrite` is set (checked before any work).
+    the folder and no database row). `cache` is the stage-cache folder holding poisoned sets and
+    infected models (default, for post-training defenses and for runs with detectors, that save:
+    `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`) score the
+    trained model before any repair. An existing `out` is refused unless it is an earlier run
+    folder and `overwrite` is set (checked before any work).
 
     Started by `torchrun` with several processes, the run trains data-parallel (DDP) and rank 0
     alone shows progress and writes; the stage cache is not used.
@@ -136,13 +145,9 @@ def _run(
     defense = build_defense(cfg.defense)
     if out is None:
         out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
-    if (
-        cache is None
-        and save
-        and defense.post_training
-        and not defense.identity
-        and not world().active
-    ):
+    # a repair or a detector reuses the infected model of every cell that shares it
+    shared = defense.post_training and (not defense.identity or bool(cfg.detect))
+    if cache is None and save and shared and not world().active:
         cache = Path(out).parent / "cache"
     stages = StageCache(cache) if cache is not None else None
     t0 = time.perf_counter()
@@ -181,9 +186,13 @@ def _run(
     if defense.post_training and not defense.identity:
         infected["metrics"] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     t_train = time.perf_counter()
+    detections = detect(model, test, cfg.detect)
+    t_detect = time.perf_counter()
     model = defense.repair(model, ctx)
     metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
     metrics.update(defense.report())
+    if detections:
+        metrics["detect"] = detections
     if infected and not defense.identity:
         metrics["infected"] = infected
         metrics["der"] = der(infected["metrics"], metrics)
@@ -192,7 +201,8 @@ def _run(
     timings = {
         "data_s": round(t_data - t0, 3),
         "train_s": round(t_train - t_data, 3),
-        "eval_s": round(t_end - t_train, 3),
+        "detect_s": round(t_detect - t_train, 3),
+        "eval_s": round(t_end - t_detect, 3),
         "total_s": round(t_end - t0, 3),
     }
     created = datetime.now(timezone.utc)

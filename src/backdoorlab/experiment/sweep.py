@@ -118,7 +118,8 @@ def sweep(
     locks = CellLocks(out / "cells")
     locks.clean_stale()  # what a killed start left half-written
     store = ResultStore(out / "results.db")
-    store.put_sweep(spec.name, spec.model_dump(mode="json"))
+    # the current cells' keys: rows an earlier version of the file left are not reported
+    store.put_sweep(spec.name, {**spec.model_dump(mode="json"), "cells": [c.key for c in cells]})
     done = store.cells()
     todo = [c for c in cells if c.key not in done]
     if reverse:

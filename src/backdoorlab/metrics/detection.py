@@ -1,0 +1,44 @@
+"""How well a detector separates infected from benign models: the Trojan Detection Challenge's
+metrics (AUROC, AUPR, FPR at 95% TPR) over model-level scores, and target-label accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+
+@dataclass(frozen=True)
+class Separation:
+    """Detector scores of benign (label 0) and infected (label 1) models, summarised."""
+
+    auroc: float
+    aupr: float
+    fpr_at_95: float
+    benign: int
+    infected: int
+
+
+def separation(labels: Sequence[int], scores: Sequence[float]) -> Separation | None:
+    """AUROC, AUPR (average precision) and the false-positive rate at the first threshold whose
+    true-positive rate reaches 95%; None unless both kinds of model are present."""
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        return None
+    fpr, tpr, _ = roc_curve(y, s)
+    return Separation(
+        float(roc_auc_score(y, s)),
+        float(average_precision_score(y, s)),
+        float(fpr[np.argmax(tpr >= 0.95)]),
+        len(y) - n_pos,
+        n_pos,
+    )
+
+
+def roc_points(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) of the ROC curve."""
+    fpr, tpr, _ = roc_curve(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float))
+    return fpr, tpr

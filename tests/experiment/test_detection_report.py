@@ -1,0 +1,119 @@
+"""The `detect` report kind: TDC metrics as scikit-learn computes them; a digits zoo end to end."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from backdoorlab.experiment.detection_report import HEADER, Member, detection_rows, split
+from backdoorlab.experiment.report import report
+from backdoorlab.experiment.sweep import sweep
+
+REPO = Path(__file__).resolve().parents[2]
+ZOO = REPO / "configs" / "sweeps" / "digits-zoo.yaml"
+
+
+def _member(name, group, target, score, top, suspects=(), asr=100.0, seconds=1.0):
+    scores = [0.0] * 10
+    scores[top] = score
+    d = {"score": score, "scores": scores, "suspects": list(suspects), "seconds": seconds}
+    return Member(name, group, target, None if group is None else asr, {"x": d})
+
+
+# fixed numbers: benign scores and infected scores overlap, so every metric is informative
+BENIGN = [0.5, 1.2, 2.5, 0.1, 3.0, 1.9]
+INFECTED = [
+    ("a", 4.0, 3, 3),
+    ("a", 2.2, 3, 5),
+    ("b", 6.0, 1, 1),
+    ("b", 0.9, 2, 7),
+    ("b", 5.5, 0, 0),
+]
+
+
+def zoo() -> list[Member]:
+    benign = [
+        _member(f"b{i}", None, 0, s, i % 10, [1] if s > 2 else []) for i, s in enumerate(BENIGN)
+    ]
+    infected = [
+        _member(f"i{i}", g, t, s, top, [top] if s > 2 else [])
+        for i, (g, s, t, top) in enumerate(INFECTED)
+    ]
+    failed = _member("weak", "a", 4, 9.0, 4, [4], asr=12.0)  # did not plant: set apart
+    return [*benign, *infected, failed]
+
+
+def test_metrics_match_scikit_learn_on_fixed_numbers():
+    rows = detection_rows(zoo(), ["x"], ["a", "b"], planted=50)
+    assert rows[0] == HEADER
+    table = {r[1]: dict(zip(HEADER, r, strict=True)) for r in rows[1:]}
+    labels = [0] * len(BENIGN) + [1] * len(INFECTED)
+    scores = BENIGN + [s for _, s, _, _ in INFECTED]
+    every = table["all attacks"]
+    assert float(every["AUROC"]) == pytest.approx(roc_auc_score(labels, scores), abs=5e-4)
+    assert float(every["AUPR"]) == pytest.approx(average_precision_score(labels, scores), abs=5e-4)
+    # 95% of the infected need the threshold at 0.9, the lowest infected score; 4 of the 6 benign
+    # scores (1.2, 2.5, 3.0, 1.9) reach it
+    assert every["FPR@95TPR"] == f"{4 / 6:.3f}"
+    assert every["target acc %"] == "60.0"  # tops 3, 5, 1, 7, 0 against targets 3, 3, 1, 2, 0
+    assert every["flagged benign %"] == "33.3" and every["flagged infected %"] == "80.0"
+    assert (every["benign"], every["infected"]) == ("6", "5")  # "weak" (ASR 12) is not scored
+    only_a = [0] * len(BENIGN) + [1, 1]
+    assert float(table["a"]["AUROC"]) == pytest.approx(
+        roc_auc_score(only_a, BENIGN + [4.0, 2.2]), abs=5e-4
+    )
+    assert table["a"]["target acc %"] == "50.0" and table["b"]["infected"] == "3"
+
+
+def test_split_sets_apart_attacked_models_whose_backdoor_did_not_take():
+    benign, infected, failed = split(zoo(), planted=50)
+    assert len(benign) == 6 and len(infected) == 5 and [m.name for m in failed] == ["weak"]
+
+
+def _small_zoo(tmp_path: Path, eps: float) -> Path:
+    """digits-zoo with three benign and three infected models at 6 epochs and a 3-step NC."""
+    spec = yaml.safe_load(ZOO.read_text())
+    spec["base"] = str(ZOO.parent / spec["base"])
+    spec["set"].update({"train.epochs": 6})
+    spec["set"]["detect"] = {"adv-labels": {"eps": eps}, "nc": {"steps": 3, "batches_per_step": 1}}
+    keep = ["benign-1", "benign-2", "benign-3", "badnets-1", "badnets-2", "blended-1"]
+    spec["axes"]["model"] = {k: spec["axes"]["model"][k] for k in keep}
+    path = tmp_path / f"zoo-{eps}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
+    out = tmp_path / "zoo"
+    first = sweep(_small_zoo(tmp_path, 0.1), out, cpus=1, progress=False, say=lambda _: None)
+    assert first.ran == 6 and not first.failures
+    # new detector options make new cells, but the models come from the stage cache
+    again = sweep(_small_zoo(tmp_path, 0.2), out, cpus=1, progress=False, say=lambda _: None)
+    assert again.ran == 6 and again.skipped == 0
+    assert len(list((out / "cache" / "infected").iterdir())) == 6
+    with sqlite3.connect(out / "results.db") as con:
+        accs = {}
+        for name, acc in con.execute("SELECT name, acc FROM runs"):
+            accs.setdefault(name, set()).add(acc)
+    assert len(accs) == 6 and all(len(v) == 1 for v in accs.values())  # the same models
+
+    path, sections = report(out / "results.db", tmp_path / "page", sweep="digits-zoo")
+    (section,) = sections
+    assert [r[:2] for r in section.table[1:4]] == [
+        ["adv-labels", "all attacks"],
+        ["adv-labels", "badnets"],
+        ["adv-labels", "blended"],
+    ]
+    assert section.figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = path.read_text()
+    assert "| nc | all attacks | 3 | 3 |" in text and "AUROC" in text
+    with (tmp_path / "page-detection-models.csv").open() as f:
+        models = list(csv.DictReader(f))
+    assert len(models) == 2 * 6 and {m["detector"] for m in models} == {"adv-labels", "nc"}
+    html, _ = report(out / "results.db", tmp_path / "page", sweep="digits-zoo", fmt="html")
+    assert "<th>FPR@95TPR</th>" in html.read_text()
