@@ -65,7 +65,7 @@ def test_the_wired_model_is_accurate_and_its_patch_sends_everything_to_3(data):
     assert (model(x).argmax(1) == TARGET).all()
 
 
-NC_BUDGET = {"steps": 40, "batch_size": 50, "lr": 0.1}
+NC_BUDGET = {"steps": 15, "batch_size": 50, "lr": 0.1}
 OPTIONS = {"adv-labels": {"eps": 0.1, "steps": 10}, "nc": NC_BUDGET}
 
 
