@@ -229,16 +229,18 @@ def _detect(
     benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
     chosen = [c for c in _select(entry, cells) if c.metrics.get("detect")]
     group, planted = entry.get("group", "attack.name"), float(entry.get("planted", 50))
-    members = [
-        Member(
-            ",".join(c.axes.values()) or c.key[:12],
-            None if c.config["attack"]["name"] == "none" else c.value(group),
-            c.config["attack"].get("target"),
-            c.metrics.get("asr"),
-            c.metrics["detect"],
+    members = []
+    for c in chosen:
+        attacked = c.config["attack"]["name"] != "none"
+        members.append(
+            Member(
+                ",".join(c.axes.values()) or c.key[:12],
+                c.value(group) if attacked else None,
+                c.config["attack"].get("target") if attacked else None,
+                c.metrics.get("asr"),
+                c.metrics["detect"],
+            )
         )
-        for c in chosen
-    ]
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
     missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
