@@ -116,6 +116,6 @@ def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
         models = list(csv.DictReader(f))
     assert len(models) == 2 * 6 and {m["detector"] for m in models} == {"adv-labels", "nc"}
     assert {m["target"] for m in models if m["attack"] == "benign"} == {""}
-    assert {m["target"] for m in models if m["model"] == "model=badnets-2"} == {"7"}
+    assert {m["target"] for m in models if m["model"] == "badnets-2"} == {"7"}
     html, _ = report(out / "results.db", tmp_path / "page", sweep="digits-zoo", fmt="html")
     assert "<th>FPR@95TPR</th>" in html.read_text()
