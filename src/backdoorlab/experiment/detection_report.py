@@ -128,7 +128,7 @@ def roc_figure(
             labels = [0] * len(benign) + [1] * len(chosen)
             scores = [m.detections[det]["score"] for m in (*benign, *chosen)]
             fpr, tpr = roc_points(labels, scores)
-            ax.plot(fpr, tpr, c=colour, lw=width, drawstyle="steps-post", label=g)
+            ax.plot(fpr, tpr, c=colour, lw=width, label=g)
         ax.plot([0, 1], [0, 1], ":", c="grey", lw=1)
         ax.set_title(det, fontsize=10)
         ax.set_xlabel("false-positive rate (benign models flagged)")
