@@ -159,11 +159,11 @@ def test_clean_subset_avoids_poisoned_samples_and_has_its_share(synthetic):
 
 def test_two_runs_of_quickstart_cat_give_identical_metrics_and_weights(tmp_path):
     """CAT on Blended digits (the README's headline) twice at one thread count: the same bits.
-    Three epochs instead of 30 keep it to seconds; the code path is the config's."""
+    Two epochs instead of 30 keep it to seconds; the code path is the config's."""
     from safetensors.torch import load_file
 
     config = Path(__file__).resolve().parents[2] / "configs" / "quickstart-cat.yaml"
-    over = ["train.epochs=3", "performance.threads=2", "device=cpu"]
+    over = ["train.epochs=2", "performance.threads=2", "device=cpu"]
     a = run(config, overrides=over, out=tmp_path / "a", progress=False)
     b = run(config, overrides=over, out=tmp_path / "b", progress=False)
 
