@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,16 +120,17 @@ def roc_figure(
     """One panel per detector: the ROC of all infected models (black) and of each attack's."""
     benign, infected, _ = split(members, planted)
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(detectors), figsize=(4.2 * len(detectors), 4), squeeze=False)
+    width = max(6.0, 4.2 * len(detectors))
+    fig, axes = plt.subplots(1, len(detectors), figsize=(width, 4.4), squeeze=False)
     for ax, det in zip(axes[0], detectors, strict=True):
-        for g, colour, width in [(ALL, "black", 2.2)] + [(g, None, 1.2) for g in groups]:
+        for g, colour, lw in [(ALL, "black", 2.2)] + [(g, None, 1.2) for g in groups]:
             chosen = infected if g == ALL else [m for m in infected if m.group == g]
             if not benign or not chosen:
                 continue
             labels = [0] * len(benign) + [1] * len(chosen)
             scores = [m.detections[det]["score"] for m in (*benign, *chosen)]
             fpr, tpr = roc_points(labels, scores)
-            ax.plot(fpr, tpr, c=colour, lw=width, label=g)
+            ax.plot(fpr, tpr, c=colour, lw=lw, label=g)
         ax.plot([0, 1], [0, 1], ":", c="grey", lw=1)
         ax.set_title(det, fontsize=10)
         ax.set_xlabel("false-positive rate (benign models flagged)")
@@ -137,6 +139,6 @@ def roc_figure(
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("true-positive rate (infected models flagged)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=10)
     fig.tight_layout()
     return fig
