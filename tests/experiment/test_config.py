@@ -91,3 +91,24 @@ def test_detectors_are_validated_by_name_and_absent_when_none_run(tiny_config):
         load_config(tiny_config, ["detect={nope: {}}"])
     with pytest.raises(ConfigError, match="detect: nc: steps"):
         load_config(tiny_config, ["detect={nc: {steps: 0}}"])
+
+
+def test_a_new_component_name_drops_the_keys_it_does_not_have_and_null_removes_a_key(
+    tiny_config,
+):
+    raw = {**tiny_config, "attack": {"name": "badnets", "patch_size": 2, "rate": 0.2}}
+    cfg = load_config(raw, ["attack.name=blended", "attack.alpha=0.3"])
+    assert cfg.attack.name == "blended" and cfg.attack.alpha == 0.3
+    assert cfg.attack.rate == 0.2  # a key both attacks have stays
+    assert load_config(raw, ["attack.patch_size=null"]).attack.patch_size == 3  # the default
+    with pytest.raises(ConfigError, match="unknown attack 'nope'"):
+        load_config(raw, ["attack.name=nope"])
+
+
+def test_a_sweep_axis_may_switch_a_component_without_nulling_its_keys(tiny_config):
+    raw = {**tiny_config, "attack": {"name": "badnets", "patch_size": 2}}
+    spec = {"name": "s", "base": raw, "axes": {"attack": {"blended": {"attack.name": "blended"}}}}
+    (cell,) = expand(load_sweep(spec))
+    assert (
+        cell.config.attack.name == "blended" and "patch_size" not in cell.config.to_dict()["attack"]
+    )

@@ -124,12 +124,44 @@ def set_path(raw: dict[str, Any], path: list[str], value: Any, what: str) -> Non
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `raw` with each 'a.b=value' override set (creating sections as needed)."""
+    """A copy of `raw` with each 'a.b=value' override set (creating sections as needed).
+
+    'a.b=null' removes the key (its default applies). A new component name
+    ('attack.name=blended') drops the section's keys that the new component does not have."""
     raw = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        set_path(raw, path, value, f"--set {text!r}")
+        assign(raw, path, value, f"--set {text!r}")
     return raw
+
+
+def assign(raw: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """raw[a][b]... = value in place; None removes the key; a new component name drops the
+    section's keys that the new component does not have. `what` names the source in errors."""
+    if value is None:
+        _remove(raw, path)
+        return
+    set_path(raw, path, copy.deepcopy(value), what)
+    if len(path) == 2 and path[0] in _SECTION_REGISTRIES and path[1] == "name":
+        _keep_known(raw[path[0]], _SECTION_REGISTRIES[path[0]], str(value))
+
+
+def _remove(raw: dict[str, Any], path: list[str]) -> None:
+    node: Any = raw
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def _keep_known(section: dict[str, Any], registry, name: str) -> None:
+    """Drop the keys of `section` that component `name` has no field for (an unknown name is
+    left for validation to report)."""
+    if name not in registry:
+        return
+    fields = registry.entry(name).config.model_fields
+    for key in [k for k in section if k != "name" and k not in fields]:
+        del section[key]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

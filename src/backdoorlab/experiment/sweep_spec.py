@@ -35,10 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import (
     ExperimentConfig,
+    assign,
     format_validation_error,
     load_config,
     read_yaml,
-    set_path,
 )
 from backdoorlab.paths import NAME_PATTERN, slug
 
@@ -161,18 +161,6 @@ def load_sweep(source: str | Path | dict[str, Any], profile: str | None = None) 
         raise ConfigError("sweep: " + format_validation_error(exc)) from None
 
 
-def _assign(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
-    path = key.split(".")
-    if value is not None:
-        set_path(raw, path, copy.deepcopy(value), what)
-        return
-    node = raw
-    for part in path[:-1]:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-
-
 def _read_base(path: str, where: Path) -> dict[str, Any]:
     return read_yaml(Path(path) if Path(path).is_absolute() else where / path)
 
@@ -188,12 +176,12 @@ def expand(spec: SweepSpec) -> list[Cell]:
         raw = copy.deepcopy(bases[0] if bases else spec.base)
         labels = {}
         for key, value in spec.set.items():
-            _assign(raw, key, value, f"sweep set {key!r}")
+            assign(raw, key.split("."), value, f"sweep set {key!r}")
         for axis, label, overrides in combo:
             labels[axis] = label
             for key, value in overrides.items():
                 if key != "base":
-                    _assign(raw, key, value, f"axis {axis}={label}")
+                    assign(raw, key.split("."), value, f"axis {axis}={label}")
         raw["name"] = slug("-".join([spec.name, *labels.values()]), width=120)
         try:
             cfg = load_config(raw)
