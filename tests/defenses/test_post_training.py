@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from backdoorlab.data import InputSpec
-from backdoorlab.defenses.cleanse import anomaly_index
 from backdoorlab.defenses.nad import attention
 from backdoorlab.defenses.pruning import channel_activity, prune_channels
 from backdoorlab.experiment import run
+from backdoorlab.metrics.detection import mad_index
 from backdoorlab.models import MODELS, build_model
 
 
@@ -36,11 +36,12 @@ def test_attention_is_unit_norm_and_channel_summed():
 
 def test_anomaly_index_flags_the_small_outlier():
     norms = torch.tensor([40.0, 42.0, 38.0, 41.0, 5.0, 39.0, 42.0, 40.5, 39.5, 41.5])
-    index = anomaly_index(norms)
+    index = mad_index(norms, "low")  # NC scores small triggers only
     median = norms.median()  # torch: the lower middle value, 40
     mad = 1.4826 * (norms - median).abs().median()
-    assert index[4] == pytest.approx(35 / mad.item())
+    assert index[4].item() == pytest.approx(35 / mad.item())
     assert index.argmax() == 4 and index[4] > 2 and (index[torch.arange(10) != 4] < 2).all()
+    assert (index[norms > median] == 0).all()  # a large trigger is not anomalous for NC
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,9 @@ from torch import nn
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
 from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.metrics.detection import mad_index
 from backdoorlab.train.distributed import agree
 from backdoorlab.train.loop import fit
-
-MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
 
 
 class TriggerSearch(BaseModel):
@@ -108,13 +107,6 @@ def reverse_trigger(
     return best
 
 
-def anomaly_index(norms: torch.Tensor) -> torch.Tensor:
-    """|L1 - median| / (1.4826 * MAD) per class (NC Sec. IV-C)."""
-    median = norms.median()
-    mad = MAD_CONSISTENCY * (norms - median).abs().median()
-    return (norms - median).abs() / mad.clamp_min(1e-12)
-
-
 @register_defense("nc", config=NCConfig)
 class NeuralCleanse(Defense):
     """Reverse-engineer a trigger per class, flag small-trigger outliers, unlearn their trigger."""
@@ -128,11 +120,8 @@ class NeuralCleanse(Defense):
         # several ranks: rank 0's triggers decide and are unlearned
         triggers = agree(triggers, ctx.device)
         norms = torch.tensor([t[2] for t in triggers])
-        index = anomaly_index(norms)
-        median = norms.median()
-        flagged = [
-            k for k in range(len(norms)) if norms[k] < median and index[k] > c.anomaly_threshold
-        ]
+        index = mad_index(norms, "low")  # only a small trigger is suspect
+        flagged = [k for k in range(len(norms)) if index[k] > c.anomaly_threshold]
         self.result = {
             "nc_norms": norms.tolist(),
             "nc_anomaly_index": index.tolist(),

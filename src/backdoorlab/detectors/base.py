@@ -12,9 +12,8 @@ from torch import nn
 
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import Dataset
+from backdoorlab.metrics.detection import mad_index
 from backdoorlab.registry import Registry
-
-MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
 
 
 class DetectorConfig(Section):
@@ -70,17 +69,6 @@ class Detection:
             value_name,
             details=details,
         )
-
-
-def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
-    """Signed-side anomaly index (v - median) / (1.4826 * MAD) per class (NC Sec. IV-C); `side`
-    'low' scores small values (NC's trigger norms), 'high' large ones (adversarial-label shares);
-    the other side scores 0."""
-    values = values.double()
-    median = values.median()
-    mad = MAD_CONSISTENCY * (values - median).abs().median()
-    dev = values - median if side == "high" else median - values
-    return (dev / mad.clamp_min(1e-12)).clamp_min(0)
 
 
 def canonical(data: Dataset) -> Dataset:

@@ -1,5 +1,6 @@
-"""How well a detector separates infected from benign models: the Trojan Detection Challenge's
-metrics (AUROC, AUPR, FPR at 95% TPR) over model-level scores, and target-label accuracy."""
+"""Detection metrics: the MAD anomaly index of per-class values, and how well model-level scores
+separate infected from benign models (the Trojan Detection Challenge's AUROC, AUPR and FPR at
+95% TPR)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
+
+
+def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
+    """Signed-side anomaly index (v - median) / (1.4826 * MAD) per class (NC Sec. IV-C); `side`
+    'low' scores small values (NC's trigger norms), 'high' large ones (adversarial-label shares);
+    the other side scores 0."""
+    values = values.double()
+    median = values.median()
+    mad = MAD_CONSISTENCY * (values - median).abs().median()
+    dev = values - median if side == "high" else median - values
+    return (dev / mad.clamp_min(1e-12)).clamp_min(0)
 
 
 @dataclass(frozen=True)
