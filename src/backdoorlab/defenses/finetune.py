@@ -17,8 +17,8 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
 from backdoorlab.train.config import TrainConfig
-from backdoorlab.train.hooks import Batch, Hook
-from backdoorlab.train.loop import TrainState, fit
+from backdoorlab.train.hooks import Batch, Hook, TrainState
+from backdoorlab.train.loop import fit
 
 
 class FineTuneConfig(DefenseConfig):

@@ -36,8 +36,8 @@ from backdoorlab.experiment.triggers import save_attack_grid
 from backdoorlab.metrics.core import der, evaluate
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.train.distributed import distributed, world
-from backdoorlab.train.hooks import Hook
-from backdoorlab.train.loop import TrainState, fit
+from backdoorlab.train.hooks import Hook, TrainState
+from backdoorlab.train.loop import fit
 from backdoorlab.train.perf import performance
 
 

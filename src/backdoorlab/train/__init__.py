@@ -1,8 +1,8 @@
 """Training: one loop with hooks, optimiser/schedule factories."""
 
 from backdoorlab.train.config import TrainConfig
-from backdoorlab.train.hooks import Batch, Hook
-from backdoorlab.train.loop import TrainState, default_step, fit
+from backdoorlab.train.hooks import Batch, Hook, TrainState
+from backdoorlab.train.loop import default_step, fit
 from backdoorlab.train.optim import SCHEDULES, build_optimizer, build_scheduler
 
 __all__ = [

@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from backdoorlab.train.loop import TrainState
+    from torch import nn
+
+    from backdoorlab.data.base import Dataset
+    from backdoorlab.train.config import TrainConfig
 
 
 @dataclass
@@ -35,6 +38,26 @@ class Batch:
 
     def loss_of(self, logits: torch.Tensor) -> torch.Tensor:
         return self.loss(logits) if self.loss is not None else F.cross_entropy(logits, self.y)
+
+
+@dataclass
+class TrainState:
+    """What hooks may read and change while `fit` runs.
+
+    `model` is the model hooks craft with, evaluate and read weights from; `step_model` is the
+    one a training step's forward runs (the same model, wrapped by DDP in a distributed run).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: TrainConfig
+    data: Dataset
+    step_model: nn.Module | None = None
+    epoch: int = 0
+    step: int = 0
+    stop: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class Hook:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,29 +33,9 @@ from backdoorlab.train.distributed import (
     sync_model,
     world,
 )
-from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.optim import build_optimizer, build_scheduler
 from backdoorlab.train.perf import autocast, current, prepare_batch, prepare_model
-
-
-@dataclass
-class TrainState:
-    """What hooks may read and change while `fit` runs.
-
-    `model` is the model hooks craft with, evaluate and read weights from; `step_model` is the
-    one a training step's forward runs (the same model, wrapped by DDP in a distributed run).
-    """
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    config: TrainConfig
-    data: Dataset
-    step_model: nn.Module | None = None
-    epoch: int = 0
-    step: int = 0
-    stop: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def _progress(enabled: bool) -> Progress:
