@@ -49,7 +49,8 @@ def zoo() -> list[Member]:
 
 
 def test_metrics_match_scikit_learn_on_fixed_numbers():
-    rows = detection_rows(zoo(), ["x"], ["a", "b"], planted=50)
+    benign, infected, _ = split(zoo(), planted=50)
+    rows = detection_rows(benign, infected, ["x"], ["a", "b"])
     assert rows[0] == HEADER
     table = {r[1]: dict(zip(HEADER, r, strict=True)) for r in rows[1:]}
     labels = [0] * len(BENIGN) + [1] * len(INFECTED)

@@ -84,10 +84,9 @@ def split(members: list[Member], planted: float) -> tuple[list[Member], list[Mem
 
 
 def detection_rows(
-    members: list[Member], detectors: list[str], groups: list[str], planted: float
+    benign: list[Member], infected: list[Member], detectors: list[str], groups: list[str]
 ) -> list[list[str]]:
     """The table (HEADER first): per detector, all attacks together, then each attack."""
-    benign, infected, _ = split(members, planted)
     rows = [HEADER]
     for det in detectors:
         rows.append(_row(det, ALL, benign, infected))
@@ -107,18 +106,19 @@ def per_model_csv(members: list[Member], detectors: list[str]) -> str:
             asr = "" if m.asr is None else round(m.asr, 2)
             suspects = " ".join(map(str, d["suspects"]))
             target = "" if m.target is None else m.target
-            w.writerow(
-                [m.name, m.group or "benign", target, asr, det, d["score"], _top(d), suspects]
-                + [d["seconds"]]
-            )
+            row = [m.name, m.group or "benign", target, asr, det, d["score"], _top(d), suspects]
+            w.writerow([*row, d["seconds"]])
     return buf.getvalue()
 
 
 def roc_figure(
-    members: list[Member], detectors: list[str], groups: list[str], planted: float, title: str
+    benign: list[Member],
+    infected: list[Member],
+    detectors: list[str],
+    groups: list[str],
+    title: str,
 ):
     """One panel per detector: the ROC of all infected models (black) and of each attack's."""
-    benign, infected, _ = split(members, planted)
     plt = pyplot()
     width = max(6.0, 4.2 * len(detectors))
     fig, axes = plt.subplots(1, len(detectors), figsize=(width, 4.4), squeeze=False)

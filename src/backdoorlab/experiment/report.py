@@ -253,19 +253,19 @@ def _detect(
         f"{planted:g}%. Target acc: share of infected models whose most anomalous class is the "
         "target. Flagged: share of models with a class above the detector's threshold."
     ]
-    _, _, failed = split(members, planted)
+    benign, infected, failed = split(members, planted)
     if failed:
         names = ", ".join(f"{m.name} (ASR {pct(m.asr)})" for m in failed)
         notes.append(f"Not scored (the backdoor did not take): {names}.")
     if not members:
         return Section(rid, title, notes=["No cell holds detector results yet."])
-    table = detection_rows(members, detectors, groups, planted)
+    table = detection_rows(benign, infected, detectors, groups)
     csv_rows = io.StringIO()
     csv.writer(csv_rows, lineterminator="\n").writerows(table)
     write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
     models = per_model_csv(members, detectors)
     write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
-    fig = roc_figure(members, detectors, groups, planted, title)
+    fig = roc_figure(benign, infected, detectors, groups, title)
     path = save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
     return Section(rid, title, figure=path, table=table, notes=notes)
 
