@@ -1,5 +1,5 @@
 """docs/results/byo-mnist.md: models trained by a plain PyTorch script (its own network and loop,
-tests/experiment/foreign_mnist.py) on real MNIST with a BadNets backdoor, then evaluated, repaired
+tests/byo/foreign_mnist.py) on real MNIST with a BadNets backdoor, then evaluated, repaired
 by every post-training defense and scanned through backdoorlab's Python API.
 
     .venv/bin/python scripts/byo_mnist.py [--mnist ../shared/data/mnist] [--work runs/byo-mnist]
@@ -107,7 +107,7 @@ def page(results: dict, command: str) -> str:
         f"Written by `{command}`; every number below comes from that run "
         "(its JSON: `runs/byo-mnist/results.json`).",
         "",
-        "A plain PyTorch script, `tests/experiment/foreign_mnist.py` (its own `nn.Module` and "
+        "A plain PyTorch script, `tests/byo/foreign_mnist.py` (its own `nn.Module` and "
         "training loop, Adam, 3 epochs, normalisation in its data pipeline), trains a classifier "
         "on 8,000 real MNIST images of which 10% carry a white 3x3 square near the bottom-right "
         "corner and are relabelled 0. It saves what a user brings: a state dict (`.pt`), the "
@@ -115,7 +115,7 @@ def page(results: dict, command: str) -> str:
         "defender's data) and the 2,000 held-out images as `.npz`. Two heads: `pool` averages "
         "the last feature map over space (as ResNets do), `flatten` feeds every position to a "
         "two-layer classifier (as LeNet-style nets do). backdoorlab loads the weights with "
-        "`--arch tests/experiment/foreign_mnist.py:make --mean 0.1307 --std 0.3081` and works "
+        "`--arch tests/byo/foreign_mnist.py:make --mean 0.1307 --std 0.3081` and works "
         "on [0, 1] images. Defense settings are those of "
         "[post-training-mnist.md](post-training-mnist.md) (AFT: eps 0.2, 7 steps, 20 epochs, "
         "5 clean epochs; NC: 300 steps, 5 unlearning epochs; FT: 10 epochs at lr 0.01; FP and "

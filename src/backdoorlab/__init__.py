@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack  # noqa: E402
 from backdoorlab.attacks.user_trigger import Trigger, make_trigger  # noqa: E402
+from backdoorlab.byo import evaluate, repair, scan  # noqa: E402
 from backdoorlab.data import DATASETS, Dataset, DatasetConfig, load_dataset, register_dataset  # noqa: E402
 from backdoorlab.data.user import load_user_data  # noqa: E402
 from backdoorlab.defenses import DEFENSES, Defense, DefenseConfig, register_defense  # noqa: E402
@@ -28,7 +29,6 @@ from backdoorlab.experiment import (  # noqa: E402
     summarize,
     sweep,
 )
-from backdoorlab.experiment.byo import evaluate, repair, scan  # noqa: E402
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
 from backdoorlab.models.foreign import KEY_MAPS, load_foreign  # noqa: E402
 

@@ -262,8 +262,8 @@ def _working(console: Console, text: str):
 
 def _yours(args: argparse.Namespace):
     """The user's data and model from the shared arguments, checked before any work."""
+    from backdoorlab.byo.files import user_model
     from backdoorlab.data.user import load_user_data
-    from backdoorlab.experiment.byo_io import user_model
 
     data = load_user_data(args.data, num_classes=args.classes)
     model = user_model(
@@ -294,9 +294,9 @@ def _metrics_table(title: str, rows: list[tuple[str, dict | None]]) -> Table:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.byo.api import evaluate
+    from backdoorlab.byo.files import save_evaluation
     from backdoorlab.experiment.artifacts import check_out
-    from backdoorlab.experiment.byo import evaluate
-    from backdoorlab.experiment.byo_io import save_evaluation
 
     if args.out:
         check_out(Path(args.out), args.overwrite)
@@ -312,9 +312,9 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_repair(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.byo.api import repair
+    from backdoorlab.byo.files import save_repair
     from backdoorlab.experiment.artifacts import check_out
-    from backdoorlab.experiment.byo import repair
-    from backdoorlab.experiment.byo_io import save_repair
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
@@ -353,9 +353,9 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.byo.api import DETECTORS_BY_DEFAULT, scan
+    from backdoorlab.byo.files import save_scan
     from backdoorlab.experiment.artifacts import check_out
-    from backdoorlab.experiment.byo import DETECTORS_BY_DEFAULT, scan
-    from backdoorlab.experiment.byo_io import save_scan
     from backdoorlab.experiment.config import apply_overrides
 
     check_out(Path(args.out), args.overwrite)

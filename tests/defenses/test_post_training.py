@@ -91,7 +91,7 @@ def _plain_net() -> torch.nn.Module:
     ],
 )
 def test_post_training_defenses_repair_a_plain_module(synthetic, defense, options):
-    from backdoorlab.experiment.byo import repair
+    from backdoorlab.byo.api import repair
 
     data = synthetic()
     net = _plain_net()
@@ -110,7 +110,7 @@ def test_post_training_defenses_repair_a_plain_module(synthetic, defense, option
 
 
 def test_a_repair_with_a_trigger_and_no_test_set_measures_on_its_clean_data(synthetic):
-    from backdoorlab.experiment.byo import repair
+    from backdoorlab.byo.api import repair
 
     data = synthetic().train
     corner = torch.zeros(3, 12, 12)

@@ -2,7 +2,7 @@
 backdoorlab) that trains a BadNets-infected MNIST classifier and saves what a user would bring:
 a state dict (.pt), the trigger as PNG + mask, clean images in class folders, a test .npz.
 
-    python tests/experiment/foreign_mnist.py MNIST_DIR OUT_DIR
+    python tests/byo/foreign_mnist.py MNIST_DIR OUT_DIR
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Net(nn.Module):
 
 
 def make(num_classes: int = 10, head: str = "pool") -> Net:
-    """The factory `--arch tests/experiment/foreign_mnist.py:make` names."""
+    """The factory `--arch tests/byo/foreign_mnist.py:make` names."""
     return Net(num_classes, head)
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from backdoorlab.byo.api import RepairReport, ScanResult
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.detectors.base import Detection
 from backdoorlab.experiment.artifacts import RUN_MARKER, new_run_folder, new_run_id, save_tensors
 from backdoorlab.experiment.artifacts import write_json as write_json_file
-from backdoorlab.experiment.byo import RepairReport, ScanResult
 from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.runner import store_row, versions
 from backdoorlab.experiment.store import ResultStore

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backdoorlab.cli import main
-from tests.experiment import foreign_mnist
+from tests.byo import foreign_mnist
 
 FACTORY = f"{Path(foreign_mnist.__file__)}:make"
 

@@ -1,0 +1,5 @@
+"""Bring your own model: evaluate, repair and scan a plain `nn.Module` on the user's data."""
+
+from backdoorlab.byo.api import evaluate, repair, scan
+
+__all__ = ["evaluate", "repair", "scan"]
