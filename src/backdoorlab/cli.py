@@ -16,7 +16,8 @@ from rich.text import Text
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
-from backdoorlab.experiment.summary import pct, read_run
+from backdoorlab.experiment.artifacts import read_run
+from backdoorlab.experiment.report import pct
 from backdoorlab.models.foreign import KEY_MAPS
 
 KEY_MAP_NAMES = list(KEY_MAPS)

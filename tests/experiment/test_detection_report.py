@@ -110,7 +110,7 @@ def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
         ["adv-labels", "badnets"],
         ["adv-labels", "blended"],
     ]
-    assert section.figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert section.figures[0][1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = path.read_text()
     assert "| nc | all attacks | 3 | 3 |" in text and "AUROC" in text
     with (tmp_path / "page-detection-models.csv").open() as f:

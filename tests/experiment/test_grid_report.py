@@ -29,7 +29,7 @@ def test_grid_takes_no_defense_from_the_infected_model_and_averages_drops(tiny_c
 
 
 def test_the_der_row_averages_each_defense_against_its_rows_baseline():
-    from backdoorlab.experiment.grid_report import DER_ROW, Grid
+    from backdoorlab.experiment.report import DER_ROW, Grid
 
     cells = {
         ("badnets", "none"): {"acc": 95.0, "asr": 100.0},

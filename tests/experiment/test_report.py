@@ -144,3 +144,71 @@ def test_the_page_renders_in_a_real_browser_and_a_cell_link_opens_its_config(tmp
     assert opened and 'open=""' in opened[0]
     others = [line for line in dom.splitlines() if '<details id="cell-' in line]
     assert sum('open=""' in line for line in others) == 1
+
+
+def _runs_db(tmp_path, baseline_asr: float | None):
+    """Three cells with run folders: a baseline and two attacks (one with a trigger grid)."""
+    from backdoorlab.experiment.artifacts import write_json
+
+    store = ResultStore(tmp_path / "results.db")
+    spec = {
+        "name": "runs",
+        "axes": {"attack": {"base": {}, "badnets": {}, "sig": {}}},
+        "reports": {"r": {"kind": "runs", "baseline": {"attack": "base"}}},
+    }
+    store.put_sweep("runs", spec)
+    cells = {  # label -> (attack config, poison, metrics)
+        "base": ("none", 0, {"acc": 99.0, "asr": baseline_asr, "ra": None}),
+        "badnets": ("badnets", 400, {"acc": 98.5, "asr": 100.0, "ra": 0.0}),
+        "sig": ("sig", 385, {"acc": 99.25, "asr": 2.0, "ra": 97.0, "flagged": 2}),
+    }
+    for i, (label, (name, count, metrics)) in enumerate(cells.items()):
+        attack = {"name": name, "rate": 0.05, "rate_of": "dataset", "label_mode": "dirty"}
+        config = {"attack": {**attack, "control": "data"}, "defense": {"name": "none"}}
+        folder = tmp_path / "cells" / f"{label}-{i}"
+        folder.mkdir(parents=True)
+        poison = {"count": count, "cross": 0, "per_batch": False}
+        write_json(folder / "result.json", {"config": config, "poison": poison})
+        if name == "badnets":
+            (folder / "triggers.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+        row = {c: None for c in COLUMNS}
+        row.update(
+            run_id=f"r{i}", created="now", name=label, config_hash=f"h{i}", dataset="digits",
+            model="small_cnn", attack=name, defense="none", seed=0, status="finished",
+            out_dir=str(tmp_path / "moved" / folder.name),  # the sweep folder was moved since
+            config_json=config, metrics_json=metrics, timings_json={"train_s": 12.4, "total_s": 20},
+            versions_json={}, sweep="runs", cell=f"cell{i}" + "0" * 20, axes_json={"attack": label},
+        )  # fmt: skip
+        store.add(row)
+    return store.path
+
+
+def test_runs_rows_change_against_the_baseline_poison_counts_times_and_trigger_grids(tmp_path):
+    path, [section] = report(_runs_db(tmp_path, None), tmp_path / "out" / "p")
+    head, *rows = section.table
+    # no baseline ASR: no DER column; SIG's own number (flagged) gets the defense column
+    assert head == [
+        "cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "poisoned", "train s",
+        "total s", "defense numbers",
+    ]  # fmt: skip
+    assert [r[0] for r in rows] == ["badnets", "sig"]  # the baseline is a note, not a row
+    bad, sig = rows
+    assert bad[2] == "data control, dirty-label, rate 0.05 of dataset"
+    assert bad[3:] == ["98.50", "-0.50", "100.00", "0.00", "400", "12", "20", "-"]
+    assert sig[3:5] == ["99.25", "+0.25"] and sig[-1] == "flagged 2"
+    text = path.read_text()
+    assert "Baseline (`base`): ACC 99.00." in text
+    assert "| badnets | badnets | data control" in text
+    # only the cell with a grid gets one, copied beside the page from its (moved) run folder
+    [(caption, png)] = section.figures
+    assert png.parent == tmp_path / "out" and png.read_bytes().endswith(b"fake")
+    assert f"]({png.name})" in text
+    assert list(csv.reader(io.StringIO((tmp_path / "out" / "p-r.csv").read_text())))[0] == head
+
+
+def test_runs_der_against_an_attacked_baseline(tmp_path):
+    _, [section] = report(_runs_db(tmp_path, 100.0), tmp_path / "out" / "p")
+    head, bad, sig = section.table
+    i = head.index("DER")
+    # DER = (max(0, dASR) - max(0, dACC) + 1) / 2: badnets (0 - 0.005 + 1)/2, sig (0.98 + 1)/2
+    assert bad[i] == "0.497" and sig[i] == "0.990"

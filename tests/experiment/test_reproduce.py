@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.grid_report import Grid
+from backdoorlab.experiment.report import Grid
 from backdoorlab.experiment.reproduce import paper_sweeps, reproduce
 from backdoorlab.experiment.sweep_spec import expand, load_sweep
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.artifacts import read_run, write_text
 from backdoorlab.experiment.plots import pyplot, save_figure
-from backdoorlab.experiment.summary import attack_setting, pct, read_notes, read_run, written_by
+from backdoorlab.experiment.report import attack_setting, pct, read_notes, written_by
 from backdoorlab.paths import check_name, inside
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}

@@ -1,123 +1,15 @@
-"""An attack x defense table of ACC/ASR (the layout of Gao Table VII / Mu Table II).
-
-`Grid` holds the numbers and renders them (Markdown, CSV rows, plain cells for HTML); the
-"Avg. Drop" row is the mean ACC and ASR drop of each column against the baseline column over the
-rows that have both (Gao Table VII). Published numbers, where given, stand beside ours.
-`defense_grid` builds one from run folders: the "no defense" column of a post-training defense's
-row comes from the infected model the run repaired (metrics.infected), so it needs no extra run.
-"""
+"""An attack x defense table of ACC/ASR from run folders (the layout of Mu Table II): the "no
+defense" column of a post-training defense's row comes from the infected model the run repaired
+(metrics.infected), so it needs no extra run."""
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_text
-from backdoorlab.experiment.summary import pct, read_notes, read_run, written_by
-from backdoorlab.metrics.core import der
-
-DROP = "Avg. Drop"
-DER_ROW = "Avg. DER"
-
-
-@dataclass
-class Grid:
-    """ACC/ASR per (row, column) label, with the baseline column and published numbers."""
-
-    rows: list[str]
-    columns: list[str]
-    cells: dict[tuple[str, str], dict[str, Any]]
-    baseline: str | None = None
-    paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-
-    def _paper(self, r: str, c: str) -> list[float] | None:
-        return self.paper.get(r, {}).get(c)
-
-    def _drop(self, c: str, numbers) -> tuple[float, float] | None:
-        pairs = [(numbers(r, self.baseline), numbers(r, c)) for r in self.rows]
-        pairs = [(b, m) for b, m in pairs if b is not None and m is not None]
-        if not pairs or c == self.baseline:
-            return None
-        n = len(pairs)
-        return sum(b[0] - m[0] for b, m in pairs) / n, sum(b[1] - m[1] for b, m in pairs) / n
-
-    def _ours(self, r: str, c: str) -> tuple[float, float] | None:
-        m = self.cells.get((r, c))
-        return None if m is None or m.get("asr") is None else (m["acc"], m["asr"])
-
-    def drop(self, c: str) -> tuple[float, float] | None:
-        """Mean (ACC, ASR) drop of column `c` against the baseline column."""
-        return None if self.baseline is None else self._drop(c, self._ours)
-
-    def cell_der(self, r: str, c: str) -> float | None:
-        """Defense effectiveness rating of cell (r, c) against row r's baseline cell."""
-        if self.baseline is None or c == self.baseline:
-            return None
-        base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
-        if base is None or cell is None:
-            return None
-        return der(base, cell)
-
-    def mean_der(self, c: str) -> float | None:
-        """Mean DER of column `c` over the rows that have it and their baseline."""
-        values = [v for v in (self.cell_der(r, c) for r in self.rows) if v is not None]
-        return sum(values) / len(values) if values else None
-
-    def paper_drop(self, c: str) -> tuple[float, float] | None:
-        """The same from the published numbers."""
-        if self.baseline is None or not self.paper:
-            return None
-        return self._drop(c, lambda r, col: self._paper(r, col))
-
-    def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""
-
-        def text(ours: tuple[float, float] | None, paper: Any) -> tuple[str, str]:
-            out = ["-", "-"] if ours is None else [pct(ours[0]), pct(ours[1])]
-            if paper is not None:
-                out = [f"{o} ({p:.2f})" for o, p in zip(out, paper, strict=True)]
-            return out[0], out[1]
-
-        lines = [
-            (r, [text(self._ours(r, c), self._paper(r, c)) for c in self.columns])
-            for r in self.rows
-        ]
-        if self.baseline is not None:
-            lines.append((DROP, [text(self.drop(c), self.paper_drop(c)) for c in self.columns]))
-            ders = [self.mean_der(c) for c in self.columns]
-            lines.append((DER_ROW, [("-" if d is None else f"{d:.3f}", "") for d in ders]))
-        return lines
-
-    def markdown(self, corner: str = "") -> list[str]:
-        """The table as Markdown lines."""
-        lines = [
-            f"| {corner} | " + " | ".join(f"{c} ACC | {c} ASR" for c in self.columns) + " |",
-            "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
-        ]
-        for label, cells in self.pairs():
-            label = f"**{label}**" if label in (DROP, DER_ROW) else label
-            lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
-        return lines
-
-    def csv(self) -> str:
-        """One CSV line per (row, column): ours and the published ACC/ASR."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"])
-        for r in self.rows:
-            for c in self.columns:
-                ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
-                d = self.cell_der(r, c)
-                w.writerow([r, c, *ours, *paper, "" if d is None else round(d, 4)])
-        return buf.getvalue()
-
-    def missing(self) -> list[tuple[str, str]]:
-        """(row, column) pairs without a result."""
-        return [(r, c) for r in self.rows for c in self.columns if (r, c) not in self.cells]
+from backdoorlab.experiment.artifacts import read_run, write_text
+from backdoorlab.experiment.report import Grid, read_notes, written_by
 
 
 def _label(r: dict[str, Any]) -> str:

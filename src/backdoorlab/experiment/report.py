@@ -20,6 +20,7 @@ import csv
 import html
 import io
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.artifacts import read_run, write_text
 from backdoorlab.experiment.detection_report import (
     Member,
     detection_rows,
@@ -36,12 +37,144 @@ from backdoorlab.experiment.detection_report import (
     roc_figure,
     split,
 )
-from backdoorlab.experiment.grid_report import Grid
 from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.summary import pct, read_notes, written_by
 from backdoorlab.experiment.sweep_spec import axis_values
-from backdoorlab.paths import check_name, inside
+from backdoorlab.metrics.core import der
+from backdoorlab.paths import check_name, inside, slug
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def attack_setting(record: dict[str, Any]) -> str:
+    a, poison = record["config"]["attack"], record["poison"]
+    if a["name"] == "none":
+        return "-"
+    # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
+    per_batch = poison.get("per_batch", poison["count"] == 0)
+    of = "each batch" if per_batch else a["rate_of"].replace("_", " ")
+    control = a.get("control", "training" if per_batch else "data")
+    cross = f", {poison['cross']} cross" if poison.get("cross") else ""
+    return f"{control} control, {a['label_mode']}-label, rate {a['rate']:g} of {of}{cross}"
+
+
+def written_by(command: str | None) -> list[str]:
+    """The Markdown lines that name the command a report was written by (none without one)."""
+    if not command:
+        return []
+    return [f"Written by `{command}`; every number below comes from the run folders it reads.", ""]
+
+
+def read_notes(notes: str | Path | None) -> str | None:
+    """The text of a --notes file; a missing file is one ConfigError line."""
+    if notes is None:
+        return None
+    try:
+        return Path(notes).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+
+
+DROP = "Avg. Drop"
+DER_ROW = "Avg. DER"
+
+
+@dataclass
+class Grid:
+    """ACC/ASR per (row, column) label, with the baseline column and published numbers."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]]
+    baseline: str | None = None
+    paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def _paper(self, r: str, c: str) -> list[float] | None:
+        return self.paper.get(r, {}).get(c)
+
+    def _drop(self, c: str, numbers) -> tuple[float, float] | None:
+        pairs = [(numbers(r, self.baseline), numbers(r, c)) for r in self.rows]
+        pairs = [(b, m) for b, m in pairs if b is not None and m is not None]
+        if not pairs or c == self.baseline:
+            return None
+        n = len(pairs)
+        return sum(b[0] - m[0] for b, m in pairs) / n, sum(b[1] - m[1] for b, m in pairs) / n
+
+    def _ours(self, r: str, c: str) -> tuple[float, float] | None:
+        m = self.cells.get((r, c))
+        return None if m is None or m.get("asr") is None else (m["acc"], m["asr"])
+
+    def drop(self, c: str) -> tuple[float, float] | None:
+        """Mean (ACC, ASR) drop of column `c` against the baseline column."""
+        return None if self.baseline is None else self._drop(c, self._ours)
+
+    def cell_der(self, r: str, c: str) -> float | None:
+        """Defense effectiveness rating of cell (r, c) against row r's baseline cell."""
+        if self.baseline is None or c == self.baseline:
+            return None
+        base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
+        if base is None or cell is None:
+            return None
+        return der(base, cell)
+
+    def mean_der(self, c: str) -> float | None:
+        """Mean DER of column `c` over the rows that have it and their baseline."""
+        values = [v for v in (self.cell_der(r, c) for r in self.rows) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    def paper_drop(self, c: str) -> tuple[float, float] | None:
+        """The same from the published numbers."""
+        if self.baseline is None or not self.paper:
+            return None
+        return self._drop(c, lambda r, col: self._paper(r, col))
+
+    def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""
+
+        def text(ours: tuple[float, float] | None, paper: Any) -> tuple[str, str]:
+            out = ["-", "-"] if ours is None else [pct(ours[0]), pct(ours[1])]
+            if paper is not None:
+                out = [f"{o} ({p:.2f})" for o, p in zip(out, paper, strict=True)]
+            return out[0], out[1]
+
+        lines = [
+            (r, [text(self._ours(r, c), self._paper(r, c)) for c in self.columns])
+            for r in self.rows
+        ]
+        if self.baseline is not None:
+            lines.append((DROP, [text(self.drop(c), self.paper_drop(c)) for c in self.columns]))
+            ders = [self.mean_der(c) for c in self.columns]
+            lines.append((DER_ROW, [("-" if d is None else f"{d:.3f}", "") for d in ders]))
+        return lines
+
+    def markdown(self, corner: str = "") -> list[str]:
+        """The table as Markdown lines."""
+        lines = [
+            f"| {corner} | " + " | ".join(f"{c} ACC | {c} ASR" for c in self.columns) + " |",
+            "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
+        ]
+        for label, cells in self.pairs():
+            label = f"**{label}**" if label in (DROP, DER_ROW) else label
+            lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
+        return lines
+
+    def csv(self) -> str:
+        """One CSV line per (row, column): ours and the published ACC/ASR."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"])
+        for r in self.rows:
+            for c in self.columns:
+                ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
+                d = self.cell_der(r, c)
+                w.writerow([r, c, *ours, *paper, "" if d is None else round(d, 4)])
+        return buf.getvalue()
+
+    def missing(self) -> list[tuple[str, str]]:
+        """(row, column) pairs without a result."""
+        return [(r, c) for r in self.rows for c in self.columns if (r, c) not in self.cells]
 
 
 @dataclass
@@ -52,6 +185,8 @@ class Cell:
     axes: dict[str, str]
     config: dict[str, Any]
     metrics: dict[str, Any]
+    timings: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # its run folder (result.json, triggers.png)
 
     def value(self, name: str) -> str:
         """The cell's label on axis `name`, or the config value at dotted key `name`."""
@@ -64,6 +199,16 @@ class Cell:
             node = node[part]
         return str(node)
 
+    @property
+    def label(self) -> str:
+        return ", ".join(self.axes.values()) or self.key[:12]
+
+    def record(self) -> dict[str, Any]:
+        """The cell's result.json."""
+        if self.folder is None:
+            raise ConfigError(f"report: cell {self.label} has no run folder")
+        return read_run(self.folder)
+
 
 @dataclass
 class Section:
@@ -73,7 +218,7 @@ class Section:
     title: str
     grid: Grid | None = None
     corner: str = ""
-    figure: Path | None = None
+    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG)
     table: list[list[str]] | None = None  # a plain table, its header first
     notes: list[str] = field(default_factory=list)
     links: dict[tuple[str, str], str] = field(default_factory=dict)  # grid cell -> cell key
@@ -83,16 +228,25 @@ def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Ce
     """The sweep's finished cells; with `current` (the keys its last start expanded), only
     those: a row an earlier version of the sweep file wrote is not reported."""
     keep = None if current is None else set(current)
-    return [
-        Cell(
-            r["cell"],
-            json.loads(r["axes_json"]),
-            json.loads(r["config_json"]),
-            json.loads(r["metrics_json"]),
+    cells = []
+    for r in store.rows(sweep=sweep):
+        if keep is not None and r["cell"] not in keep:
+            continue
+        # a sweep folder that was moved still holds the cell under cells/
+        folder = Path(r["out_dir"]) if r["out_dir"] else None
+        if folder is not None and not folder.is_dir():
+            folder = store.path.parent / "cells" / folder.name
+        cells.append(
+            Cell(
+                r["cell"],
+                json.loads(r["axes_json"]),
+                json.loads(r["config_json"]),
+                json.loads(r["metrics_json"]),
+                json.loads(r["timings_json"]),
+                folder,
+            )
         )
-        for r in store.rows(sweep=sweep)
-        if keep is None or r["cell"] in keep
-    ]
+    return cells
 
 
 def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
@@ -108,6 +262,82 @@ def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
 def _select(entry: dict[str, Any], cells: list[Cell]) -> list[Cell]:
     where = entry.get("where", {})
     return [c for c in cells if all(c.value(k) == str(v) for k, v in where.items())]
+
+
+def _extras(metrics: dict[str, Any]) -> str:
+    """A defense's own scalar numbers (ABL isolation precision, DP-SGD epsilon, ...)."""
+    out = []
+    for k, v in metrics.items():
+        if k in ("acc", "asr", "ra") or isinstance(v, (list, dict)) or v is None:
+            continue
+        out.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(out) or "-"
+
+
+def _runs(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
+) -> Section:
+    """One row per cell: the attack's setting, ACC and its change against the `baseline` cell,
+    ASR, RA, DER, the poisoned count, run times, the defense's own numbers; with `triggers`
+    (default true) each attacked cell's trigger grid."""
+    chosen = _select(entry, cells)
+    title = entry.get("title", rid)
+    base, notes = None, []
+    if "baseline" in entry:
+        found = [
+            c for c in cells if all(c.value(k) == str(v) for k, v in entry["baseline"].items())
+        ]
+        if len(found) != 1:
+            raise ConfigError(
+                f"report {rid}: baseline {entry['baseline']} matches {len(found)} cells, not one"
+            )
+        base = found[0]
+        chosen = [c for c in chosen if c is not base]
+        notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
+    records = [c.record() for c in chosen]
+    with_der = base is not None and base.metrics.get("asr") is not None
+    head = ["cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "DER"]
+    head += ["poisoned", "train s", "total s", "defense numbers"]
+    table = [head]
+    for c, r in zip(chosen, records, strict=True):
+        m = c.metrics
+        delta = "-" if base is None else f"{m['acc'] - base.metrics['acc']:+.2f}"
+        d = der(base.metrics, m) if with_der else None
+        table.append(
+            [
+                c.label,
+                c.config["attack"]["name"],
+                attack_setting(r),
+                pct(m["acc"]),
+                delta,
+                pct(m.get("asr")),
+                pct(m.get("ra")),
+                "-" if d is None else f"{d:.3f}",
+                str(r["poison"]["count"]),
+                f"{c.timings.get('train_s', 0):.0f}",
+                f"{c.timings.get('total_s', 0):.0f}",
+                _extras(m),
+            ]
+        )
+    # columns no cell fills are left out (no baseline: no change or DER; no defense numbers)
+    keep = [i for i, h in enumerate(head) if i < 3 or any(row[i] != "-" for row in table[1:])]
+    table = [[row[i] for i in keep] for row in table]
+    notes.append(
+        "Run times are wall-clock seconds of training and of the whole run (data, attack "
+        "preparation, training, evaluation) on the machine that ran them."
+    )
+    figures = []
+    for c in chosen if entry.get("triggers", True) else []:
+        grid = c.folder / "triggers.png" if c.folder is not None else None
+        if c.config["attack"]["name"] != "none" and grid is not None and grid.is_file():
+            name = slug(f"{out.name}-{rid}-{c.label}") + ".png"
+            target = inside(out.parent, name)
+            shutil.copyfile(grid, target)
+            figures.append((f"{c.label}: clean, triggered, change", target))
+    csv_rows = io.StringIO()
+    csv.writer(csv_rows, lineterminator="\n").writerows(table)
+    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
+    return Section(rid, title, table=table, figures=figures, notes=notes)
 
 
 def _grid(
@@ -196,7 +426,7 @@ def _lines(
                 ax.plot(xs, [p[2] for p in pts], "-o", c=colour, ms=3, label=f"{line} ASR")
         ax.set_title(panel, fontsize=10)
     path = _finish(fig, list(axes[0]), x, rid, entry, out)
-    return Section(rid, entry.get("title", rid), figure=path)
+    return Section(rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)])
 
 
 def _curve(
@@ -217,7 +447,9 @@ def _curve(
             ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
     path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
     notes = [] if chosen else ["No cell holds an AFT curve yet."]
-    return Section(rid, entry.get("title", rid), figure=path, notes=notes)
+    return Section(
+        rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)], notes=notes
+    )
 
 
 def _detect(
@@ -234,7 +466,7 @@ def _detect(
         attacked = c.config["attack"]["name"] != "none"
         members.append(
             Member(
-                ",".join(c.axes.values()) or c.key[:12],
+                c.label,
                 c.value(group) if attacked else None,
                 c.config["attack"].get("target") if attacked else None,
                 c.metrics.get("asr"),
@@ -267,10 +499,11 @@ def _detect(
     write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
     fig = roc_figure(benign, infected, detectors, groups, title)
     path = save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
-    return Section(rid, title, figure=path, table=table, notes=notes)
+    return Section(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
 REPORT_KINDS: dict[str, Callable[..., Section]] = {
+    "runs": _runs,
     "grid": _grid,
     "lines": _lines,
     "curve": _curve,
@@ -292,8 +525,8 @@ def _markdown(
             head, *body = s.table
             lines += [f"| {' | '.join(head)} |", "|" + " --- |" * len(head)]
             lines += [f"| {' | '.join(r)} |" for r in body] + [""]
-        if s.figure is not None:
-            lines += [f"![{s.title}]({s.figure.name})", ""]
+        for caption, path in s.figures:
+            lines += [f"![{caption}]({path.name})", ""]
         lines += [*(f"{n}\n" for n in s.notes)]
     if findings:
         lines += ["## Observations", "", findings, ""]
@@ -364,9 +597,9 @@ def _html(
             parts.append("</tr></thead><tbody>")
             parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in body]
             parts.append("</tbody></table>")
-        if s.figure is not None:
-            data = base64.b64encode(s.figure.read_bytes()).decode()
-            parts.append(f'<p><img alt="{e(s.title)}" src="data:image/png;base64,{data}"></p>')
+        for caption, path in s.figures:
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f'<p><img alt="{e(caption)}" src="data:image/png;base64,{data}"></p>')
         parts += [f"<p>{e(n)}</p>" for n in s.notes]
     if findings:  # Markdown, shown as written
         parts.append(f'<h2>Observations</h2><pre class="notes">{e(findings)}</pre>')

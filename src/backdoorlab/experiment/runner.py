@@ -24,6 +24,7 @@ from backdoorlab.experiment.artifacts import (
     check_out,
     load_tensors,
     new_run_id,
+    read_run,
     save_tensors,
     staged_dir,
     write_json,
@@ -291,8 +292,6 @@ def store_row(record: dict[str, Any], out_dir: str | Path | None) -> dict[str, A
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """The trained model of a saved run (built from its result.json, weights from safetensors)."""
-    from backdoorlab.experiment.summary import read_run
-
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     cfg = load_config(record["config"])

@@ -4,59 +4,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
-from backdoorlab.errors import ConfigError, DataError
-from backdoorlab.experiment.artifacts import write_text
-from backdoorlab.limits import read_json
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import read_run, write_text
+from backdoorlab.experiment.report import attack_setting, pct, read_notes, written_by
 from backdoorlab.paths import check_name, inside
-
-
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The result.json of a run folder (size-checked before parsing)."""
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a finished run folder (no result.json)")
-    try:
-        record = read_json(path)
-    except DataError as exc:
-        raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise ConfigError(f"{run_dir}: result.json is not a run record")
-    return record
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def attack_setting(record: dict[str, Any]) -> str:
-    a, poison = record["config"]["attack"], record["poison"]
-    if a["name"] == "none":
-        return "-"
-    # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
-    per_batch = poison.get("per_batch", poison["count"] == 0)
-    of = "each batch" if per_batch else a["rate_of"].replace("_", " ")
-    control = a.get("control", "training" if per_batch else "data")
-    cross = f", {poison['cross']} cross" if poison.get("cross") else ""
-    return f"{control} control, {a['label_mode']}-label, rate {a['rate']:g} of {of}{cross}"
-
-
-def written_by(command: str | None) -> list[str]:
-    """The Markdown lines that name the command a report was written by (none without one)."""
-    if not command:
-        return []
-    return [f"Written by `{command}`; every number below comes from the run folders it reads.", ""]
-
-
-def read_notes(notes: str | Path | None) -> str | None:
-    """The text of a --notes file; a missing file is one ConfigError line."""
-    if notes is None:
-        return None
-    try:
-        return Path(notes).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
 
 
 def summarize(

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import read_run
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.plots import save_trigger_grid
 from backdoorlab.experiment.prepare import Prepared, prepare
@@ -49,8 +50,6 @@ def plot_triggers(
     if count < 1:
         raise ConfigError("count must be at least 1")
     if run_dir is not None:
-        from backdoorlab.experiment.summary import read_run
-
         config = read_run(run_dir)["config"]
     if config is None:
         raise ConfigError("give a config file or --run DIR")
