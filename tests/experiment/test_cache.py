@@ -87,3 +87,24 @@ def test_a_truncated_entry_is_a_miss_and_is_rewritten(tiny_config, tmp_path, par
     assert cache.get("infected", key) is not None  # recomputed and stored whole again
     third = run(cfg, out=tmp_path / "c", progress=False, cache=tmp_path / "cache")
     assert third.metrics["infected"]["from_cache"] is True
+
+
+def test_an_auxiliary_model_is_trained_once_per_config_and_data(tiny_config, tmp_path):
+    """LC cells that differ only in eps share one surrogate through the `auxiliary` stage, and
+    the cached surrogate equals the one a run without a cache trains; a different surrogate
+    recipe is a different entry."""
+    surrogate = {"model": {"name": "small_cnn", "width": 8, "stages": 2}, "at_steps": 1}
+    surrogate["train"] = {"epochs": 1, "batch_size": 64}
+    lc = {"name": "lc", "rate": 0.5, "steps": 2, "patch_size": 2, "surrogate": surrogate}
+    cache = StageCache(tmp_path)
+    first = prepare(load_config({**tiny_config, "attack": {**lc, "eps": 0.1}}), cache=cache)
+    second = prepare(load_config({**tiny_config, "attack": {**lc, "eps": 0.2}}), cache=cache)
+    alone = prepare(load_config({**tiny_config, "attack": {**lc, "eps": 0.2}}))
+    assert len(cache.keys("poisoned")) == 2 and len(cache.keys("auxiliary")) == 1
+    for p in (second, alone):
+        for name, w in p.attack.surrogate.state_dict().items():
+            assert torch.equal(w, first.attack.surrogate.state_dict()[name]), name
+    assert torch.equal(second.poisoned.data.images, alone.poisoned.data.images)
+    other = {**lc, "eps": 0.1, "surrogate": {**surrogate, "at_eps": 0.1}}
+    prepare(load_config({**tiny_config, "attack": other}), cache=cache)
+    assert len(cache.keys("auxiliary")) == 2

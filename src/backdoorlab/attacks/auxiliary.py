@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
@@ -37,6 +39,24 @@ class AuxiliaryModel(BaseModel):
         return MODELS.validate(value)
 
 
+class ModelStore(Protocol):
+    """Where trained auxiliary models are kept across runs (the stage cache's `auxiliary` stage)."""
+
+    def get_state(self, key: str) -> dict[str, torch.Tensor] | None: ...
+
+    def put_state(self, key: str, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def auxiliary_key(aux: AuxiliaryModel, data: Dataset) -> str:
+    """sha256 of the auxiliary model's config (its class too: LC's adds the training recipe) and
+    of the content of the data it trains on."""
+    h = hashlib.sha256(type(aux).__name__.encode())
+    h.update(json.dumps(aux.model_dump(mode="json"), sort_keys=True).encode())
+    h.update(data.images.cpu().numpy().tobytes())
+    h.update(data.labels.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def obtain_model(
     aux: AuxiliaryModel,
     data: Dataset,
@@ -44,18 +64,27 @@ def obtain_model(
     key: str,
     hooks: Sequence[Hook] = (),
     progress: bool = False,
+    store: ModelStore | None = None,
 ) -> Classifier:
     """The auxiliary model: loaded from `aux.weights`, or trained on `data` with `hooks`.
 
-    It draws from its own seeded random stream, leaving the caller's untouched.
+    With `store`, a model trained before from the same config and data is taken from there (and
+    a newly trained one is put there); pass one only when `hooks` follow from `aux` alone. It
+    draws from its own seeded random stream, leaving the caller's untouched.
     """
     with torch.random.fork_rng():
         torch.manual_seed(aux.seed)
-        return _obtain(aux, data, key, hooks, progress)
+        return _obtain(aux, data, key, hooks, progress, store)
 
 
-def _obtain(aux, data, key, hooks, progress) -> Classifier:
+def _obtain(aux, data, key, hooks, progress, store) -> Classifier:
     model = build_model(aux.model, data.spec).to(data.device)
+    stored = None
+    if store is not None and aux.weights is None:
+        stored = store.get_state(auxiliary_key(aux, data))
+    if stored is not None:
+        model.load_state_dict(stored)
+        return model.eval()
     if aux.weights is not None:
         path = Path(aux.weights).expanduser()
         if not path.is_file():
@@ -68,6 +97,8 @@ def _obtain(aux, data, key, hooks, progress) -> Classifier:
             raise ConfigError(f"attack.{key}.weights: cannot load {path}: {first}") from None
     else:
         fit(model, data, aux.train, hooks, seed=aux.seed, progress=progress, description=key)
+        if store is not None:
+            store.put_state(auxiliary_key(aux, data), model.state_dict())
     return model.eval()
 
 

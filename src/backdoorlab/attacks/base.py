@@ -114,6 +114,9 @@ class Attack:
         self.cfg = cfg
         self.spec = spec
         self.device = torch.device(device)
+        # set by the runner: auxiliary models (LC's surrogate, Trojan's clean model) shared
+        # across runs by their own config (attacks.auxiliary.ModelStore)
+        self.models = None
 
     # -- the trigger -------------------------------------------------------------------------
     def fit(self, data: Dataset, *, progress: bool = False) -> None:

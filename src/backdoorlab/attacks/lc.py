@@ -70,7 +70,9 @@ class LabelConsistent(Attack):
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
         s = self.cfg.surrogate
         recipe = PerturbBatch([Stage(LinfBall(s.at_eps), s.at_steps, s.at_alpha)])
-        self.surrogate = obtain_model(s, data, key="surrogate", hooks=[recipe], progress=progress)
+        self.surrogate = obtain_model(
+            s, data, key="surrogate", hooks=[recipe], progress=progress, store=self.models
+        )
 
     def harden(self, x: torch.Tensor, y: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """Untargeted L_inf PGD (no random start) against the surrogate, batch by batch."""

@@ -49,7 +49,9 @@ class Trojan(Attack):
         return x * (1 - self.mask) + self.pattern * self.mask
 
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
-        model = obtain_model(self.cfg.clean_model, data, key="clean_model", progress=progress)
+        model = obtain_model(
+            self.cfg.clean_model, data, key="clean_model", progress=progress, store=self.models
+        )
         for p in model.parameters():
             p.requires_grad_(False)
         weight = model.fc.weight.abs().sum(0)

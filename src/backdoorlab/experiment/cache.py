@@ -1,7 +1,9 @@
 """A stage cache: what a stage produced, stored by the hash of the config parts that determine it.
 
-Two stages are cached: `poisoned` (the fitted attack's trigger and the poisoned training set:
-seed, dataset, attack) and `infected` (the model trained on it: + model, train). Every cell of a
+Three stages are cached: `poisoned` (the fitted attack's trigger and the poisoned training set:
+seed, dataset, attack), `infected` (the model trained on it: + model, train) and `auxiliary` (a
+model an attack trains for itself, by its own config and training data: LC's surrogate serves
+every LC cell of a sweep whatever its eps or rate). Every cell of a
 sweep that shares those sections reuses them, e.g. each post-training defense of one attack repairs
 the same infected model. Each entry also keeps the global RNG state the stage left behind, so a
 run that takes a stage from the cache continues exactly as the run that computed it. Entries are
@@ -122,6 +124,15 @@ class StageCache:
         tensors = {**model.state_dict(), **{f"attack.{k}": v for k, v in attack.state().items()}}
         meta = {"history": history, "format": INFECTED_FORMAT}
         return self.put("infected", key, tensors, meta)
+
+    def get_state(self, key: str) -> dict[str, torch.Tensor] | None:
+        """An auxiliary model's weights (attacks.auxiliary.ModelStore), None on a miss."""
+        entry = self.get("auxiliary", key)
+        return None if entry is None else entry.tensors
+
+    def put_state(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        """Store an auxiliary model's weights as entry `key` of the `auxiliary` stage."""
+        self.put("auxiliary", key, state, {})
 
     def keys(self, stage: str) -> list[str]:
         """Keys of the finished entries of `stage`."""

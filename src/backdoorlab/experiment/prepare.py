@@ -70,6 +70,7 @@ def prepare(
         if entry is not None:
             poisoned = restore_poison(attack, splits, entry.tensors)
             return Prepared(config, device, splits, attack, poisoned)
+    attack.models = cache
     with torch.random.fork_rng():  # a hit and a miss leave the global stream alike
         attack.fit(splits.train, progress=progress)
     generator = torch.Generator().manual_seed(config.seed)
