@@ -159,17 +159,30 @@ def _executor_options(args: argparse.Namespace, console: Console) -> dict:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.experiment.report import report
     from backdoorlab.experiment.sweep import sweep
 
     options = _executor_options(args, console)
     result = sweep(
-        args.file,
+        args.sweep,
         args.out,
         profile=args.profile,
         cache=args.cache,
         reverse=args.reverse,
         **options,
     )
+    if args.report is not None:  # written whatever failed: it shows what is missing
+        command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
+        path, sections = report(
+            result.db,
+            args.report or None,
+            sweep=result.spec.name,
+            fmt=args.format,
+            command=command,
+            notes=args.notes,
+        )
+        _print_sections(sections, console)
+        console.print(f"wrote {path}")
     _sweep_tally(result, console)
 
 
@@ -218,27 +231,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> None:
     )
     _print_sections(sections, console)
     console.print(f"wrote {path}")
-
-
-def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.experiment.reproduce import reproduce
-
-    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    options = _executor_options(args, console)
-    result, path, sections = reproduce(
-        args.name,
-        args.profile,
-        out=args.out,
-        report_to=args.report,
-        fmt=args.format,
-        command=command,
-        notes=args.notes,
-        reverse=args.reverse,
-        **options,
-    )
-    _print_sections(sections, console)
-    console.print(f"wrote {path}")
-    _sweep_tally(result, console)
 
 
 def _overrides(pairs: list[str], section: str) -> dict:
@@ -504,12 +496,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="safetensors file to write")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("sweep", help="run every cell of a sweep file not yet in OUT/results.db")
-    p.add_argument("file", help="sweep YAML file (base config + axes)")
-    p.add_argument("--out", required=True, help="sweep folder (results.db, cells/, cache/)")
+    p = sub.add_parser(
+        "sweep", help="run every cell of a sweep not yet in OUT/results.db (and its report)"
+    )
+    p.add_argument(
+        "sweep",
+        help="sweep file, or a name: gao2023-table7 (configs/paper/gao2023/table7.yaml), "
+        "attacks-mnist (configs/results/), digits-zoo (configs/sweeps/)",
+    )
+    p.add_argument("--out", help="sweep folder: results.db, cells/, cache/ (default runs/<name>)")
     p.add_argument("--profile", help="a profile of the sweep file (e.g. cpu, full)")
     p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
+    p.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="then write its report to PATH (without suffix; default OUT/report/<name>)",
+    )
+    p.add_argument("--notes", help="with --report: Markdown observations under the tables")
+    p.add_argument("--format", default="md", choices=["md", "html"], help="with --report")
     executor_args(p)
+    record_command_arg(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="the sweep's tables (Markdown + CSV) and figures (PNG)")
@@ -522,17 +530,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", help="Markdown file of observations to put under the tables")
     record_command_arg(p)
     p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("reproduce", help="run a paper's reproduction sweep and write its report")
-    p.add_argument("name", help="e.g. gao2023-table7 (configs/paper/gao2023/table7.yaml)")
-    p.add_argument("--profile", required=True, help="cpu (MNIST, minutes) or full (GPU)")
-    p.add_argument("--out", help="sweep folder (default runs/reproduce/<name>-<profile>)")
-    p.add_argument("--report", help="report path without suffix (default OUT/report/<name>)")
-    p.add_argument("--notes", help="Markdown file of observations to put under the tables")
-    p.add_argument("--format", default="md", choices=["md", "html"])
-    executor_args(p)
-    record_command_arg(p)
-    p.set_defaults(func=cmd_reproduce)
 
     def yours_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True, help="weights: .safetensors or a state-dict .pt")

@@ -4,7 +4,6 @@ from backdoorlab.experiment.budget_report import budget_report
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import prepare, resolve_device
 from backdoorlab.experiment.report import report
-from backdoorlab.experiment.reproduce import reproduce
 from backdoorlab.experiment.runner import RunResult, load_model, run
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.summary import summarize
@@ -21,7 +20,6 @@ __all__ = [
     "plot_triggers",
     "prepare",
     "report",
-    "reproduce",
     "resolve_device",
     "run",
     "summarize",

@@ -85,7 +85,7 @@ class CellLocks:
 
 def sweep(
     source: str | Path | dict[str, Any] | SweepSpec,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
     profile: str | None = None,
     executor: str = "local",
@@ -97,7 +97,8 @@ def sweep(
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
-    """Run the cells of `source` that OUT/results.db does not hold yet; returns the tally.
+    """Run the cells of `source` (a sweep file, its name, a mapping or a spec) that
+    OUT/results.db does not hold yet; returns the tally. OUT defaults to runs/<name>[-<profile>].
 
     `cpus` replaces the sweep's resources.cpus (threads per cell) on this start. A cell that
     another start finished meanwhile is skipped, so a second start with `reverse` (last cell
@@ -113,6 +114,8 @@ def sweep(
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: unknown {executor!r} (known: {', '.join(EXECUTORS)})")
     cells = expand(spec)
+    if out is None:
+        out = Path("runs") / (spec.name + (f"-{spec.profile}" if spec.profile else ""))
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     locks = CellLocks(out / "cells")

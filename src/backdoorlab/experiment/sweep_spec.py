@@ -135,11 +135,47 @@ def merge(base: Any, over: Any) -> Any:
     return out
 
 
+def _config_roots() -> list[Path]:
+    """Where named sweeps are looked up: ./configs, then the source checkout's."""
+    roots = [Path.cwd() / "configs"]
+    checkout = Path(__file__).resolve().parents[3] / "configs"
+    if checkout.resolve() != roots[0].resolve():
+        roots.append(checkout)
+    return [r for r in roots if r.is_dir()]
+
+
+def sweep_files() -> dict[str, Path]:
+    """Every named sweep file: configs/paper/<paper>/<table>.yaml as <paper>-<table> (the papers'
+    reproductions), configs/results/*.yaml (the results pages) and configs/sweeps/*.yaml."""
+    found: dict[str, Path] = {}
+    for root in reversed(_config_roots()):  # the working directory's win
+        for path in sorted((root / "paper").glob("*/*.yaml")):
+            found[f"{path.parent.name}-{path.stem}"] = path
+        for folder in ("results", "sweeps"):
+            for path in sorted((root / folder).glob("*.yaml")):
+                found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
+def find_sweep(source: str | Path) -> Path:
+    """A sweep file's path from its path or its name (see sweep_files)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        raise ConfigError(f"sweep: no file {source}")
+    files = sweep_files()
+    if str(source) not in files:
+        raise ConfigError(f"no sweep named {str(source)!r} (known: {', '.join(files) or 'none'})")
+    return files[str(source)]
+
+
 def load_sweep(source: str | Path | dict[str, Any], profile: str | None = None) -> SweepSpec:
-    """A validated sweep from a YAML file or mapping, with `profile` merged in."""
+    """A validated sweep from a YAML file, a sweep's name or a mapping, with `profile` merged in."""
     if isinstance(source, dict):
         raw, where = copy.deepcopy(source), Path.cwd()
     else:
+        source = find_sweep(source)
         raw, where = read_yaml(source), Path(source).resolve().parent
         raw.setdefault("name", Path(source).stem)
     profiles = raw.pop("profiles", {}) or {}

@@ -1,4 +1,4 @@
-"""Reproduction sweeps: every paper sweep is valid at both profiles; names resolve or are listed."""
+"""Named sweeps: every paper sweep is valid at both profiles; names resolve or are listed."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.report import Grid
-from backdoorlab.experiment.reproduce import paper_sweeps, reproduce
-from backdoorlab.experiment.sweep_spec import expand, load_sweep
+from backdoorlab.experiment.sweep import sweep
+from backdoorlab.experiment.sweep_spec import expand, find_sweep, load_sweep, sweep_files
 
 
 def test_every_paper_sweep_expands_at_the_cpu_and_full_profiles():
-    sweeps = paper_sweeps()
+    sweeps = {k: v for k, v in sweep_files().items() if v.parent.parent.name == "paper"}
     assert {"gao2023-table7", "mu2022-table2"} <= set(sweeps)
     for name, path in sweeps.items():
         for profile in ("cpu", "full"):
@@ -32,7 +32,7 @@ def test_every_paper_sweep_expands_at_the_cpu_and_full_profiles():
 
 def test_table7_published_numbers_give_the_papers_avg_drop_row():
     """The transcription of Gao Table VII reproduces the paper's own Avg. Drop row."""
-    spec = load_sweep(paper_sweeps()["gao2023-table7"], "cpu")
+    spec = load_sweep("gao2023-table7", "cpu")
     entry = spec.reports["table7"]
     grid = Grid(list(entry["paper"]), ["none", "fp", "nad", "dpsgd", "abl", "cat"], {}, "none",
                 entry["paper"])  # fmt: skip
@@ -43,6 +43,13 @@ def test_table7_published_numbers_give_the_papers_avg_drop_row():
         assert ours == pytest.approx((acc, asr), abs=0.006), col
 
 
-def test_an_unknown_reproduction_names_the_known_ones():
-    with pytest.raises(ConfigError, match="no reproduction sweep 'gao2023-table99'.*table7"):
-        reproduce("gao2023-table99", "cpu")
+def test_sweeps_by_name_and_an_unknown_name_lists_the_known_ones(tmp_path):
+    files = sweep_files()
+    assert files["attacks-mnist"].parent.name == "results"
+    assert files["digits-zoo"].parent.name == "sweeps"
+    assert find_sweep("mu2022-table2") == files["mu2022-table2"]
+    assert load_sweep("attacks-mnist").name == "attacks-mnist"
+    with pytest.raises(ConfigError, match="no sweep named 'gao2023-table99'.*gao2023-table7"):
+        sweep("gao2023-table99", tmp_path, profile="cpu")
+    with pytest.raises(ConfigError, match="sweep: no file missing.yaml"):
+        load_sweep("missing.yaml")
