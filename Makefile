@@ -29,7 +29,7 @@ quickstart: install
 	$(BIN)/backdoorlab run configs/quickstart.yaml --overwrite --out runs/quickstart
 	$(BIN)/backdoorlab run configs/quickstart-blended.yaml --overwrite --out runs/quickstart-blended --quiet
 	$(BIN)/backdoorlab run configs/quickstart-cat.yaml --overwrite --out runs/quickstart-cat --quiet
-	$(BIN)/backdoorlab table runs/quickstart-blended runs/quickstart-cat
+	$(BIN)/backdoorlab report runs/results.db --run quickstart-blended --run quickstart-cat --format console
 
 test: install-dev
 	$(BIN)/ruff check src tests bench

@@ -159,14 +159,21 @@ def test_export_saves_the_lc_surrogate(tiny_config, tmp_path, capsys):
     assert "stores no 'clean_model'" in capsys.readouterr().err
 
 
-def test_table_prints_runs_side_by_side(tiny_config, tmp_path, capsys):
+def test_report_of_plain_runs_prints_them_or_writes_a_page(tiny_config, tmp_path, capsys):
     from backdoorlab.experiment import run
 
-    run(tiny_config, out=tmp_path / "a", progress=False)
-    assert main(["table", str(tmp_path / "a")]) == 0
+    for name in ("a", "b"):
+        run({**tiny_config, "name": name}, out=tmp_path / name, progress=False)
+    db = str(tmp_path / "results.db")
+    assert main(["report", db, "--run", "b", "--format", "console"]) == 0
     out = capsys.readouterr().out
-    assert "tiny" in out and "badnets" in out and "ACC" in out
-    assert main(["table", str(tmp_path / "missing")]) == 2
+    assert "badnets" in out and "ACC" in out and "│ b " in out and "│ a " not in out
+    assert not list(tmp_path.glob("report*"))  # console writes nothing
+    assert main(["report", db, "--out", str(tmp_path / "page")]) == 0
+    text = (tmp_path / "page.md").read_text()
+    assert "| a | badnets |" in text and "| b | badnets |" in text
+    assert main(["report", db, "--run", "missing", "--format", "console"]) == 2
+    assert "holds no run 'missing'" in capsys.readouterr().err
 
 
 def test_at_report_writes_markdown_and_rejects_an_empty_sweep(tiny_config, tmp_path, capsys):

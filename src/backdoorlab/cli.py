@@ -16,7 +16,6 @@ from rich.text import Text
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
-from backdoorlab.experiment.artifacts import read_run
 from backdoorlab.experiment.report import pct
 from backdoorlab.models.foreign import KEY_MAPS
 
@@ -122,25 +121,6 @@ def cmd_defense_grid(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-def cmd_table(args: argparse.Namespace, console: Console) -> None:
-    table = Table(title="runs side by side")
-    for col in ("run", "attack", "defense", "ACC", "ASR", "RA", "total s"):
-        table.add_column(col, justify="left" if col in ("run", "attack", "defense") else "right")
-    for run_dir in args.runs:
-        r = read_run(run_dir)
-        m, c = r["metrics"], r["config"]
-        table.add_row(
-            r["name"],
-            c["attack"]["name"],
-            c["defense"]["name"],
-            pct(m["acc"]),
-            pct(m["asr"]),
-            pct(m["ra"]),
-            f"{r['timings']['total_s']:.1f}",
-        )
-    console.print(table)
-
-
 def cmd_export(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.attacks.auxiliary import extract_weights
 
@@ -201,16 +181,23 @@ def _sweep_tally(result, console: Console) -> None:
 
 def _print_sections(sections, console: Console) -> None:
     for s in sections:
-        if s.grid is None:
-            continue
-        table = Table(title=s.title, title_justify="left")
-        table.add_column(s.corner)
-        for c in s.grid.columns:
-            table.add_column(f"{c} ACC", justify="right")
-            table.add_column(f"{c} ASR", justify="right")
-        for label, cells in s.grid.pairs():
-            table.add_row(label, *(v for pair in cells for v in pair))
-        console.print(table)
+        if s.grid is not None:
+            table = Table(title=s.title, title_justify="left")
+            table.add_column(s.corner)
+            for c in s.grid.columns:
+                table.add_column(f"{c} ACC", justify="right")
+                table.add_column(f"{c} ASR", justify="right")
+            for label, cells in s.grid.pairs():
+                table.add_row(label, *(v for pair in cells for v in pair))
+            console.print(table)
+        if s.table is not None:
+            head, *rows = s.table
+            table = Table(title=s.title, title_justify="left")
+            for i, h in enumerate(head):
+                table.add_column(h, justify="left" if i < 3 else "right")
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
         for note in s.notes:
             console.print(note, highlight=False)
 
@@ -225,12 +212,14 @@ def cmd_report(args: argparse.Namespace, console: Console) -> None:
         sweep=args.sweep,
         tables=args.table,
         figures=args.figure,
+        runs=args.run,
         fmt=args.format,
         command=command,
         notes=args.notes,
     )
     _print_sections(sections, console)
-    console.print(f"wrote {path}")
+    if path is not None:
+        console.print(f"wrote {path}")
 
 
 def _overrides(pairs: list[str], section: str) -> dict:
@@ -484,10 +473,6 @@ def build_parser() -> argparse.ArgumentParser:
     record_command_arg(p)
     p.set_defaults(func=cmd_defense_grid)
 
-    p = sub.add_parser("table", help="print finished runs side by side")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.set_defaults(func=cmd_table)
-
     p = sub.add_parser(
         "export", help="save a model an attack trained (e.g. the LC surrogate) as safetensors"
     )
@@ -520,12 +505,22 @@ def build_parser() -> argparse.ArgumentParser:
     record_command_arg(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="the sweep's tables (Markdown + CSV) and figures (PNG)")
-    p.add_argument("db", help="results database of a sweep (OUT/results.db)")
+    p = sub.add_parser(
+        "report", help="a sweep's (or plain runs') tables and figures: Markdown, HTML or console"
+    )
+    p.add_argument("db", help="results database (a sweep's OUT/results.db, or runs' results.db)")
     p.add_argument("--sweep", help="which sweep, where the database holds several")
     p.add_argument("--table", action="append", default=[], help="only this table (repeatable)")
     p.add_argument("--figure", action="append", default=[], help="only this figure (repeatable)")
-    p.add_argument("--format", default="md", choices=["md", "html"], help="html: one page")
+    p.add_argument(
+        "--run", action="append", default=[], help="a database of plain runs: only this run"
+    )
+    p.add_argument(
+        "--format",
+        default="md",
+        choices=["md", "html", "console"],
+        help="html: one page; console: print the tables, write nothing",
+    )
     p.add_argument("--out", help="path without suffix (default report/<sweep> beside the db)")
     p.add_argument("--notes", help="Markdown file of observations to put under the tables")
     record_command_arg(p)

@@ -21,6 +21,7 @@ import html
 import io
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,29 +225,30 @@ class Section:
     links: dict[tuple[str, str], str] = field(default_factory=dict)  # grid cell -> cell key
 
 
+def _cell(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: str) -> Cell:
+    # a sweep folder that was moved still holds the cell under cells/
+    folder = Path(row["out_dir"]) if row["out_dir"] else None
+    if folder is not None and not folder.is_dir():
+        folder = store.path.parent / "cells" / folder.name
+    return Cell(
+        key,
+        axes,
+        json.loads(row["config_json"]),
+        json.loads(row["metrics_json"]),
+        json.loads(row["timings_json"]),
+        folder,
+    )
+
+
 def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Cell]:
     """The sweep's finished cells; with `current` (the keys its last start expanded), only
     those: a row an earlier version of the sweep file wrote is not reported."""
     keep = None if current is None else set(current)
-    cells = []
-    for r in store.rows(sweep=sweep):
-        if keep is not None and r["cell"] not in keep:
-            continue
-        # a sweep folder that was moved still holds the cell under cells/
-        folder = Path(r["out_dir"]) if r["out_dir"] else None
-        if folder is not None and not folder.is_dir():
-            folder = store.path.parent / "cells" / folder.name
-        cells.append(
-            Cell(
-                r["cell"],
-                json.loads(r["axes_json"]),
-                json.loads(r["config_json"]),
-                json.loads(r["metrics_json"]),
-                json.loads(r["timings_json"]),
-                folder,
-            )
-        )
-    return cells
+    return [
+        _cell(r, store, json.loads(r["axes_json"]), r["cell"])
+        for r in store.rows(sweep=sweep)
+        if keep is None or r["cell"] in keep
+    ]
 
 
 def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
@@ -274,6 +276,14 @@ def _extras(metrics: dict[str, Any]) -> str:
     return ", ".join(out) or "-"
 
 
+def _record(c: Cell) -> dict[str, Any] | None:
+    """The cell's result.json; None where its folder is gone (the row alone is reported)."""
+    try:
+        return c.record()
+    except ConfigError:
+        return None
+
+
 def _runs(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
 ) -> Section:
@@ -294,7 +304,7 @@ def _runs(
         base = found[0]
         chosen = [c for c in chosen if c is not base]
         notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
-    records = [c.record() for c in chosen]
+    records = [_record(c) for c in chosen]
     with_der = base is not None and base.metrics.get("asr") is not None
     head = ["cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "DER"]
     head += ["poisoned", "train s", "total s", "defense numbers"]
@@ -307,13 +317,13 @@ def _runs(
             [
                 c.label,
                 c.config["attack"]["name"],
-                attack_setting(r),
+                "-" if r is None else attack_setting(r),
                 pct(m["acc"]),
                 delta,
                 pct(m.get("asr")),
                 pct(m.get("ra")),
                 "-" if d is None else f"{d:.3f}",
-                str(r["poison"]["count"]),
+                "-" if r is None else str(r["poison"]["count"]),
                 f"{c.timings.get('train_s', 0):.0f}",
                 f"{c.timings.get('total_s', 0):.0f}",
                 _extras(m),
@@ -502,6 +512,9 @@ def _detect(
     return Section(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
+TABLES = ("runs", "grid", "detect")  # the kinds --table may name
+FIGURES = ("lines", "curve", "detect")  # and --figure
+
 REPORT_KINDS: dict[str, Callable[..., Section]] = {
     "runs": _runs,
     "grid": _grid,
@@ -616,6 +629,22 @@ def _html(
     return "\n".join(parts) + "\n"
 
 
+PLAIN_RUNS = "runs"  # the report of a database that holds runs of `run` and no sweep
+
+
+def _plain_runs(store: ResultStore, names: list[str]) -> tuple[dict[str, Any], list[Cell]]:
+    """A sweep-less database's runs (the latest of each name; with `names`, those) as one
+    `runs` table."""
+    latest = {r["name"]: r for r in store.rows(status="finished") if r["sweep"] is None}
+    missing = sorted(set(names) - set(latest))
+    if missing:
+        raise ConfigError(f"{store.path} holds no run {', '.join(map(repr, missing))}")
+    rows = [latest[n] for n in names] if names else list(latest.values())
+    cells = [_cell(r, store, {"run": r["name"]}, r["run_id"]) for r in rows]
+    entry = {"kind": "runs", "title": "Runs", "triggers": False}
+    return {"name": PLAIN_RUNS, "axes": {}, "reports": {PLAIN_RUNS: entry}}, cells
+
+
 def report(
     db: str | Path,
     out: str | Path | None = None,
@@ -623,36 +652,48 @@ def report(
     sweep: str | None = None,
     tables: list[str] | None = None,
     figures: list[str] | None = None,
+    runs: list[str] | None = None,
     fmt: str = "md",
     command: str | None = None,
     notes: str | Path | None = None,
-) -> tuple[Path, list[Section]]:
-    """Write the report of sweep `sweep` (default: the only one) held in `db`.
+) -> tuple[Path | None, list[Section]]:
+    """Write the report of sweep `sweep` (default: the only one) held in `db`; a database of
+    plain runs (no sweep) gives one table of its runs (with `runs`, of those names).
 
     `notes` is a Markdown file of observations, put under the tables and figures.
 
     `out` is the stem of what is written (default: the report/<sweep> beside the database): with
-    fmt 'md' OUT.md plus OUT-<table>.csv and OUT-<figure>.png, with 'html' one OUT.html.
-    `tables` and `figures` keep the named ones (all without either). Returns the main file and
-    the sections.
+    fmt 'md' OUT.md plus OUT-<table>.csv and OUT-<figure>.png, with 'html' one OUT.html; with
+    'console' nothing is written (the caller prints the sections). `tables` and `figures` keep
+    the named ones (all without either). Returns the main file (None for 'console') and the
+    sections.
     """
-    if fmt not in ("md", "html"):
-        raise ConfigError(f"--format: unknown {fmt!r} (md or html)")
+    if fmt not in ("md", "html", "console"):
+        raise ConfigError(f"--format: unknown {fmt!r} (md, html or console)")
     findings = read_notes(notes)
     db = Path(db)
     if not db.is_file():
         raise ConfigError(f"{db}: no results database there")
     store = ResultStore(db)
     specs = store.sweeps()
+    if runs and specs:
+        raise ConfigError(f"--run: {db} holds sweeps; name their cells' reports instead")
     if not specs:
-        raise ConfigError(f"{db} holds no sweep (reports read the layout a sweep recorded)")
-    if sweep is None:
-        if len(specs) > 1:
-            raise ConfigError(f"{db} holds several sweeps ({', '.join(specs)}): name one")
-        sweep = next(iter(specs))
-    if sweep not in specs:
-        raise ConfigError(f"{db} holds no sweep {sweep!r} ({', '.join(specs)})")
-    spec = specs[sweep]
+        if sweep is not None:
+            raise ConfigError(f"{db} holds no sweep {sweep!r} (it holds plain runs)")
+        spec, cells = _plain_runs(store, runs or [])
+        if not cells:
+            raise ConfigError(f"{db} holds no finished run")
+        sweep = PLAIN_RUNS
+    else:
+        if sweep is None:
+            if len(specs) > 1:
+                raise ConfigError(f"{db} holds several sweeps ({', '.join(specs)}): name one")
+            sweep = next(iter(specs))
+        if sweep not in specs:
+            raise ConfigError(f"{db} holds no sweep {sweep!r} ({', '.join(specs)})")
+        spec = specs[sweep]
+        cells = _cells(store, sweep, spec.get("cells"))
     entries = spec.get("reports", {})
     for rid in [sweep, *entries]:  # ids from the database become file names: checked first
         check_name(rid, f"{db}: report id")
@@ -662,21 +703,27 @@ def report(
         raise ConfigError(
             f"report: {', '.join(unknown)} not in the sweep's reports ({', '.join(entries)})"
         )
-    for names, want in ((tables or [], True), (figures or [], False)):
-        for rid in names:
-            if (entries[rid].get("kind") == "grid") != want:
-                raise ConfigError(f"report: {rid} is not a {'table' if want else 'figure'}")
-    stem = Path(out) if out is not None else inside(db.parent / "report", sweep)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    cells = _cells(store, sweep, spec.get("cells"))
-    sections = []
-    for rid, entry in entries.items():
-        if only and rid not in only:
-            continue
-        kind = entry.get("kind")
-        if kind not in REPORT_KINDS:
-            raise ConfigError(f"report {rid}: unknown kind {kind!r} ({', '.join(REPORT_KINDS)})")
-        sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
+    for names, kinds, what in ((tables, TABLES, "table"), (figures, FIGURES, "figure")):
+        for rid in names or []:
+            if entries[rid].get("kind") not in kinds:
+                raise ConfigError(f"report: {rid} is not a {what}")
+    with tempfile.TemporaryDirectory() as scratch:  # where 'console' lets the kinds write
+        if fmt == "console":
+            stem = Path(scratch) / sweep
+        else:
+            stem = Path(out) if out is not None else inside(db.parent / "report", sweep)
+            stem.parent.mkdir(parents=True, exist_ok=True)
+        sections = []
+        for rid, entry in entries.items():
+            if only and rid not in only:
+                continue
+            kind = entry.get("kind")
+            if kind not in REPORT_KINDS:
+                known = ", ".join(REPORT_KINDS)
+                raise ConfigError(f"report {rid}: unknown kind {kind!r} ({known})")
+            sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
+        if fmt == "console":
+            return None, sections
     title = spec.get("title") or sweep
     intro = spec.get("notes", "")
     if fmt == "html":
