@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from backdoorlab.data import InputSpec
+from backdoorlab.defenses.fp import channel_activity, prune_channels
 from backdoorlab.defenses.nad import attention
-from backdoorlab.defenses.pruning import channel_activity, prune_channels
 from backdoorlab.experiment import run
 from backdoorlab.metrics.detection import mad_index
 from backdoorlab.models import MODELS, build_model
@@ -126,7 +126,7 @@ def test_a_repair_with_a_trigger_and_no_test_set_measures_on_its_clean_data(synt
 
 
 def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigger(synthetic):
-    from backdoorlab.defenses.cleanse import NCConfig, reverse_trigger
+    from backdoorlab.defenses.nc import NCConfig, reverse_trigger
 
     cfg = NCConfig(name="nc")
     reference = (1000, 32, 0.1, 1e-3, 2.0, 5, 0.99, True, 1.0, 25)

@@ -2,13 +2,15 @@
 
 from backdoorlab.defenses import (  # noqa: F401
     abl,
-    adversarial,
-    cleanse,
+    aft,
+    at,
+    cutmix,
     dpsgd,
-    finetune,
-    mixing,
+    fp,
+    ft,
+    mixup,
     nad,
-    pruning,
+    nc,
 )
 from backdoorlab.defenses.base import (
     DEFENSES,

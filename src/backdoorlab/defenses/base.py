@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from backdoorlab.attacks.base import PoisonedData
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import Dataset
+from backdoorlab.errors import ConfigError
 from backdoorlab.registry import Registry
 from backdoorlab.train.config import TrainConfig
-from backdoorlab.train.hooks import Hook
+from backdoorlab.train.hooks import Batch, Hook
 
 
 class DefenseConfig(Section):
@@ -78,6 +81,78 @@ class Defense:
     def report(self) -> dict[str, object]:
         """Defense-specific numbers to store with the run."""
         return {}
+
+
+# -- helpers shared by several defenses ------------------------------------------------------
+
+
+def tune_config(
+    ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool
+) -> TrainConfig:
+    """The run's training recipe as a post-training fine-tuning one (constant lr, no eval)."""
+    t = ctx.train_config
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        schedule="constant",
+        crop_padding=t.crop_padding if augment else 0,
+        flip=t.flip if augment else False,
+        eval_every=0,
+        collapse_patience=t.collapse_patience,
+    )
+
+
+def clean_index(data: Dataset, n: int = 2) -> torch.Tensor:
+    """The first `n` indices of `data` (an example batch to trace a model's layers with)."""
+    return torch.arange(min(n, len(data)), device=data.device)
+
+
+def need_clean(ctx: DefenseContext, name: str) -> Dataset:
+    """The defender's clean subset; a ConfigError naming defense `name` without one."""
+    if ctx.clean is None:
+        raise ConfigError(f"defense {name} needs a clean subset (defense.clean_share)")
+    return ctx.clean
+
+
+class MixConfig(DefenseConfig):
+    alpha: float = Field(1.0, gt=0, description="lambda ~ Beta(alpha, alpha)")
+    prob: float = Field(1.0, ge=0, le=1, description="share of batches that are mixed")
+
+
+class MixHook(Hook):
+    """A batch mixed with a shuffled copy of itself; the loss is the same mixture of the two
+    cross-entropies (mixup, CutMix: Gao Tables III-IV)."""
+
+    def __init__(self, cfg: MixConfig, seed: int) -> None:
+        self.cfg = cfg
+        # own generators, so mixing draws neither shift nor depend on the global RNG
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def mix(self, x: torch.Tensor, x2: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
+        raise NotImplementedError
+
+    def transform(self, state, batch: Batch) -> Batch:
+        if self.rng.random() >= self.cfg.prob:
+            return batch
+        lam = float(self.rng.beta(self.cfg.alpha, self.cfg.alpha))
+        perm = torch.randperm(len(batch.y), generator=self.gen).to(batch.y.device)
+        x, lam = self.mix(batch.x, batch.x[perm], lam)
+        y, y2 = batch.y, batch.y[perm]
+        # per-sample weights of the two labels; they sum to one for every sample
+        w1 = torch.full(y.shape, lam, device=y.device)
+        w2 = 1 - w1
+
+        def loss(logits: torch.Tensor) -> torch.Tensor:
+            ce1 = F.cross_entropy(logits, y, reduction="none")
+            ce2 = F.cross_entropy(logits, y2, reduction="none")
+            return (w1 * ce1 + w2 * ce2).mean()
+
+        info = {**batch.info, "lam": lam, "weights": (w1, w2), "perm": perm}
+        return Batch(x, y, batch.idx, loss=loss, info=info)
 
 
 @register_defense("none")

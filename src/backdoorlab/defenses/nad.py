@@ -10,8 +10,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.defenses.finetune import clean_index, need_clean, tune_config
+from backdoorlab.defenses.base import (
+    Defense,
+    DefenseConfig,
+    DefenseContext,
+    clean_index,
+    need_clean,
+    register_defense,
+    tune_config,
+)
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import Classifier
 from backdoorlab.models.layers import capture, default_layer

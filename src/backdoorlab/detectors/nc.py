@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from backdoorlab.data.base import Dataset
-from backdoorlab.defenses.cleanse import TriggerSearch, reverse_trigger
+from backdoorlab.defenses.nc import TriggerSearch, reverse_trigger
 from backdoorlab.detectors.base import Detection, DetectorConfig, register_detector
 
 

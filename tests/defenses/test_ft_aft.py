@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from backdoorlab.data import InputSpec
-from backdoorlab.defenses.finetune import craft_untargeted, label_concentration
+from backdoorlab.defenses.aft import craft_untargeted, label_concentration
 from backdoorlab.experiment import run
 from backdoorlab.models import MODELS, build_model
 from backdoorlab.perturb.threats import LinfBall
@@ -89,9 +89,9 @@ def test_training_time_defenses_do_not_use_the_infected_model_cache(tiny_config,
 def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
     from types import SimpleNamespace
 
-    from backdoorlab.defenses import finetune
+    from backdoorlab.defenses import aft
+    from backdoorlab.defenses.aft import AFTConfig, _Watch
     from backdoorlab.defenses.base import DefenseContext
-    from backdoorlab.defenses.finetune import AFTConfig, _Watch
 
     model = small_model()
     cfg = AFTConfig(name="aft", data="poisoned", steps=1, eps=0.1, check_every=1)
@@ -99,7 +99,7 @@ def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
     probe = (torch.rand(8, 3, 12, 12), torch.zeros(8, dtype=torch.int64))
     watch = _Watch(cfg, ctx, probe, LinfBall(0.1))
     shares = iter([0.9, 0.3, 0.6])  # what each check measures
-    monkeypatch.setattr(finetune, "label_concentration", lambda m, x: next(shares))
+    monkeypatch.setattr(aft, "label_concentration", lambda m, x: next(shares))
     state = SimpleNamespace(model=model, step=0)
     kept = {}
     for step in range(3):

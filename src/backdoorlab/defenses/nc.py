@@ -9,8 +9,14 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from backdoorlab.data.base import Dataset
-from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.defenses.finetune import need_clean, tune_config
+from backdoorlab.defenses.base import (
+    Defense,
+    DefenseConfig,
+    DefenseContext,
+    need_clean,
+    register_defense,
+    tune_config,
+)
 from backdoorlab.metrics.detection import mad_index
 from backdoorlab.train.distributed import agree
 from backdoorlab.train.loop import fit

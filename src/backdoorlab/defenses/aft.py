@@ -1,5 +1,4 @@
-"""Post-training repairs by fine-tuning: FT (clean fine-tuning) and Adversarial Fine-Tuning (AFT,
-Mu et al. Algorithm 1), with and without clean data."""
+"""Adversarial Fine-Tuning (AFT, Mu et al. Algorithm 1), with and without clean data."""
 
 from __future__ import annotations
 
@@ -12,66 +11,18 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import Augment, BatchIterator
-from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.errors import ConfigError
+from backdoorlab.defenses.base import (
+    Defense,
+    DefenseConfig,
+    DefenseContext,
+    need_clean,
+    register_defense,
+    tune_config,
+)
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
-from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.loop import fit
-
-
-class FineTuneConfig(DefenseConfig):
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(0.01, gt=0)
-    batch_size: int = Field(128, ge=1)
-
-
-def tune_config(ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool):
-    t = ctx.train_config
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
-        schedule="constant",
-        crop_padding=t.crop_padding if augment else 0,
-        flip=t.flip if augment else False,
-        eval_every=0,
-        collapse_patience=t.collapse_patience,
-    )
-
-
-def clean_index(data: Dataset, n: int = 2) -> torch.Tensor:
-    """The first `n` indices of `data` (an example batch to trace a model's layers with)."""
-    return torch.arange(min(n, len(data)), device=data.device)
-
-
-def need_clean(ctx: DefenseContext, name: str) -> Dataset:
-    if ctx.clean is None:
-        raise ConfigError(f"defense {name} needs a clean subset (defense.clean_share)")
-    return ctx.clean
-
-
-@register_defense("ft", config=FineTuneConfig)
-class FineTune(Defense):
-    """Fine-tune the infected model on the clean subset."""
-
-    post_training = True
-
-    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
-        c = self.cfg
-        clean = need_clean(ctx, "ft")
-        fit(
-            model,
-            clean,
-            tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
-            seed=ctx.seed,
-            progress=False,
-            description="ft",
-        )
-        return model
 
 
 class AFTConfig(DefenseConfig):

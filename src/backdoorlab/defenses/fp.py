@@ -9,8 +9,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.defenses.finetune import clean_index, need_clean, tune_config
+from backdoorlab.defenses.base import (
+    Defense,
+    DefenseConfig,
+    DefenseContext,
+    clean_index,
+    need_clean,
+    register_defense,
+    tune_config,
+)
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.core import accuracy
 from backdoorlab.models.base import Classifier
