@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test install install-dev lint clean bench bench-quick
+.PHONY: quickstart test install install-dev lint clean bench bench-quick docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-quick: $(VENV)/.installed-bench
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py --json docs/performance/cpu.json
+
+# the API reference, from the docstrings (build/api/index.html); a pdoc warning fails it
+docs: install-dev
+	$(BIN)/python scripts/api_docs.py --out build/api
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench
