@@ -7,6 +7,7 @@ result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
 
 __version__ = "0.1.0"
 
+from backdoorlab.analysis import ANALYSES, analyze  # noqa: E402  (registers the analysis report kind)
 from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack  # noqa: E402
 from backdoorlab.attacks.user_trigger import Trigger, make_trigger  # noqa: E402
 from backdoorlab.byo import evaluate, repair, scan  # noqa: E402
@@ -60,6 +61,8 @@ def list_components() -> dict[str, list[tuple[str, str]]]:
 
 
 __all__ = [
+    "ANALYSES",
+    "analyze",
     "ATTACKS",
     "DATASETS",
     "DEFENSES",

@@ -87,24 +87,13 @@ def cmd_at_report(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab import analysis
+    from backdoorlab.analysis import ANALYSES, analyze
 
-    if args.what == "tsne":
-        analysis.feature_tsne(args.run, args.out, count=args.count, seed=args.seed)
-    elif args.what == "curve":
-        analysis.aft_curve(args.run, Path(args.out) / "aft-curve.png")
-    else:
-        if not args.benign:
-            raise backdoorlab.ConfigError(f"analyze {args.what}: --benign RUN_DIR is required")
-        fn = analysis.adversarial_labels if args.what == "labels" else analysis.feature_distances
-        r = fn(args.run, args.benign, args.out, eps=args.eps, steps=args.steps, limit=args.limit)
-        if args.what == "labels":
-            console.print(
-                f"adversarial examples labelled as target {r['target']}: infected "
-                f"{r['infected']['target_share']:.2f}%, benign {r['benign']['target_share']:.2f}%"
-            )
-        else:
-            console.print(f"D_benign {r['D_benign']:.3f}, D_infected {r['D_infected']:.3f}")
+    a = ANALYSES[args.what]
+    options = {k: getattr(args, k) for k in a.options if getattr(args, k, None) is not None}
+    result = analyze(args.what, args.run, args.out, benign=args.benign, **options)
+    if a.summary is not None:
+        console.print(a.summary(result), highlight=False)
     console.print(f"wrote {args.out}")
 
 
@@ -453,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="adversarial-label matrix, feature distances or t-SNE of a run (JSON + PNG)",
     )
-    p.add_argument("what", choices=["labels", "distance", "tsne", "curve"])
+    p.add_argument("what", choices=list(backdoorlab.ANALYSES))
     p.add_argument("--run", required=True, help="run folder of the (infected) model")
     p.add_argument("--benign", help="run folder of a benign model (labels, distance)")
     p.add_argument("--out", required=True, help="folder for the JSON and PNG")

@@ -81,3 +81,41 @@ def test_runs_with_different_test_sets_are_refused(runs, tmp_path):
 def test_cli_analyze_needs_a_benign_run(runs, tmp_path, capsys):
     assert main(["analyze", "labels", "--run", str(runs / "infected"), "--out", str(tmp_path)]) == 2
     assert "--benign" in capsys.readouterr().err
+
+
+def test_analysis_report_kind_runs_the_declared_analyses_on_sweep_cells(tmp_path):
+    from backdoorlab.experiment.report import report
+    from backdoorlab.experiment.sweep import sweep
+
+    base = {
+        "device": "cpu",
+        "dataset": {"name": "synthetic", "num_classes": 4, "size": 12, "train_size": 256,
+                    "test_size": 96},
+        "model": {"name": "small_cnn", "width": 8, "stages": 2},
+        "attack": {"name": "badnets", "target": 0, "rate": 0.1, "patch_size": 3},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "eval_every": 0},
+    }  # fmt: skip
+    spec = {
+        "name": "an",
+        "base": base,
+        "axes": {"attack": {"badnets": {}, "clean": {"attack": {"name": "none"}}}},
+        "reports": {
+            "labels": {"kind": "analysis", "analysis": "labels", "run": {"attack": "badnets"},
+                       "benign": {"attack": "clean"}, "options": {"eps": 0.1, "steps": 2}},
+            "curve": {"kind": "analysis", "analysis": "curve", "run": {"attack": "badnets"}},
+        },
+    }  # fmt: skip
+    result = sweep(spec, tmp_path / "sw", progress=False, say=lambda _: None)
+    path, sections = report(result.db, tmp_path / "page", figures=["labels"])
+    [labels] = sections
+    [(_, png)] = labels.figures
+    assert png == tmp_path / "page-labels" / "adversarial-labels.png" and png.is_file()
+    saved = json.loads((tmp_path / "page-labels" / "adversarial-labels.json").read_text())
+    share = f"{saved['infected']['target_share']:.2f}%"
+    assert labels.notes == [
+        f"Adversarial examples labelled as the target (class 0): infected {share}, benign "
+        f"{saved['benign']['target_share']:.2f}%."
+    ]
+    assert "![labels](page-labels/adversarial-labels.png)" in path.read_text()
+    with pytest.raises(ConfigError, match="not an AFT run"):  # the curve needs an AFT cell
+        report(result.db, tmp_path / "page", figures=["curve"])

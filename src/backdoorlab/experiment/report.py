@@ -20,6 +20,7 @@ import csv
 import html
 import io
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -276,6 +277,16 @@ def _extras(metrics: dict[str, Any]) -> str:
     return ", ".join(out) or "-"
 
 
+def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Cell]) -> Cell:
+    """The one cell whose labels (or config values) are those of `selector`."""
+    if not isinstance(selector, dict):
+        raise ConfigError(f"report {rid}: {what} must map axes (or config keys) to values")
+    found = [c for c in cells if all(c.value(k) == str(v) for k, v in selector.items())]
+    if len(found) != 1:
+        raise ConfigError(f"report {rid}: {what} {selector} matches {len(found)} cells, not one")
+    return found[0]
+
+
 def _record(c: Cell) -> dict[str, Any] | None:
     """The cell's result.json; None where its folder is gone (the row alone is reported)."""
     try:
@@ -294,14 +305,7 @@ def _runs(
     title = entry.get("title", rid)
     base, notes = None, []
     if "baseline" in entry:
-        found = [
-            c for c in cells if all(c.value(k) == str(v) for k, v in entry["baseline"].items())
-        ]
-        if len(found) != 1:
-            raise ConfigError(
-                f"report {rid}: baseline {entry['baseline']} matches {len(found)} cells, not one"
-            )
-        base = found[0]
+        base = pick(rid, "baseline", entry["baseline"], cells)
         chosen = [c for c in chosen if c is not base]
         notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
     records = [_record(c) for c in chosen]
@@ -513,8 +517,9 @@ def _detect(
 
 
 TABLES = ("runs", "grid", "detect")  # the kinds --table may name
-FIGURES = ("lines", "curve", "detect")  # and --figure
+FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
+# (rid, entry, spec, cells, out stem) -> Section; layers above add theirs with report_kind
 REPORT_KINDS: dict[str, Callable[..., Section]] = {
     "runs": _runs,
     "grid": _grid,
@@ -524,8 +529,25 @@ REPORT_KINDS: dict[str, Callable[..., Section]] = {
 }
 
 
+def report_kind(name: str) -> Callable[[Callable[..., Section]], Callable[..., Section]]:
+    """Register a report kind under `name` (e.g. `analysis`, from backdoorlab.analysis)."""
+
+    def register(fn: Callable[..., Section]) -> Callable[..., Section]:
+        if name in REPORT_KINDS:
+            raise ConfigError(f"report kind {name!r} is already registered")
+        REPORT_KINDS[name] = fn
+        return fn
+
+    return register
+
+
 def _markdown(
-    title: str, notes: str, sections: list[Section], command: str | None, findings: str | None
+    title: str,
+    notes: str,
+    sections: list[Section],
+    command: str | None,
+    findings: str | None,
+    folder: Path,
 ) -> str:
     lines = [f"# {title}", "", *written_by(command)]
     if notes:
@@ -538,8 +560,8 @@ def _markdown(
             head, *body = s.table
             lines += [f"| {' | '.join(head)} |", "|" + " --- |" * len(head)]
             lines += [f"| {' | '.join(r)} |" for r in body] + [""]
-        for caption, path in s.figures:
-            lines += [f"![{caption}]({path.name})", ""]
+        for caption, path in s.figures:  # linked relative to the page
+            lines += [f"![{caption}]({Path(os.path.relpath(path, folder)).as_posix()})", ""]
         lines += [*(f"{n}\n" for n in s.notes)]
     if findings:
         lines += ["## Observations", "", findings, ""]
@@ -729,5 +751,5 @@ def report(
     if fmt == "html":
         page = _html(title, intro, sections, cells, command, findings)
         return write_text(stem.with_suffix(".html"), page), sections
-    text = _markdown(title, intro, sections, command, findings)
+    text = _markdown(title, intro, sections, command, findings, stem.parent.resolve())
     return write_text(stem.with_suffix(".md"), text), sections
