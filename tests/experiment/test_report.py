@@ -212,3 +212,15 @@ def test_runs_der_against_an_attacked_baseline(tmp_path):
     i = head.index("DER")
     # DER = (max(0, dASR) - max(0, dACC) + 1) / 2: badnets (0 - 0.005 + 1)/2, sig (0.98 + 1)/2
     assert bad[i] == "0.497" and sig[i] == "0.990"
+
+
+def test_where_keeps_any_of_a_list_and_the_grid_shows_only_those_rows(tmp_path):
+    spec = {**SPEC, "reports": {"t": {"kind": "grid", "rows": "attack", "columns": "defense",
+                                      "where": {"eps": 0.1, "defense": ["none", "cat"],
+                                                "attack": ["blended"]}}}}  # fmt: skip
+    store = ResultStore(_db(tmp_path))
+    store.put_sweep("toy", spec)
+    _, [section] = report(store.path, tmp_path / "out" / "toy")
+    assert section.grid.rows == ["blended"] and section.grid.columns == ["none", "cat"]
+    assert section.grid.cells[("blended", "cat")] == {"acc": 93.0, "asr": 1.0}
+    assert not section.grid.missing()

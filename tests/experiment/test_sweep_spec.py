@@ -45,6 +45,16 @@ def test_axes_expand_to_their_cartesian_product_with_zipped_lists(spec):
     assert all("/" not in c.slug and "/" not in c.config.name for c in cells)
 
 
+def test_exclude_leaves_out_the_matching_cells_of_the_product(spec):
+    spec["exclude"] = [{"attack": "blended", "seed": [1, 2]}, {"budget": "at/0.2", "seed": 0}]
+    cells = expand(load_sweep(spec))
+    labels = {tuple(c.axes.values()) for c in cells}
+    assert len(cells) == 12 - 4 - 2  # the two rules share no cell
+    assert ("blended", "at/0.1", "0") in labels and ("badnets", "at/0.1", "2") in labels
+    assert not any(a == "blended" and s in ("1", "2") for a, _, s in labels)
+    assert ("badnets", "at/0.2", "0") not in labels
+
+
 def test_profiles_merge_over_the_sweep_and_null_removes(spec):
     spec["profiles"] = {
         "cpu": {"set": {"train.epochs": 2}, "axes": {"seed": None, "attack": {"blended": None}}}
@@ -80,6 +90,7 @@ def test_a_base_file_is_read_relative_to_the_sweep_file(tmp_path, tiny_config):
         ({"axes": {"r": {"train.verbose": [1, 2]}}}, "sweep cell r=1"),
         ({"axes": {"s": {"a": {}, "b": {}}}}, "same config"),
         ({"unknown": 1}, "sweep: invalid config: unknown: unknown key"),
+        ({"exclude": [{"rate": 1}]}, "exclude: rate is not an axis"),
     ],
 )
 def test_bad_sweeps_fail_with_one_line_naming_the_problem(spec, change, message):

@@ -252,10 +252,18 @@ def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Ce
     ]
 
 
-def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
-    """Labels of an axis in declaration order (config values in order of appearance)."""
+def _order(
+    spec: dict[str, Any], name: str, cells: list[Cell], entry: dict[str, Any] | None = None
+) -> list[str]:
+    """Labels of an axis in declaration order (those the entry's `where` keeps), or config
+    values in order of appearance."""
     if name in spec["axes"]:
-        return [label for label, _ in axis_values(name, spec["axes"][name])]
+        labels = [label for label, _ in axis_values(name, spec["axes"][name])]
+        want = (entry or {}).get("where", {}).get(name)
+        if want is None:
+            return labels
+        want = [str(w) for w in want] if isinstance(want, list) else [str(want)]
+        return [label for label in labels if label in want]
     seen: dict[str, None] = {}
     for c in cells:
         seen.setdefault(c.value(name))
@@ -263,8 +271,12 @@ def _order(spec: dict[str, Any], name: str, cells: list[Cell]) -> list[str]:
 
 
 def _select(entry: dict[str, Any], cells: list[Cell]) -> list[Cell]:
-    where = entry.get("where", {})
-    return [c for c in cells if all(c.value(k) == str(v) for k, v in where.items())]
+    """The cells `where` keeps: per axis (or config key) a value, or any of a list."""
+    where = {
+        k: [str(x) for x in v] if isinstance(v, list) else [str(v)]
+        for k, v in entry.get("where", {}).items()
+    }
+    return [c for c in cells if all(c.value(k) in v for k, v in where.items())]
 
 
 def _extras(metrics: dict[str, Any]) -> str:
@@ -370,8 +382,8 @@ def _grid(
             )
         found[key], links[key] = c.metrics, c.key
     grid = Grid(
-        _order(spec, rows, chosen),
-        _order(spec, cols, chosen),
+        _order(spec, rows, chosen, entry),
+        _order(spec, cols, chosen, entry),
         found,
         baseline=entry.get("baseline"),
         paper=entry.get("paper", {}),
@@ -419,8 +431,8 @@ def _lines(
     `lines` (Gao Fig. 2)."""
     chosen = _select(entry, cells)
     x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
-    panels = _order(spec, panels_key, chosen) if panels_key else [""]
-    lines = _order(spec, lines_key, chosen)
+    panels = _order(spec, panels_key, chosen, entry) if panels_key else [""]
+    lines = _order(spec, lines_key, chosen, entry)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -452,7 +464,7 @@ def _curve(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, line in enumerate(_order(spec, lines_key, chosen)):
+    for i, line in enumerate(_order(spec, lines_key, chosen, entry)):
         for c in (c for c in chosen if c.value(lines_key) == line):
             curve = c.metrics["aft_curve"]
             steps = [p["step"] for p in curve]

@@ -12,6 +12,8 @@
       budget:                             # several keys of equal length: zipped
         defense.threat: [linf, l2]
         defense.eps: [0.2, 2.0]
+    exclude:                              # cells of the product left out
+      - {attack: blended, rate: [0.01]}   #   (a label, or any of a list, per axis)
     reports: {...}                        # tables and figures (see experiment/report.py)
     profiles:                             # partial sweeps merged over the rest by --profile
       cpu: {base: ../mnist.yaml}
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import (
@@ -66,6 +68,8 @@ class SweepSpec(BaseModel):
     axes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = Field(default_factory=dict)
     notes: str = ""
+    # cells of the product left out: each rule maps axes to a label or a list of labels
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("axes")
     @classmethod
@@ -73,6 +77,14 @@ class SweepSpec(BaseModel):
         for name, spec in axes.items():
             axis_values(name, spec)  # raises on a malformed axis
         return axes
+
+    @model_validator(mode="after")
+    def _exclude(self) -> SweepSpec:
+        for rule in self.exclude:
+            unknown = sorted(set(rule) - set(self.axes))
+            if unknown:
+                raise ValueError(f"exclude: {', '.join(unknown)} is not an axis")
+        return self
 
 
 @dataclass(frozen=True)
@@ -201,11 +213,21 @@ def _read_base(path: str, where: Path) -> dict[str, Any]:
     return read_yaml(Path(path) if Path(path).is_absolute() else where / path)
 
 
+def _matches(rule: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a cell's labels match an `exclude` rule (a label, or any of a list, per axis)."""
+    return all(
+        labels.get(axis) in ([str(v) for v in want] if isinstance(want, list) else [str(want)])
+        for axis, want in rule.items()
+    )
+
+
 def expand(spec: SweepSpec) -> list[Cell]:
     """Every cell of the sweep, validated (one bad cell is an error naming it)."""
     axes = [[(name, *v) for v in axis_values(name, s)] for name, s in spec.axes.items()]
     cells = []
     for combo in itertools.product(*axes):
+        if any(_matches(rule, {a: label for a, label, _ in combo}) for rule in spec.exclude):
+            continue
         bases = [over["base"] for _, _, over in combo if "base" in over]
         if len(bases) > 1:
             raise ConfigError("sweep: two axes of one cell each bring a base config")
