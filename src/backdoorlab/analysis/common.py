@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -14,7 +12,7 @@ from backdoorlab.attacks.base import Attack
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run, write_text
+from backdoorlab.experiment.artifacts import read_run
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
@@ -66,8 +64,3 @@ def untargeted_predictions(
             preds.append(model(adv).argmax(1))
         xs.append(adv)
     return torch.cat(xs), torch.cat(preds)
-
-
-def write_json(path: Path, obj: dict[str, Any]) -> Path:
-    """JSON written whole (temp name, then rename)."""
-    return write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -13,8 +13,8 @@ from backdoorlab.analysis.common import (
     load_run,
     same_test_set,
     untargeted_predictions,
-    write_json,
 )
+from backdoorlab.experiment.artifacts import write_json
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 

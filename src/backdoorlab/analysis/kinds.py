@@ -13,7 +13,7 @@ from backdoorlab.analysis.distance import feature_distances
 from backdoorlab.analysis.labels import adversarial_labels
 from backdoorlab.analysis.tsne import feature_tsne
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import Cell, Section, pick, report_kind
+from backdoorlab.experiment.report import Part, Row, pick, report_kind
 from backdoorlab.paths import inside
 
 
@@ -74,8 +74,8 @@ def analyze(
 
 @report_kind("analysis")
 def analysis_section(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     """A sweep file's analysis of one cell (`run`, and `benign` where it compares two), e.g.
 
     labels-badnets: {kind: analysis, analysis: labels, run: {attack: badnets},
@@ -98,4 +98,4 @@ def analysis_section(
     )
     title = entry.get("title", rid)
     notes = [a.summary(result)] if a.summary is not None else []
-    return Section(rid, title, figures=[(title, folder / a.figure)], notes=notes)
+    return Part(rid, title, figures=[(title, folder / a.figure)], notes=notes)

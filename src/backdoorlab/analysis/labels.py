@@ -12,9 +12,9 @@ from backdoorlab.analysis.common import (
     load_run,
     same_test_set,
     untargeted_predictions,
-    write_json,
 )
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_json
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from backdoorlab.analysis.common import load_run, write_json
+from backdoorlab.analysis.common import load_run
+from backdoorlab.experiment.artifacts import write_json
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 

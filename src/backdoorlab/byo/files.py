@@ -15,8 +15,13 @@ from torch import nn
 from backdoorlab.byo.api import RepairReport, ScanResult
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.detectors.base import Detection
-from backdoorlab.experiment.artifacts import RUN_MARKER, new_run_folder, new_run_id, save_tensors
-from backdoorlab.experiment.artifacts import write_json as write_json_file
+from backdoorlab.experiment.artifacts import (
+    RUN_MARKER,
+    new_run_folder,
+    new_run_id,
+    save_tensors,
+    write_json,
+)
 from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.runner import store_row, versions
 from backdoorlab.experiment.store import ResultStore
@@ -93,7 +98,7 @@ def save_repair(
     }
     with new_run_folder(out, overwrite) as tmp:
         save_tensors(tmp / "model.safetensors", state_of(model))
-        write_json_file(tmp / RUN_MARKER, record)
+        write_json(tmp / RUN_MARKER, record)
     if db is not False:
         db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
         ResultStore(db_path).add(store_row(record, out.resolve()))
@@ -106,9 +111,7 @@ def save_evaluation(
     """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
     out = Path(out)
     with new_run_folder(out, overwrite) as tmp:
-        write_json_file(
-            tmp / RUN_MARKER, {"kind": "evaluate", "metrics": metrics, "source": source}
-        )
+        write_json(tmp / RUN_MARKER, {"kind": "evaluate", "metrics": metrics, "source": source})
     return out
 
 
@@ -140,8 +143,8 @@ def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -
     out = Path(out)
     record = {"kind": "scan", **result.to_dict()}
     with new_run_folder(out, overwrite) as tmp:
-        write_json_file(tmp / "scan.json", record)
+        write_json(tmp / "scan.json", record)
         for name, d in result.detections.items():
             plot_detection(d, tmp / f"{name}.png")
-        write_json_file(tmp / RUN_MARKER, record)
+        write_json(tmp / RUN_MARKER, record)
     return out

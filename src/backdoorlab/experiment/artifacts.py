@@ -123,9 +123,9 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Pretty JSON, written whole."""
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: Path, obj: Any) -> Path:
+    """Pretty JSON, written whole (temp name, then rename)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:

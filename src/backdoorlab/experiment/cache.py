@@ -62,7 +62,7 @@ def set_rng_state(tensors: dict[str, torch.Tensor]) -> None:
 
 
 @dataclass
-class Entry:
+class CacheEntry:
     """One cached stage: its tensors (RNG state removed) and its JSON metadata."""
 
     key: str
@@ -80,8 +80,8 @@ class StageCache:
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def get(self, stage: str, key: str, device: str | torch.device = "cpu") -> Entry | None:
-        """Entry `key` of `stage` with the RNG state it recorded restored; None on a miss."""
+    def get(self, stage: str, key: str, device: str | torch.device = "cpu") -> CacheEntry | None:
+        """CacheEntry `key` of `stage` with the RNG state it recorded restored; None on a miss."""
         d = self._dir(stage, key)
         if not (d / META).is_file() or not (d / "tensors.safetensors").is_file():
             return None  # absent, or written by an older layout
@@ -92,7 +92,7 @@ class StageCache:
             return None
         set_rng_state(tensors)
         tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
-        return Entry(key, tensors, meta, d)
+        return CacheEntry(key, tensors, meta, d)
 
     def put(
         self, stage: str, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]

@@ -180,7 +180,7 @@ class Grid:
 
 
 @dataclass
-class Cell:
+class Row:
     """A finished cell as the report reads it."""
 
     key: str
@@ -213,7 +213,7 @@ class Cell:
 
 
 @dataclass
-class Section:
+class Part:
     """One table or figure of a report."""
 
     id: str
@@ -226,12 +226,12 @@ class Section:
     links: dict[tuple[str, str], str] = field(default_factory=dict)  # grid cell -> cell key
 
 
-def _cell(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: str) -> Cell:
+def _cell(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: str) -> Row:
     # a sweep folder that was moved still holds the cell under cells/
     folder = Path(row["out_dir"]) if row["out_dir"] else None
     if folder is not None and not folder.is_dir():
         folder = store.path.parent / "cells" / folder.name
-    return Cell(
+    return Row(
         key,
         axes,
         json.loads(row["config_json"]),
@@ -241,7 +241,7 @@ def _cell(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: st
     )
 
 
-def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Cell]:
+def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Row]:
     """The sweep's finished cells; with `current` (the keys its last start expanded), only
     those: a row an earlier version of the sweep file wrote is not reported."""
     keep = None if current is None else set(current)
@@ -253,7 +253,7 @@ def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Ce
 
 
 def _order(
-    spec: dict[str, Any], name: str, cells: list[Cell], entry: dict[str, Any] | None = None
+    spec: dict[str, Any], name: str, cells: list[Row], entry: dict[str, Any] | None = None
 ) -> list[str]:
     """Labels of an axis in declaration order (those the entry's `where` keeps), or config
     values in order of appearance."""
@@ -270,7 +270,7 @@ def _order(
     return list(seen)
 
 
-def _select(entry: dict[str, Any], cells: list[Cell]) -> list[Cell]:
+def _select(entry: dict[str, Any], cells: list[Row]) -> list[Row]:
     """The cells `where` keeps: per axis (or config key) a value, or any of a list."""
     where = {
         k: [str(x) for x in v] if isinstance(v, list) else [str(v)]
@@ -289,7 +289,7 @@ def _extras(metrics: dict[str, Any]) -> str:
     return ", ".join(out) or "-"
 
 
-def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Cell]) -> Cell:
+def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Row]) -> Row:
     """The one cell whose labels (or config values) are those of `selector`."""
     if not isinstance(selector, dict):
         raise ConfigError(f"report {rid}: {what} must map axes (or config keys) to values")
@@ -299,7 +299,7 @@ def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Cell]) -> Ce
     return found[0]
 
 
-def _record(c: Cell) -> dict[str, Any] | None:
+def _record(c: Row) -> dict[str, Any] | None:
     """The cell's result.json; None where its folder is gone (the row alone is reported)."""
     try:
         return c.record()
@@ -308,8 +308,8 @@ def _record(c: Cell) -> dict[str, Any] | None:
 
 
 def _runs(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     """One row per cell: the attack's setting, ACC and its change against the `baseline` cell,
     ASR, RA, DER, the poisoned count, run times, the defense's own numbers; with `triggers`
     (default true) each attacked cell's trigger grid."""
@@ -363,12 +363,12 @@ def _runs(
     csv_rows = io.StringIO()
     csv.writer(csv_rows, lineterminator="\n").writerows(table)
     write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
-    return Section(rid, title, table=table, figures=figures, notes=notes)
+    return Part(rid, title, table=table, figures=figures, notes=notes)
 
 
 def _grid(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     rows, cols = entry["rows"], entry["columns"]
     chosen = _select(entry, cells)
     found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -396,7 +396,7 @@ def _grid(
         notes.append(f"Not run yet (or failed): {cells_text}.")
     write_text(inside(out.parent, f"{out.name}-{rid}.csv"), grid.csv())
     title = entry.get("title", rid)
-    return Section(rid, title, grid=grid, corner=rows, notes=notes, links=links)
+    return Part(rid, title, grid=grid, corner=rows, notes=notes, links=links)
 
 
 def _legend(fig, axes) -> None:
@@ -425,8 +425,8 @@ def _finish(fig, axes, xlabel: str | None, rid: str, entry: dict[str, Any], out:
 
 
 def _lines(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     """ACC (dashed) and ASR (solid) against a numeric x, one panel per `panels`, one colour per
     `lines` (Gao Fig. 2)."""
     chosen = _select(entry, cells)
@@ -452,12 +452,12 @@ def _lines(
                 ax.plot(xs, [p[2] for p in pts], "-o", c=colour, ms=3, label=f"{line} ASR")
         ax.set_title(panel, fontsize=10)
     path = _finish(fig, list(axes[0]), x, rid, entry, out)
-    return Section(rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)])
+    return Part(rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)])
 
 
 def _curve(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     """ACC (dashed) and ASR (solid) against AFT steps, one colour per `lines` (Mu Fig. 3)."""
     chosen = [c for c in _select(entry, cells) if c.metrics.get("aft_curve")]
     lines_key = entry["lines"]
@@ -473,14 +473,14 @@ def _curve(
             ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
     path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
     notes = [] if chosen else ["No cell holds an AFT curve yet."]
-    return Section(
+    return Part(
         rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)], notes=notes
     )
 
 
 def _detect(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Cell], out: Path
-) -> Section:
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
     """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
 
     `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
@@ -516,7 +516,7 @@ def _detect(
         names = ", ".join(f"{m.name} (ASR {pct(m.asr)})" for m in failed)
         notes.append(f"Not scored (the backdoor did not take): {names}.")
     if not members:
-        return Section(rid, title, notes=["No cell holds detector results yet."])
+        return Part(rid, title, notes=["No cell holds detector results yet."])
     table = detection_rows(benign, infected, detectors, groups)
     csv_rows = io.StringIO()
     csv.writer(csv_rows, lineterminator="\n").writerows(table)
@@ -525,14 +525,14 @@ def _detect(
     write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
     fig = roc_figure(benign, infected, detectors, groups, title)
     path = save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
-    return Section(rid, title, figures=[(title, path)], table=table, notes=notes)
+    return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
 TABLES = ("runs", "grid", "detect")  # the kinds --table may name
 FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
-# (rid, entry, spec, cells, out stem) -> Section; layers above add theirs with report_kind
-REPORT_KINDS: dict[str, Callable[..., Section]] = {
+# (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
+REPORT_KINDS: dict[str, Callable[..., Part]] = {
     "runs": _runs,
     "grid": _grid,
     "lines": _lines,
@@ -541,10 +541,10 @@ REPORT_KINDS: dict[str, Callable[..., Section]] = {
 }
 
 
-def report_kind(name: str) -> Callable[[Callable[..., Section]], Callable[..., Section]]:
+def report_kind(name: str) -> Callable[[Callable[..., Part]], Callable[..., Part]]:
     """Register a report kind under `name` (e.g. `analysis`, from backdoorlab.analysis)."""
 
-    def register(fn: Callable[..., Section]) -> Callable[..., Section]:
+    def register(fn: Callable[..., Part]) -> Callable[..., Part]:
         if name in REPORT_KINDS:
             raise ConfigError(f"report kind {name!r} is already registered")
         REPORT_KINDS[name] = fn
@@ -556,7 +556,7 @@ def report_kind(name: str) -> Callable[[Callable[..., Section]], Callable[..., S
 def _markdown(
     title: str,
     notes: str,
-    sections: list[Section],
+    sections: list[Part],
     command: str | None,
     findings: str | None,
     folder: Path,
@@ -602,8 +602,8 @@ window.addEventListener('hashchange',openCell);window.addEventListener('load',op
 def _html(
     title: str,
     notes: str,
-    sections: list[Section],
-    cells: list[Cell],
+    sections: list[Part],
+    cells: list[Row],
     command: str | None,
     findings: str | None,
 ) -> str:
@@ -666,7 +666,7 @@ def _html(
 PLAIN_RUNS = "runs"  # the report of a database that holds runs of `run` and no sweep
 
 
-def _plain_runs(store: ResultStore, names: list[str]) -> tuple[dict[str, Any], list[Cell]]:
+def _plain_runs(store: ResultStore, names: list[str]) -> tuple[dict[str, Any], list[Row]]:
     """A sweep-less database's runs (the latest of each name; with `names`, those) as one
     `runs` table."""
     latest = {r["name"]: r for r in store.rows(status="finished") if r["sweep"] is None}
@@ -690,7 +690,7 @@ def report(
     fmt: str = "md",
     command: str | None = None,
     notes: str | Path | None = None,
-) -> tuple[Path | None, list[Section]]:
+) -> tuple[Path | None, list[Part]]:
     """Write the report of sweep `sweep` (default: the only one) held in `db`; a database of
     plain runs (no sweep) gives one table of its runs (with `runs`, of those names).
 
