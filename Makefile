@@ -59,6 +59,20 @@ clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
 # ---- results: every number in docs/results comes from these targets -------------------------
+# The pages written from sweep files (configs/results/NAME.yaml -> docs/results/NAME.md and .html,
+# observations from docs/results/notes/NAME.md); each sweep resumes where it stopped.
+RESULT_PAGES := $(basename $(notdir $(wildcard configs/results/*.yaml)))
+.PHONY: results-pages
+
+results-pages: install
+	for p in $(RESULT_PAGES); do \
+	  $(BIN)/backdoorlab sweep $$p --out runs/results/$$p --quiet --report docs/results/$$p \
+	    --notes docs/results/notes/$$p.md || exit 1; \
+	  $(BIN)/backdoorlab report runs/results/$$p/results.db --out docs/results/$$p --format html \
+	    --notes docs/results/notes/$$p.md || exit 1; \
+	done
+
+# The pages below are still written by the older per-run commands (to be moved to the loop above)
 ATTACKS := badnets blended sig lc trojan wanet iad wanet-training iad-training
 RESULTS := runs/attacks-mnist
 
@@ -114,7 +128,7 @@ results-lc-sweep: install
 results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
 	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* $(SWEEP)/nocrop-* \
 	  --baseline $(RESULTS)/mnist-clean \
-	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep.md \
+	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep-mnist.md \
 	  --no-figures \
 	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"
 

@@ -53,3 +53,20 @@ def test_sweeps_by_name_and_an_unknown_name_lists_the_known_ones(tmp_path):
         sweep("gao2023-table99", tmp_path, profile="cpu")
     with pytest.raises(ConfigError, match="sweep: no file missing.yaml"):
         load_sweep("missing.yaml")
+
+
+def test_every_results_page_sweep_expands_and_its_reports_name_real_cells():
+    """configs/results: each page's sweep is valid, and every cell a report selects exists."""
+    from backdoorlab.experiment.report import REPORT_KINDS
+
+    pages = {k: v for k, v in sweep_files().items() if v.parent.name == "results"}
+    assert {"attacks-mnist", "clean-label-sweep-mnist", "post-training-mnist"} <= set(pages)
+    for name in pages:
+        spec = load_sweep(name)
+        labels = {tuple(sorted(c.axes.items())) for c in expand(spec)}
+        for rid, entry in spec.reports.items():
+            assert entry["kind"] in REPORT_KINDS, (name, rid)
+            for key in ("baseline", "run", "benign"):  # each names exactly one cell
+                if isinstance(entry.get(key), dict):  # (a grid's baseline is a column label)
+                    hits = [c for c in labels if set(entry[key].items()) <= set(c)]
+                    assert len(hits) == 1, (name, rid, key, len(hits))
