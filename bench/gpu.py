@@ -28,7 +28,9 @@ from backdoorlab.train.distributed import distributed
 from backdoorlab.train.perf import Performance, performance
 
 
-def epoch_seconds(data, cfg: TrainConfig, defense: dict | None, width: int) -> float:
+def epoch_seconds(
+    data, cfg: TrainConfig, defense: dict | None, width: int, perf: Performance
+) -> float:
     """Seconds of the last epoch of `fit` on a fresh ResNet-18 (AT hooks when `defense`)."""
     torch.manual_seed(0)
     model = build_model(MODELS.validate({"name": "resnet18", "width": width}), data.spec)
@@ -36,8 +38,8 @@ def epoch_seconds(data, cfg: TrainConfig, defense: dict | None, width: int) -> f
     hooks = []
     if defense is not None:
         d = build_defense(DEFENSES.validate(defense))
-        hooks = d.training_hooks(DefenseContext(data, cfg, data.device, 0))
-    state = fit(model, data, cfg, hooks, progress=False)
+        hooks = d.training_hooks(DefenseContext(data, cfg, data.device, 0, perf=perf))
+    state = fit(model, data, cfg, hooks, progress=False, perf=perf)
     return state.history[-1]["seconds"]
 
 
@@ -66,8 +68,8 @@ def main() -> None:
             epochs=args.epochs, batch_size=args.batch, lr=0.1, crop_padding=4, flip=True
         )
         at = {"name": "at", "threat": "linf", "eps": 8 / 255, "steps": 10, "alpha": 2 / 255}
-        standard = epoch_seconds(data, cfg, None, width)
-        adversarial = epoch_seconds(data, cfg, at, width)
+        standard = epoch_seconds(data, cfg, None, width, perf)
+        adversarial = epoch_seconds(data, cfg, at, width, perf)
         numbers = {
             "standard_images_per_s": args.images / standard,
             "pgd10_at_epoch_s": adversarial,

@@ -6,6 +6,7 @@ from backdoorlab.defenses.aft import craft_untargeted, label_concentration
 from backdoorlab.experiment import run
 from backdoorlab.models import MODELS, build_model
 from backdoorlab.perturb.threats import LinfBall
+from backdoorlab.train.perf import Performance
 
 
 def small_model(num_classes=4):
@@ -100,7 +101,7 @@ def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
     watch = _Watch(cfg, ctx, probe, LinfBall(0.1))
     shares = iter([0.9, 0.3, 0.6])  # what each check measures
     monkeypatch.setattr(aft, "label_concentration", lambda m, x: next(shares))
-    state = SimpleNamespace(model=model, step=0)
+    state = SimpleNamespace(model=model, step=0, perf=Performance())
     kept = {}
     for step in range(3):
         with torch.no_grad():

@@ -36,11 +36,11 @@ def test_stage_beta_zero_is_random_and_recipe_composes():
         [Stage(FlowField(0.05), steps=2, beta=0.8), Stage(LinfBall(4 / 255), steps=2, beta=0.8)]
     )
 
-    class S:
-        pass
+    from types import SimpleNamespace
 
-    state = S()
-    state.model = model
+    from backdoorlab.train.perf import Performance
+
+    state = SimpleNamespace(model=model, perf=Performance())
     b = recipe.transform(state, Batch(x, y, torch.arange(8)))
     assert b.x.shape == x.shape and not b.x.requires_grad and torch.equal(b.y, y)
     assert 0 < (b.x - x).abs().max() and b.x.min() >= 0 and b.x.max() <= 1

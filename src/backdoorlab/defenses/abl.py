@@ -97,6 +97,7 @@ class ABLHook(Hook):
             seed=self.ctx.seed,
             progress=False,
             description="abl isolation",
+            perf=state.perf,
         )
         self.history = iso.history
         losses = per_sample_loss(state.model, state.data, state.config.eval_batch_size)
@@ -150,6 +151,7 @@ class ABL(Defense):
             unlearn,
             [_Ascent()],
             seed=ctx.seed,
+            perf=ctx.perf,
             progress=False,
             description="unlearn",
         )

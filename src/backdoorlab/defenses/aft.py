@@ -23,6 +23,7 @@ from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
 from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.loop import fit
+from backdoorlab.train.perf import DEFAULT, Performance
 
 
 class AFTConfig(DefenseConfig):
@@ -53,6 +54,7 @@ def craft_untargeted(
     batch_size: int = 256,
     augment: Augment | None = None,
     seed: int = 0,
+    perf: Performance = DEFAULT,
 ) -> torch.Tensor:
     """Stage 1: untargeted PGD examples of every sample of `data` ([N,C,H,W] floats, index order).
 
@@ -60,7 +62,7 @@ def craft_untargeted(
     """
     out = torch.empty((len(data), data.channels, *data.size), device=data.device)
     for x, y, idx in BatchIterator(data, batch_size, augment=augment, seed=seed):
-        out[idx] = pgd(model, x, y, threat, steps, alpha)
+        out[idx] = pgd(model, x, y, threat, steps, alpha, perf=perf)
     return out
 
 
@@ -111,7 +113,7 @@ class _Watch(Hook):
         c = self.cfg
         x, y = self.probe
         alpha = c.alpha or c.eps / 5
-        adv = pgd(state.model, x, y, self.threat, c.steps, alpha)
+        adv = pgd(state.model, x, y, self.threat, c.steps, alpha, perf=state.perf)
         conc = label_concentration(state.model, adv)
         self.checks.append({"step": state.step, "concentration": 100 * conc})
         if self.best is None or conc < self.best[0]:
@@ -151,7 +153,9 @@ class AdversarialFineTuning(Defense):
             t = ctx.train_config
             data = ctx.train
             augment = Augment(t.crop_padding, t.flip) if t.crop_padding or t.flip else None
-        adv = craft_untargeted(model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed)
+        adv = craft_untargeted(
+            model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed, perf=ctx.perf
+        )
         gen = torch.Generator().manual_seed(ctx.seed + 1)
         pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
         probe = (data.floats(pick), data.labels[pick])
@@ -163,12 +167,21 @@ class AdversarialFineTuning(Defense):
             stage2,
             [_SwapIn(adv), self.watch],
             seed=ctx.seed,
+            perf=ctx.perf,
             progress=False,
             description="aft",
         )
         if c.clean_epochs and c.data == "clean":
             stage3 = tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
-            fit(model, data, stage3, seed=ctx.seed, progress=False, description="aft stage 3")
+            fit(
+                model,
+                data,
+                stage3,
+                seed=ctx.seed,
+                perf=ctx.perf,
+                progress=False,
+                description="aft stage 3",
+            )
         return model
 
     def report(self) -> dict[str, object]:

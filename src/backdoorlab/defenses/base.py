@@ -18,6 +18,7 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.registry import Registry
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.perf import DEFAULT, Performance
 
 
 class DefenseConfig(Section):
@@ -53,6 +54,7 @@ class DefenseContext:
     poisoned: PoisonedData | None = None
     clean: Dataset | None = None
     monitor: Callable[[nn.Module], dict[str, float | None]] | None = None
+    perf: Performance = DEFAULT  # how the work runs: passed to fit and PGD
 
 
 class Defense:

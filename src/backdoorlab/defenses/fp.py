@@ -168,7 +168,15 @@ class FinePruning(Defense):
         self.channels = n
         if c.epochs:
             cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-            fit(model, clean, cfg, [_KeepPruned(pruner, pruned)], seed=ctx.seed, progress=False)
+            fit(
+                model,
+                clean,
+                cfg,
+                [_KeepPruned(pruner, pruned)],
+                seed=ctx.seed,
+                perf=ctx.perf,
+                progress=False,
+            )
         return model
 
     def report(self) -> dict[str, object]:

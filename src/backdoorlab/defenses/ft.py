@@ -36,6 +36,7 @@ class FineTune(Defense):
             clean,
             tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
             seed=ctx.seed,
+            perf=ctx.perf,
             progress=False,
             description="ft",
         )

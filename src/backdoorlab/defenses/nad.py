@@ -100,7 +100,15 @@ class NAD(Defense):
         betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights
         teacher = copy.deepcopy(model)
         t_cfg = tune_config(ctx, c.teacher_epochs, c.lr, c.batch_size, augment=True)
-        fit(teacher, clean, t_cfg, seed=ctx.seed, progress=False, description="nad teacher")
+        fit(
+            teacher,
+            clean,
+            t_cfg,
+            seed=ctx.seed,
+            perf=ctx.perf,
+            progress=False,
+            description="nad teacher",
+        )
         teacher.eval()
         s_cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
         fit(
@@ -109,6 +117,7 @@ class NAD(Defense):
             s_cfg,
             [_Distill(teacher, layers, betas, c.power)],
             seed=ctx.seed,
+            perf=ctx.perf,
             progress=False,
             description="nad student",
         )

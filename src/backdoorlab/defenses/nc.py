@@ -147,7 +147,15 @@ class NeuralCleanse(Defense):
             images[idx] = (x.clamp(0, 1) * 255).round().to(images.dtype)
         tuned = clean.with_data(images, clean.labels)
         cfg = tune_config(ctx, c.epochs, c.unlearn_lr, c.unlearn_batch_size, augment=True)
-        fit(model, tuned, cfg, seed=ctx.seed, progress=False, description="nc unlearn")
+        fit(
+            model,
+            tuned,
+            cfg,
+            seed=ctx.seed,
+            perf=ctx.perf,
+            progress=False,
+            description="nc unlearn",
+        )
         return model
 
     def report(self) -> dict[str, object]:

@@ -165,7 +165,9 @@ def _run(
     def monitor(m: nn.Module) -> dict[str, float | None]:
         return evaluate(m, test, backdoor, cfg.train.eval_batch_size)
 
-    ctx = DefenseContext(train, cfg.train, prep.device, cfg.seed, prep.poisoned, clean, monitor)
+    ctx = DefenseContext(
+        train, cfg.train, prep.device, cfg.seed, prep.poisoned, clean, monitor, cfg.performance
+    )
     hooks = [
         *attack_hooks,
         *defense.training_hooks(ctx),
@@ -179,7 +181,14 @@ def _run(
         infected = {"cache_key": key, "from_cache": history is not None}
     if history is None:
         state = fit(
-            model, train, cfg.train, hooks, seed=cfg.seed, progress=progress, description=cfg.name
+            model,
+            train,
+            cfg.train,
+            hooks,
+            seed=cfg.seed,
+            progress=progress,
+            description=cfg.name,
+            perf=cfg.performance,
         )
         history = state.history
         if infected:

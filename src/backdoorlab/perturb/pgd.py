@@ -13,7 +13,7 @@ from torch import nn
 
 from backdoorlab.perturb.threats import Threat
 from backdoorlab.train.hooks import Batch, Hook
-from backdoorlab.train.perf import prepare_batch, prepare_model
+from backdoorlab.train.perf import DEFAULT, Performance, prepare_batch, prepare_model
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -30,6 +30,7 @@ def pgd_delta(
     loss: Loss = F.cross_entropy,
     targeted: bool = False,
     bn_mode: Literal["eval", "train"] = "eval",
+    perf: Performance = DEFAULT,
 ) -> torch.Tensor:
     """The perturbation that maximises `loss(model(apply(x, delta)), y)` (minimises: targeted).
 
@@ -39,8 +40,8 @@ def pgd_delta(
     """
     was_training = model.training
     model.train(bn_mode == "train")
-    prepare_model(model)
-    x = prepare_batch(x)
+    prepare_model(model, perf)
+    x = prepare_batch(x, perf)
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -89,7 +90,9 @@ class Stage:
     random_start: bool = True
     bn_mode: Literal["eval", "train"] = "eval"
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, perf: Performance = DEFAULT
+    ) -> torch.Tensor:
         """clip(x + beta * adv + (1 - beta) * rand) (Gao et al. Sec. III-E): the random corner
         is mixed unclipped and the sum clipped once, as the paper writes it."""
         t = self.threat
@@ -98,7 +101,15 @@ class Stage:
             return t.apply(x, rand)
         alpha = self.alpha if self.alpha is not None else 2.5 * t.eps / max(1, self.steps)
         adv = pgd_delta(
-            model, x, y, t, self.steps, alpha, random_start=self.random_start, bn_mode=self.bn_mode
+            model,
+            x,
+            y,
+            t,
+            self.steps,
+            alpha,
+            random_start=self.random_start,
+            bn_mode=self.bn_mode,
+            perf=perf,
         )
         delta = adv if rand is None else t.project(relaxed(adv, rand, self.beta), x)
         return t.apply(x, delta)
@@ -115,5 +126,5 @@ class PerturbBatch(Hook):
     def transform(self, state, batch: Batch) -> Batch:
         x = batch.x
         for stage in self.stages:
-            x = stage(state.model, x, batch.y)
+            x = stage(state.model, x, batch.y, state.perf)
         return Batch(x.detach(), batch.y, batch.idx, batch.loss, batch.info)

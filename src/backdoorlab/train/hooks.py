@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from backdoorlab.train.perf import DEFAULT, Performance
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -54,6 +56,7 @@ class TrainState:
     config: TrainConfig
     data: Dataset
     step_model: nn.Module | None = None
+    perf: Performance = DEFAULT  # how the work runs: hooks pass it to the PGD they run
     epoch: int = 0
     step: int = 0
     stop: bool = False

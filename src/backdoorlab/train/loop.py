@@ -35,7 +35,7 @@ from backdoorlab.train.distributed import (
 )
 from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.optim import build_optimizer, build_scheduler
-from backdoorlab.train.perf import autocast, current, prepare_batch, prepare_model
+from backdoorlab.train.perf import DEFAULT, Performance, autocast, prepare_batch, prepare_model
 
 
 def _progress(enabled: bool) -> Progress:
@@ -134,8 +134,12 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     description: str = "train",
+    perf: Performance = DEFAULT,
 ) -> TrainState:
     """Train `model` on `data` in place and return the final state (with per-epoch history).
+
+    `perf` is how the work runs (memory layout, bf16 autocast, torch.compile); hooks find it in
+    `state.perf` for the PGD they run.
 
     Under `torchrun` (several ranks) `cfg.batch_size` is the global batch: each rank trains on
     its share and DDP averages the gradients, so the run matches one process on one device.
@@ -156,18 +160,18 @@ def fit(
         seed=seed,
         shard=(w.rank, w.size),
     )
-    prepare_model(model)
+    prepare_model(model, perf)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(iterator))
     # the compiled module shares the parameters; hooks and evaluation run it too
-    runner = torch.compile(model) if current().compile else model
+    runner = torch.compile(model) if perf.compile else model
     if w.active:
         stepper = _wrap(model, data.device)  # broadcasts rank 0's weights and buffers
-        if current().compile:
+        if perf.compile:
             stepper = torch.compile(stepper)
     else:
         stepper = runner
-    state = TrainState(runner, optimizer, scheduler, cfg, data, step_model=stepper)
+    state = TrainState(runner, optimizer, scheduler, cfg, data, step_model=stepper, perf=perf)
     for h in hooks:
         h.on_fit_start(state)
     refresh = max(1, len(iterator) // 10)
@@ -187,9 +191,9 @@ def fit(
             seen = 0
             for i, (x, y, idx) in enumerate(iterator):
                 augment = iterator.reaugment(iterator.choices)
-                batch = Batch(prepare_batch(x), y, idx, augment=augment)
+                batch = Batch(prepare_batch(x, perf), y, idx, augment=augment)
                 optimizer.zero_grad(set_to_none=True)
-                with autocast(data.device):
+                with autocast(data.device, perf):
                     for h in hooks:
                         batch = h.transform(state, batch)
                     loss, logits = _step(hooks, state, batch, w)

@@ -1,8 +1,9 @@
 """How the work runs (not what it computes): memory layout, bf16 autocast, torch.compile.
 
-The runner sets these from a config's `performance` section for the duration of a run; `fit` and
-PGD read them. They change speed and the last bits of results, never the experiment, so they are
-left out of the hashes that identify sweep cells and cached stages.
+The runner passes a config's `performance` section to `fit` and PGD (and to the defenses, which
+pass it on), and sets the process-wide torch switches (threads, deterministic algorithms) for
+the duration of a run. They change speed and the last bits of results, never the experiment, so
+they are left out of the hashes that identify sweep cells and cached stages.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
 from typing import Literal
 
 import torch
@@ -39,21 +39,13 @@ class Performance(BaseModel):
     )
 
 
-# a context variable, not a module global: runs in two threads (two sweep starts in one process)
-# each see their own switches, and leaving one block cannot restore another thread's
-_DEFAULT = Performance()
-_current: ContextVar[Performance | None] = ContextVar("performance", default=None)
-
-
-def current() -> Performance:
-    """The switches in force."""
-    return _current.get() or _DEFAULT
+DEFAULT = Performance()
 
 
 @contextmanager
 def performance(settings: Performance) -> Iterator[Performance]:
-    """Run the enclosed code with `settings` (restored afterwards)."""
-    token = _current.set(settings)
+    """Run the enclosed code with the process-wide torch switches of `settings` (CPU threads,
+    deterministic algorithms, cuDNN autotuning), restored afterwards."""
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
@@ -70,7 +62,6 @@ def performance(settings: Performance) -> Iterator[Performance]:
     try:
         yield settings
     finally:
-        _current.reset(token)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = benchmark
@@ -78,10 +69,10 @@ def performance(settings: Performance) -> Iterator[Performance]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def prepare_model(model: nn.Module) -> nn.Module:
-    """`model` in the memory layout in force (in place; only a look at the conv weights when
+def prepare_model(model: nn.Module, perf: Performance = DEFAULT) -> nn.Module:
+    """`model` in the memory layout of `perf` (in place; only a look at the conv weights when
     already there, as it is on every PGD call inside training)."""
-    if current().channels_last:
+    if perf.channels_last:
         # every weight is checked: a 1-channel stem's [C,1,k,k] weight passes as channels_last
         # in either layout
         cl = torch.channels_last
@@ -90,15 +81,15 @@ def prepare_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def prepare_batch(x: torch.Tensor) -> torch.Tensor:
-    """An image batch in the memory layout in force."""
-    if current().channels_last and x.ndim == 4:
+def prepare_batch(x: torch.Tensor, perf: Performance = DEFAULT) -> torch.Tensor:
+    """An image batch in the memory layout of `perf`."""
+    if perf.channels_last and x.ndim == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA when `amp` is on; otherwise nothing."""
-    if current().amp == "bf16" and device.type == "cuda":
+def autocast(device: torch.device, perf: Performance = DEFAULT):
+    """bf16 autocast on CUDA when `perf.amp` is on; otherwise nothing."""
+    if perf.amp == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
