@@ -70,3 +70,12 @@ def test_every_results_page_sweep_expands_and_its_reports_name_real_cells():
                 if isinstance(entry.get(key), dict):  # (a grid's baseline is a column label)
                     hits = [c for c in labels if set(entry[key].items()) <= set(c)]
                     assert len(hits) == 1, (name, rid, key, len(hits))
+
+
+def test_table7_has_a_photos_profile_on_natural_images_at_cpu_scale():
+    cells = expand(load_sweep("gao2023-table7", "photos"))
+    assert len(cells) == 36
+    assert {c.config.dataset.name for c in cells} == {"photos"}
+    assert {c.config.model.name for c in cells} == {"small_cnn"}
+    lc = next(c.config for c in cells if c.axes["attack"] == "lc")
+    assert lc.attack.surrogate.model.name == "small_cnn"  # not the paper's ResNet-18
