@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from backdoorlab.attacks.base import Attack
+from backdoorlab.defenses.base import DEFENSES
 from backdoorlab.errors import DataError
 from backdoorlab.experiment.artifacts import load_tensors, save_tensors, staged_dir, write_json
 from backdoorlab.experiment.config import ExperimentConfig
@@ -34,6 +36,14 @@ INFECTED_SECTIONS = ("seed", "dataset", "model", "attack", "train")
 _RNG = "rng.cpu"
 META = "meta.json"
 INFECTED_FORMAT = 2  # 2: the entry holds the attack's state after training too
+
+
+def default_cache(cfg: ExperimentConfig, out: Path) -> Path | None:
+    """The cache a saved run uses unless told otherwise: beside its folder when another run may
+    share its infected model (a repair, or detectors that score it); none otherwise."""
+    defense = DEFENSES.get(cfg.defense.name)
+    shared = defense.post_training and (not defense.identity or bool(cfg.detect))
+    return out.parent / "cache" if shared else None
 
 
 def stage_key(cfg: ExperimentConfig, sections: tuple[str, ...] = INFECTED_SECTIONS) -> str:
@@ -124,6 +134,22 @@ class StageCache:
         tensors = {**model.state_dict(), **{f"attack.{k}": v for k, v in attack.state().items()}}
         meta = {"history": history, "format": INFECTED_FORMAT}
         return self.put("infected", key, tensors, meta)
+
+    def trained(
+        self,
+        key: str,
+        model: nn.Module,
+        attack: Attack,
+        train: Callable[[], list[dict[str, Any]]],
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Infected model `key` loaded into `model` (and the attack's state) when stored; else
+        `train()` trains it and it is stored. Its history, and whether it came from here."""
+        history = self.load_model(key, model, attack)
+        if history is not None:
+            return history, True
+        history = train()
+        self.save_model(key, model, attack, history)
+        return history, False
 
     def get_state(self, key: str) -> dict[str, torch.Tensor] | None:
         """An auxiliary model's weights (attacks.auxiliary.ModelStore), None on a miss."""

@@ -1,4 +1,5 @@
-"""Run one experiment: load, poison, train (with the defense's hooks), repair, measure, save."""
+"""Run one experiment as its stages: prepare the (poisoned) data, set up the defense, obtain the
+model (trained, or from the stage cache), detect, defend and measure, record."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 import backdoorlab
 from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
-from backdoorlab.defenses.base import DefenseContext, build_defense
+from backdoorlab.defenses.base import Defense, DefenseContext, build_defense
 from backdoorlab.detectors.base import DetectorConfig, run_detector
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import (
@@ -29,7 +30,7 @@ from backdoorlab.experiment.artifacts import (
     staged_dir,
     write_json,
 )
-from backdoorlab.experiment.cache import StageCache, stage_key
+from backdoorlab.experiment.cache import StageCache, default_cache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
 from backdoorlab.experiment.store import ResultStore
@@ -135,30 +136,21 @@ def run(
             return _run(cfg, out, db, save, progress, cache)
 
 
-def _run(
-    cfg: ExperimentConfig,
-    out: str | Path | None,
-    db: str | Path | bool | None,
-    save: bool,
-    progress: bool,
-    cache: str | Path | None,
-) -> RunResult:
-    defense = build_defense(cfg.defense)
-    if out is None:
-        out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
-    # a repair or a detector reuses the infected model of every cell that shares it
-    shared = defense.post_training and (not defense.identity or bool(cfg.detect))
-    if cache is None and save and shared and not world().active:
-        cache = Path(out).parent / "cache"
-    stages = StageCache(cache) if cache is not None else None
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    prep = prepare(cfg, progress, cache=stages)
-    t_data = time.perf_counter()
+@dataclass
+class Setup:
+    """What the stages after `prepare` share: the (poisoned) training set, the test set, the
+    backdoor to measure (None without one), the defense and what it may see."""
 
+    train: Dataset
+    test: Dataset
+    backdoor: Attack | None
+    defense: Defense
+    ctx: DefenseContext
+
+
+def set_up(cfg: ExperimentConfig, prep: Prepared) -> Setup:
+    """The defense and its context (the defender's clean subset, a test monitor) for a run."""
     train, test = prep.poisoned.data, prep.splits.test
-    model = build_model(cfg.model, train.spec).to(prep.device)
-    attack_hooks = prep.attack.training_hooks()
     clean = clean_subset(train, prep.poisoned.touched(), cfg.defense.clean_share, cfg.seed)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
 
@@ -168,21 +160,25 @@ def _run(
     ctx = DefenseContext(
         train, cfg.train, prep.device, cfg.seed, prep.poisoned, clean, monitor, cfg.performance
     )
+    return Setup(train, test, backdoor, build_defense(cfg.defense), ctx)
+
+
+def obtain_model(
+    cfg: ExperimentConfig, prep: Prepared, s: Setup, stages: StageCache | None, progress: bool
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
+    """The trained model (from the stage cache for a post-training defense when it holds it),
+    its training history, and for a post-training defense where it came from."""
+    model = build_model(cfg.model, s.train.spec).to(prep.device)
     hooks = [
-        *attack_hooks,
-        *defense.training_hooks(ctx),
-        EvalHook(test, backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
+        *prep.attack.training_hooks(),
+        *s.defense.training_hooks(s.ctx),
+        EvalHook(s.test, s.backdoor, cfg.train.eval_every, cfg.train.eval_batch_size),
     ]
-    infected: dict[str, Any] = {}
-    history = None
-    if defense.post_training and stages is not None:
-        key = stage_key(cfg)
-        history = stages.load_model(key, model, prep.attack)
-        infected = {"cache_key": key, "from_cache": history is not None}
-    if history is None:
+
+    def train() -> list[dict[str, float]]:
         state = fit(
             model,
-            train,
+            s.train,
             cfg.train,
             hooks,
             seed=cfg.seed,
@@ -190,24 +186,58 @@ def _run(
             description=cfg.name,
             perf=cfg.performance,
         )
-        history = state.history
-        if infected:
-            stages.save_model(infected["cache_key"], model, prep.attack, history)
-    if defense.post_training and not defense.identity:
-        infected["metrics"] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
-    t_train = time.perf_counter()
-    detections = detect(model, test, cfg.detect)
-    t_detect = time.perf_counter()
-    model = defense.repair(model, ctx)
-    metrics: dict[str, Any] = evaluate(model, test, backdoor, cfg.train.eval_batch_size)
-    metrics.update(defense.report())
-    if detections:
-        metrics["detect"] = detections
-    if infected and not defense.identity:
+        return state.history
+
+    if not (s.defense.post_training and stages is not None):
+        return model, train(), {}
+    key = stage_key(cfg)
+    history, hit = stages.trained(key, model, prep.attack, train)
+    return model, history, {"cache_key": key, "from_cache": hit}
+
+
+def defend(
+    model: nn.Module, s: Setup, eval_batch_size: int, infected: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The repaired model and its metrics: ACC/ASR/RA, the defense's own numbers and, for a
+    post-training repair, the infected model's metrics (recorded in `infected`) and the DER."""
+    repairs = s.defense.post_training and not s.defense.identity
+    if repairs:
+        infected["metrics"] = evaluate(model, s.test, s.backdoor, eval_batch_size)
+    model = s.defense.repair(model, s.ctx)
+    metrics: dict[str, Any] = evaluate(model, s.test, s.backdoor, eval_batch_size)
+    metrics.update(s.defense.report())
+    if repairs:
         metrics["infected"] = infected
         metrics["der"] = der(infected["metrics"], metrics)
-    t_end = time.perf_counter()
+    return model, metrics
 
+
+def _run(
+    cfg: ExperimentConfig,
+    out: str | Path | None,
+    db: str | Path | bool | None,
+    save: bool,
+    progress: bool,
+    cache: str | Path | None,
+) -> RunResult:
+    if out is None:
+        out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
+    if cache is None and save and not world().active:
+        cache = default_cache(cfg, Path(out))
+    stages = StageCache(cache) if cache is not None else None
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    prep = prepare(cfg, progress, cache=stages)  # data, fitted attack, poisoned set
+    s = set_up(cfg, prep)
+    t_data = time.perf_counter()
+    model, history, infected = obtain_model(cfg, prep, s, stages, progress)
+    t_train = time.perf_counter()
+    detections = detect(model, s.test, cfg.detect)
+    t_detect = time.perf_counter()
+    model, metrics = defend(model, s, cfg.train.eval_batch_size, infected)
+    if detections:
+        metrics["detect"] = detections
+    t_end = time.perf_counter()
     timings = {
         "data_s": round(t_data - t0, 3),
         "train_s": round(t_train - t_data, 3),
@@ -216,18 +246,23 @@ def _run(
         "total_s": round(t_end - t0, 3),
     }
     created = datetime.now(timezone.utc)
-    run_id = new_run_id(created)
     result = RunResult(
-        cfg, run_id, metrics, history, timings, model, prep.poisoned, rank=world().rank
+        cfg, new_run_id(created), metrics, history, timings, model, prep.poisoned, world().rank
     )
     if save:
-        out_dir = Path(out)
-        result.out_dir = out_dir.resolve()
-        record = _save(result, prep, created)
-        if db is not False:
-            db_path = Path(db) if db not in (None, True) else out_dir.parent / "results.db"
-            ResultStore(db_path).add(store_row(record, result.out_dir))
+        record_run(result, prep, created, Path(out), db)
     return result
+
+
+def record_run(
+    result: RunResult, prep: Prepared, created: datetime, out: Path, db: str | Path | bool | None
+) -> None:
+    """Write the run folder and (unless `db` is False) its results-database row."""
+    result.out_dir = out.resolve()
+    record = _save(result, prep, created)
+    if db is not False:
+        db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
+        ResultStore(db_path).add(store_row(record, result.out_dir))
 
 
 def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any]:
