@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from backdoorlab.data.base import Dataset
-from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
+from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense, tune
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.loop import fit
@@ -145,16 +145,7 @@ class ABL(Defense):
             eval_every=0,
             collapse_patience=0,  # ascent drives accuracy on the isolated set down on purpose
         )
-        fit(
-            model,
-            ctx.train.subset(self.hook.isolated),
-            unlearn,
-            [_Ascent()],
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="unlearn",
-        )
+        tune(model, ctx.train.subset(self.hook.isolated), unlearn, ctx, [_Ascent()], "unlearn")
         return model
 
     def report(self) -> dict[str, object]:

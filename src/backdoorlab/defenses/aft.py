@@ -17,12 +17,12 @@ from backdoorlab.defenses.base import (
     DefenseContext,
     need_clean,
     register_defense,
+    tune,
     tune_config,
 )
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
 from backdoorlab.train.hooks import Batch, Hook, TrainState
-from backdoorlab.train.loop import fit
 from backdoorlab.train.perf import DEFAULT, Performance
 
 
@@ -161,27 +161,10 @@ class AdversarialFineTuning(Defense):
         probe = (data.floats(pick), data.labels[pick])
         self.watch = _Watch(c, ctx, probe, threat)
         stage2 = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=False)
-        fit(
-            model,
-            data,
-            stage2,
-            [_SwapIn(adv), self.watch],
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="aft",
-        )
+        tune(model, data, stage2, ctx, [_SwapIn(adv), self.watch], "aft")
         if c.clean_epochs and c.data == "clean":
             stage3 = tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
-            fit(
-                model,
-                data,
-                stage3,
-                seed=ctx.seed,
-                perf=ctx.perf,
-                progress=False,
-                description="aft stage 3",
-            )
+            tune(model, data, stage3, ctx, (), "aft stage 3")
         return model
 
     def report(self) -> dict[str, object]:

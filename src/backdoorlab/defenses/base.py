@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,8 @@ from backdoorlab.data.base import Dataset
 from backdoorlab.errors import ConfigError
 from backdoorlab.registry import Registry
 from backdoorlab.train.config import TrainConfig
-from backdoorlab.train.hooks import Batch, Hook
+from backdoorlab.train.hooks import Batch, Hook, TrainState
+from backdoorlab.train.loop import fit
 from backdoorlab.train.perf import DEFAULT, Performance
 
 
@@ -105,6 +106,21 @@ def tune_config(
         eval_every=0,
         collapse_patience=t.collapse_patience,
     )
+
+
+def tune(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    ctx: DefenseContext,
+    hooks: Sequence[Hook] = (),
+    description: str = "tune",
+) -> TrainState:
+    """Train `model` in place as a defense does: the run's seed and switches, no progress bar."""
+    return fit(
+        model, data, cfg, hooks, seed=ctx.seed, progress=False, description=description,
+        perf=ctx.perf,
+    )  # fmt: skip
 
 
 def clean_index(data: Dataset, n: int = 2) -> torch.Tensor:

@@ -16,6 +16,7 @@ from backdoorlab.defenses.base import (
     clean_index,
     need_clean,
     register_defense,
+    tune,
     tune_config,
 )
 from backdoorlab.errors import ConfigError
@@ -23,7 +24,6 @@ from backdoorlab.metrics.core import accuracy
 from backdoorlab.models.base import Classifier
 from backdoorlab.models.layers import capture, default_layer, last_conv, module_named
 from backdoorlab.train.hooks import Hook
-from backdoorlab.train.loop import fit
 
 
 class FinePruningConfig(DefenseConfig):
@@ -168,15 +168,7 @@ class FinePruning(Defense):
         self.channels = n
         if c.epochs:
             cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-            fit(
-                model,
-                clean,
-                cfg,
-                [_KeepPruned(pruner, pruned)],
-                seed=ctx.seed,
-                perf=ctx.perf,
-                progress=False,
-            )
+            tune(model, clean, cfg, ctx, [_KeepPruned(pruner, pruned)], "fp fine-tune")
         return model
 
     def report(self) -> dict[str, object]:

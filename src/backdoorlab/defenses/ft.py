@@ -11,9 +11,9 @@ from backdoorlab.defenses.base import (
     DefenseContext,
     need_clean,
     register_defense,
+    tune,
     tune_config,
 )
-from backdoorlab.train.loop import fit
 
 
 class FineTuneConfig(DefenseConfig):
@@ -31,13 +31,5 @@ class FineTune(Defense):
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
         clean = need_clean(ctx, "ft")
-        fit(
-            model,
-            clean,
-            tune_config(ctx, c.epochs, c.lr, c.batch_size, True),
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="ft",
-        )
+        tune(model, clean, tune_config(ctx, c.epochs, c.lr, c.batch_size, True), ctx, (), "ft")
         return model

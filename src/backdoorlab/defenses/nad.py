@@ -17,13 +17,13 @@ from backdoorlab.defenses.base import (
     clean_index,
     need_clean,
     register_defense,
+    tune,
     tune_config,
 )
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import Classifier
 from backdoorlab.models.layers import capture, default_layer
 from backdoorlab.train.hooks import Batch, Hook
-from backdoorlab.train.loop import fit
 
 
 class NADConfig(DefenseConfig):
@@ -100,27 +100,10 @@ class NAD(Defense):
         betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights
         teacher = copy.deepcopy(model)
         t_cfg = tune_config(ctx, c.teacher_epochs, c.lr, c.batch_size, augment=True)
-        fit(
-            teacher,
-            clean,
-            t_cfg,
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="nad teacher",
-        )
+        tune(teacher, clean, t_cfg, ctx, (), "nad teacher")
         teacher.eval()
         s_cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-        fit(
-            model,
-            clean,
-            s_cfg,
-            [_Distill(teacher, layers, betas, c.power)],
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="nad student",
-        )
+        tune(model, clean, s_cfg, ctx, [_Distill(teacher, layers, betas, c.power)], "nad student")
         return model
 
     def report(self) -> dict[str, object]:

@@ -15,11 +15,11 @@ from backdoorlab.defenses.base import (
     DefenseContext,
     need_clean,
     register_defense,
+    tune,
     tune_config,
 )
 from backdoorlab.metrics.detection import mad_index
 from backdoorlab.train.distributed import agree
-from backdoorlab.train.loop import fit
 
 
 class TriggerSearch(BaseModel):
@@ -147,15 +147,7 @@ class NeuralCleanse(Defense):
             images[idx] = (x.clamp(0, 1) * 255).round().to(images.dtype)
         tuned = clean.with_data(images, clean.labels)
         cfg = tune_config(ctx, c.epochs, c.unlearn_lr, c.unlearn_batch_size, augment=True)
-        fit(
-            model,
-            tuned,
-            cfg,
-            seed=ctx.seed,
-            perf=ctx.perf,
-            progress=False,
-            description="nc unlearn",
-        )
+        tune(model, tuned, cfg, ctx, (), "nc unlearn")
         return model
 
     def report(self) -> dict[str, object]:
