@@ -173,6 +173,19 @@ class MixHook(Hook):
         return Batch(x, y, batch.idx, loss=loss, info=info)
 
 
+class CleanRepair(Defense):
+    """A post-training repair on the defender's clean subset; subclasses implement `fix`."""
+
+    post_training = True
+
+    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        return self.fix(model, need_clean(ctx, self.cfg.name), ctx)
+
+    def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
+        """The repaired model, from `model` and the clean subset `clean`."""
+        raise NotImplementedError
+
+
 @register_defense("none")
 class NoDefense(Defense):
     """Standard training and no repair."""

@@ -9,12 +9,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import (
-    Defense,
+    CleanRepair,
     DefenseConfig,
     DefenseContext,
     clean_index,
-    need_clean,
     register_defense,
     tune,
     tune_config,
@@ -133,14 +133,11 @@ class _KeepPruned(Hook):
 
 
 @register_defense("fp", config=FinePruningConfig)
-class FinePruning(Defense):
+class FinePruning(CleanRepair):
     """Prune dormant last-layer channels (by clean activation), then fine-tune on clean data."""
 
-    post_training = True
-
-    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+    def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        clean = need_clean(ctx, "fp")
         if c.layer is None and isinstance(model, Classifier):
             pruner: HeadPruner | ConvPruner = HeadPruner(model)
             self.layer = "fc (last group)"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
+from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import (
-    Defense,
+    CleanRepair,
     DefenseConfig,
     DefenseContext,
-    need_clean,
     register_defense,
     tune,
     tune_config,
@@ -23,13 +23,10 @@ class FineTuneConfig(DefenseConfig):
 
 
 @register_defense("ft", config=FineTuneConfig)
-class FineTune(Defense):
+class FineTune(CleanRepair):
     """Fine-tune the infected model on the clean subset."""
 
-    post_training = True
-
-    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+    def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        clean = need_clean(ctx, "ft")
         tune(model, clean, tune_config(ctx, c.epochs, c.lr, c.batch_size, True), ctx, (), "ft")
         return model

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import (
-    Defense,
+    CleanRepair,
     DefenseConfig,
     DefenseContext,
     clean_index,
-    need_clean,
     register_defense,
     tune,
     tune_config,
@@ -87,14 +87,11 @@ def nad_layers(model: nn.Module, cfg: NADConfig, example: torch.Tensor) -> list[
 
 
 @register_defense("nad", config=NADConfig)
-class NAD(Defense):
+class NAD(CleanRepair):
     """Attention distillation from a clean-fine-tuned teacher at the residual-group outputs."""
 
-    post_training = True
-
-    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+    def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        clean = need_clean(ctx, "nad")
         layers = nad_layers(model, c, clean.floats(clean_index(clean)))
         self.layers = layers
         betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights

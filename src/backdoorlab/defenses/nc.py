@@ -10,10 +10,9 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import (
-    Defense,
+    CleanRepair,
     DefenseConfig,
     DefenseContext,
-    need_clean,
     register_defense,
     tune,
     tune_config,
@@ -114,14 +113,11 @@ def reverse_trigger(
 
 
 @register_defense("nc", config=NCConfig)
-class NeuralCleanse(Defense):
+class NeuralCleanse(CleanRepair):
     """Reverse-engineer a trigger per class, flag small-trigger outliers, unlearn their trigger."""
 
-    post_training = True
-
-    def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+    def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        clean = need_clean(ctx, "nc")
         triggers = [reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)]
         # several ranks: rank 0's triggers decide and are unlearned
         triggers = agree(triggers, ctx.device)
