@@ -224,3 +224,18 @@ def test_where_keeps_any_of_a_list_and_the_grid_shows_only_those_rows(tmp_path):
     assert section.grid.rows == ["blended"] and section.grid.columns == ["none", "cat"]
     assert section.grid.cells[("blended", "cat")] == {"acc": 93.0, "asr": 1.0}
     assert not section.grid.missing()
+
+
+def test_where_takes_wildcards_and_a_key_no_cell_has_is_an_error(tmp_path):
+    where = {"attack": "bl*", "defense.eps": "0.1"}
+    spec = {**SPEC, "reports": {"t": {"kind": "grid", "rows": "attack", "columns": "defense",
+                                      "where": where}}}  # fmt: skip
+    store = ResultStore(_db(tmp_path))
+    store.put_sweep("toy", spec)
+    _, [section] = report(store.path, tmp_path / "out" / "toy")
+    assert section.grid.rows == ["blended"]
+    assert set(section.grid.cells) == {("blended", "none"), ("blended", "cat")}
+    spec["reports"]["t"]["where"] = {"defense.epz": 0.1}
+    store.put_sweep("toy", spec)
+    with pytest.raises(ConfigError, match="'defense.epz' is neither an axis nor a config key"):
+        report(store.path, tmp_path / "out" / "toy")

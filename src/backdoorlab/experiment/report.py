@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import fnmatch
 import html
 import io
 import json
@@ -201,6 +202,13 @@ class Row:
             node = node[part]
         return str(node)
 
+    def get(self, name: str) -> str | None:
+        """`value(name)`, or None where the cell's config has no such key."""
+        try:
+            return self.value(name)
+        except ConfigError:
+            return None
+
     @property
     def label(self) -> str:
         return ", ".join(self.axes.values()) or self.key[:12]
@@ -252,6 +260,16 @@ def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Ro
     ]
 
 
+def _wanted(value: Any) -> list[str]:
+    """A `where` value as the patterns it allows (a value, or any of a list)."""
+    return [str(x) for x in value] if isinstance(value, list) else [str(value)]
+
+
+def _matches(text: str | None, patterns: list[str]) -> bool:
+    """Whether `text` is one of `patterns` (shell wildcards * ? [...] allowed)."""
+    return text is not None and any(fnmatch.fnmatchcase(text, p) for p in patterns)
+
+
 def _order(
     spec: dict[str, Any], name: str, cells: list[Row], entry: dict[str, Any] | None = None
 ) -> list[str]:
@@ -262,8 +280,7 @@ def _order(
         want = (entry or {}).get("where", {}).get(name)
         if want is None:
             return labels
-        want = [str(w) for w in want] if isinstance(want, list) else [str(want)]
-        return [label for label in labels if label in want]
+        return [label for label in labels if _matches(label, _wanted(want))]
     seen: dict[str, None] = {}
     for c in cells:
         seen.setdefault(c.value(name))
@@ -271,12 +288,13 @@ def _order(
 
 
 def _select(entry: dict[str, Any], cells: list[Row]) -> list[Row]:
-    """The cells `where` keeps: per axis (or config key) a value, or any of a list."""
-    where = {
-        k: [str(x) for x in v] if isinstance(v, list) else [str(v)]
-        for k, v in entry.get("where", {}).items()
-    }
-    return [c for c in cells if all(c.value(k) in v for k, v in where.items())]
+    """The cells `where` keeps: per axis (or config key) a value, a pattern (shell wildcards) or
+    any of a list of them; a cell without that config key is left out."""
+    where = {k: _wanted(v) for k, v in entry.get("where", {}).items()}
+    for k in where:  # a key no cell has is a typo, not an empty selection
+        if cells and all(c.get(k) is None for c in cells):
+            raise ConfigError(f"report: {k!r} is neither an axis nor a config key")
+    return [c for c in cells if all(_matches(c.get(k), v) for k, v in where.items())]
 
 
 def _extras(metrics: dict[str, Any]) -> str:
