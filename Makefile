@@ -76,7 +76,7 @@ results-pages: install
 ATTACKS := badnets blended sig lc trojan wanet iad wanet-training iad-training
 RESULTS := runs/attacks-mnist
 
-.PHONY: results-attacks results-clean-label-sweep
+.PHONY: results-attacks
 
 results-attacks: install
 	for a in clean $(ATTACKS); do \
@@ -86,51 +86,6 @@ results-attacks: install
 	  --baseline $(RESULTS)/mnist-clean --out docs/results/attacks-mnist.md \
 	  --notes docs/results/notes/attacks-mnist.md \
 	  --title "The seven attacks on real MNIST, WaNet and IAD under both threat models (8,000 train / 2,000 test, small CNN)"
-
-$(RESULTS)/mnist-clean/result.json: | install
-	$(BIN)/backdoorlab run configs/mnist-clean.yaml --overwrite --out $(RESULTS)/mnist-clean --quiet
-
-# Clean-label attacks on MNIST: ASR as their budget grows (the evidence for docs/results).
-SWEEP := runs/clean-label-sweep
-.PHONY: results-sig-sweep results-lc-sweep results-nocrop-sweep results-clean-label-table
-
-results-clean-label-sweep: results-sig-sweep results-lc-sweep results-nocrop-sweep \
-  results-clean-label-table
-
-# the same attacks trained without random-crop augmentation (crop shifts the signal's phase and
-# the corner patches), beside a no-crop clean baseline
-results-nocrop-sweep: install
-	for c in clean sig lc; do \
-	  $(BIN)/backdoorlab run configs/mnist-$$c.yaml --quiet --overwrite --out $(SWEEP)/nocrop-$$c \
-	    --set name=$$c-nocrop --set train.crop_padding=0 || exit 1; \
-	done
-
-results-sig-sweep: install
-	for d in 0.0784 0.1569 0.2353; do for r in 0.5 1.0; do \
-	  $(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --overwrite --out $(SWEEP)/sig-d$$d-r$$r \
-	    --set name=sig-delta$$d-rate$$r --set attack.delta=$$d --set attack.rate=$$r || exit 1; \
-	done; done
-	$(BIN)/backdoorlab run configs/mnist-sig.yaml --quiet --overwrite --out $(SWEEP)/sig-d0.1569-r0.5-t0.3137 \
-	  --set name=sig-delta0.1569-rate0.5-test0.3137 --set attack.delta=0.1569 \
-	  --set attack.test_delta=0.3137
-
-# one surrogate (adversarially trained by the first run) serves the other LC runs
-results-lc-sweep: install
-	$(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --overwrite --out $(SWEEP)/lc-e0.3-r0.5 \
-	  --set name=lc-eps0.3-rate0.5
-	$(BIN)/backdoorlab export $(SWEEP)/lc-e0.3-r0.5 surrogate --out $(SWEEP)/lc-surrogate.safetensors
-	for e in 0.3 0.45; do \
-	  $(BIN)/backdoorlab run configs/mnist-lc.yaml --quiet --overwrite --out $(SWEEP)/lc-e$$e-r1.0 \
-	    --set name=lc-eps$$e-rate1.0 --set attack.eps=$$e --set attack.rate=1.0 \
-	    --set attack.surrogate.weights=$(SWEEP)/lc-surrogate.safetensors || exit 1; \
-	done
-
-results-clean-label-table: install $(RESULTS)/mnist-clean/result.json
-	$(BIN)/backdoorlab summarize $(SWEEP)/sig-* $(SWEEP)/lc-e* $(SWEEP)/nocrop-* \
-	  --baseline $(RESULTS)/mnist-clean \
-	  --out docs/results/clean-label-sweep-mnist.md --notes docs/results/notes/clean-label-sweep-mnist.md \
-	  --no-figures \
-	  --title "Clean-label attacks on real MNIST: ASR against poisoning budget"
 
 # Adversarial training (issue 4): the budget sweep of scripts/at-sweep.sh (resumable: finished
 # cells are skipped), the full-profile acceptance configs, then the report.

@@ -137,28 +137,6 @@ def test_console_script_exits_nonzero_without_traceback(config_file):
     assert "Traceback" not in proc.stderr and "unknown attack 'nope'" in proc.stderr
 
 
-def test_export_saves_the_lc_surrogate(tiny_config, tmp_path, capsys):
-    from safetensors.torch import load_file
-
-    from backdoorlab.experiment import run
-
-    aux = {"model": {"name": "small_cnn", "width": 8, "stages": 2}, "train": {"epochs": 1}}
-    tiny_config["attack"] = {
-        "name": "lc",
-        "rate": 0.5,
-        "steps": 2,
-        "eps": 0.1,
-        "surrogate": {**aux, "at_steps": 1},
-    }
-    tiny_config["train"]["epochs"] = 1
-    run(tiny_config, out=tmp_path / "r", progress=False)
-    out = tmp_path / "s.safetensors"
-    assert main(["export", str(tmp_path / "r"), "surrogate", "--out", str(out)]) == 0
-    assert "fc.weight" in load_file(str(out))
-    assert main(["export", str(tmp_path / "r"), "clean_model", "--out", str(out)]) == 2
-    assert "stores no 'clean_model'" in capsys.readouterr().err
-
-
 def test_report_of_plain_runs_prints_them_or_writes_a_page(tiny_config, tmp_path, capsys):
     from backdoorlab.experiment import run
 

@@ -110,13 +110,6 @@ def cmd_defense_grid(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-def cmd_export(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.attacks.auxiliary import extract_weights
-
-    path = extract_weights(args.run, args.part, args.out)
-    console.print(f"wrote {path}")
-
-
 def _executor_options(args: argparse.Namespace, console: Console) -> dict:
     return {
         "executor": args.executor,
@@ -461,14 +454,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", action="append", default=[], help="CAPTION=PATH (repeatable)")
     record_command_arg(p)
     p.set_defaults(func=cmd_defense_grid)
-
-    p = sub.add_parser(
-        "export", help="save a model an attack trained (e.g. the LC surrogate) as safetensors"
-    )
-    p.add_argument("run", help="run folder")
-    p.add_argument("part", help="surrogate (lc) or clean_model (trojan)")
-    p.add_argument("--out", required=True, help="safetensors file to write")
-    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "sweep", help="run every cell of a sweep not yet in OUT/results.db (and its report)"

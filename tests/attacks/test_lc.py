@@ -65,3 +65,23 @@ def test_surrogate_weights_file(data, tmp_path):
 def test_clean_label_only():
     with pytest.raises(ValueError):
         ATTACKS.entry("lc").config(name="lc", label_mode="dirty")
+
+
+def test_extract_weights_keeps_a_runs_surrogate_as_a_file(tiny_config, tmp_path):
+    from safetensors.torch import load_file
+
+    from backdoorlab.attacks.auxiliary import extract_weights
+    from backdoorlab.experiment import load_config, prepare, run
+
+    aux = {"model": {"name": "small_cnn", "width": 8, "stages": 2}, "train": {"epochs": 1}}
+    tiny_config["attack"] = {"name": "lc", "rate": 0.5, "steps": 2, "eps": 0.1,
+                             "surrogate": {**aux, "at_steps": 1}}  # fmt: skip
+    tiny_config["train"]["epochs"] = 1
+    run(tiny_config, out=tmp_path / "r", progress=False)
+    out = extract_weights(tmp_path / "r", "surrogate", tmp_path / "s.safetensors")
+    saved = load_file(str(out))
+    fitted = prepare(load_config(tiny_config)).attack.surrogate.state_dict()  # the same fit
+    assert set(saved) == set(fitted)
+    assert all(torch.equal(saved[k], fitted[k]) for k in saved)
+    with pytest.raises(ConfigError, match="stores no 'clean_model'"):
+        extract_weights(tmp_path / "r", "clean_model", tmp_path / "t.safetensors")
