@@ -8,7 +8,7 @@ import io
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import report
+from backdoorlab.experiment.report import _cells, report
 from backdoorlab.experiment.store import COLUMNS, ResultStore
 
 SPEC = {
@@ -239,3 +239,11 @@ def test_where_takes_wildcards_and_a_key_no_cell_has_is_an_error(tmp_path):
     store.put_sweep("toy", spec)
     with pytest.raises(ConfigError, match="'defense.epz' is neither an axis nor a config key"):
         report(store.path, tmp_path / "out" / "toy")
+
+
+def test_cells_are_reported_in_the_sweeps_order_whichever_finished_first(tmp_path):
+    store = ResultStore(_db(tmp_path))
+    keys = [r["cell"] for r in store.rows(sweep="toy")]
+    store.put_sweep("toy", {**SPEC, "cells": keys[::-1]})  # as if a --reverse start ran them
+    rows = _cells(store, "toy", keys[::-1])
+    assert [r.key for r in rows] == keys[::-1]

@@ -251,13 +251,16 @@ def _cell(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: st
 
 def _cells(store: ResultStore, sweep: str, current: list[str] | None) -> list[Row]:
     """The sweep's finished cells; with `current` (the keys its last start expanded), only
-    those: a row an earlier version of the sweep file wrote is not reported."""
-    keep = None if current is None else set(current)
-    return [
+    those, in their order: a row an earlier version of the sweep file wrote is not reported."""
+    rows = [
         _cell(r, store, json.loads(r["axes_json"]), r["cell"])
         for r in store.rows(sweep=sweep)
-        if keep is None or r["cell"] in keep
+        if current is None or r["cell"] in current
     ]
+    if current is not None:  # in the sweep's order, whichever start finished a cell first
+        place = {key: i for i, key in enumerate(current)}
+        rows.sort(key=lambda c: place[c.key])
+    return rows
 
 
 def _wanted(value: Any) -> list[str]:
