@@ -73,19 +73,6 @@ results-pages: install
 	done
 
 # The pages below are still written by the older per-run commands (to be moved to the loop above)
-ATTACKS := badnets blended sig lc trojan wanet iad wanet-training iad-training
-RESULTS := runs/attacks-mnist
-
-.PHONY: results-attacks
-
-results-attacks: install
-	for a in clean $(ATTACKS); do \
-	  $(BIN)/backdoorlab run configs/mnist-$$a.yaml --overwrite --out $(RESULTS)/mnist-$$a --quiet || exit 1; \
-	done
-	$(BIN)/backdoorlab summarize $(foreach a,$(ATTACKS),$(RESULTS)/mnist-$(a)) \
-	  --baseline $(RESULTS)/mnist-clean --out docs/results/attacks-mnist.md \
-	  --notes docs/results/notes/attacks-mnist.md \
-	  --title "The seven attacks on real MNIST, WaNet and IAD under both threat models (8,000 train / 2,000 test, small CNN)"
 
 # Adversarial training (issue 4): the budget sweep of scripts/at-sweep.sh (resumable: finished
 # cells are skipped), the full-profile acceptance configs, then the report.

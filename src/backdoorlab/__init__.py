@@ -26,7 +26,6 @@ from backdoorlab.experiment import (  # noqa: E402
     plot_triggers,
     report,
     run,
-    summarize,
     sweep,
 )
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
@@ -105,6 +104,5 @@ __all__ = [
     "register_model",
     "report",
     "run",
-    "summarize",
     "sweep",
 ]

@@ -64,20 +64,6 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-def cmd_summarize(args: argparse.Namespace, console: Console) -> None:
-    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    path = backdoorlab.summarize(
-        args.runs,
-        args.out,
-        baseline=args.baseline,
-        title=args.title,
-        command=command,
-        notes=args.notes,
-        figures=args.figures,
-    )
-    console.print(f"wrote {path}")
-
-
 def cmd_at_report(args: argparse.Namespace, console: Console) -> None:
     command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
     path = backdoorlab.budget_report(
@@ -403,21 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=int, default=8, help="samples to show")
     p.set_defaults(func=cmd_triggers)
-
-    p = sub.add_parser("summarize", help="Markdown table of finished runs + trigger grids")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--out", required=True, help="Markdown file to write")
-    p.add_argument("--baseline", help="run folder of the same training without attack")
-    p.add_argument("--title", default="Results")
-    p.add_argument("--notes", help="Markdown file to put under the table")
-    p.add_argument(
-        "--no-figures",
-        dest="figures",
-        action="store_false",
-        help="do not copy the runs' trigger grids next to the table",
-    )
-    record_command_arg(p)
-    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser(
         "at-report",

@@ -104,25 +104,6 @@ def test_trigger_grid_from_a_saved_run_uses_its_learned_trigger(tiny_config, tmp
     assert plot_triggers(None, tmp_path / "g.png", run_dir=tmp_path / "r").is_file()
 
 
-def test_summarize_writes_table_and_copies_grids(tiny_config, tmp_path):
-    from backdoorlab.experiment import summarize
-
-    run(tiny_config, out=tmp_path / "attack", progress=False)
-    tiny_config["attack"] = {"name": "none"}
-    tiny_config["name"] = "clean"
-    base = run(tiny_config, out=tmp_path / "clean", progress=False)
-    md = summarize(
-        [tmp_path / "attack"],
-        tmp_path / "docs" / "t.md",
-        baseline=tmp_path / "clean",
-        command="backdoorlab summarize ...",
-    )
-    text = md.read_text()
-    assert f"ACC {base.metrics['acc']:.2f}" in text and "| tiny | badnets |" in text
-    assert (tmp_path / "docs" / "tiny-triggers.png").is_file()
-    assert "![tiny](tiny-triggers.png)" in text
-
-
 def test_user_attack_registers_from_user_code(tiny_config):
     from backdoorlab.attacks import Attack, AttackConfig, register_attack
 

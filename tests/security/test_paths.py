@@ -13,7 +13,6 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.report import report
 from backdoorlab.experiment.runner import run
 from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.summary import summarize
 from backdoorlab.paths import check_name, inside, slug
 
 
@@ -96,16 +95,23 @@ def test_a_crafted_results_db_cannot_write_outside_the_report_folder(tmp_path, s
     assert _files(tmp_path) == before
 
 
-def test_summarize_does_not_copy_to_a_name_from_result_json(config_file, tmp_path):
+def test_a_trigger_grid_is_not_copied_to_a_name_from_the_database(config_file, tmp_path):
+    """A `runs` report names each copied trigger grid after its cell's label, which comes from
+    the database: a hostile label stays a file name inside the report's folder."""
     run_dir = tmp_path / "runs" / "r"
     run(str(config_file), out=run_dir, progress=False)
-    record = json.loads((run_dir / "result.json").read_text())
-    record["name"] = "../../escaped"
-    (run_dir / "result.json").write_text(json.dumps(record))
+    row = ResultStore(tmp_path / "runs" / "results.db").rows()[0]
+    store = ResultStore(tmp_path / "crafted.db")
+    spec = {"name": "s", "axes": {}, "reports": {"r": {"kind": "runs"}}}
+    store.put_sweep("s", spec)
+    store.add({**row, "run_id": "x", "sweep": "s", "cell": "c" * 20,
+               "axes_json": {"cell": "../../escaped"}})  # fmt: skip
     before = _files(tmp_path)
-    with pytest.raises(ConfigError, match="cannot be a file name"):
-        summarize([run_dir], tmp_path / "out" / "summary.md")
-    assert _files(tmp_path) == before
+    _, [part] = report(store.path, tmp_path / "out" / "page")
+    [(_, png)] = part.figures
+    assert png.parent == (tmp_path / "out").resolve()
+    assert png.name.startswith("page-r-") and ".." not in png.name
+    assert all(f.startswith("out") for f in _files(tmp_path) - before)
 
 
 def test_a_results_db_row_is_sql_data_not_code(tmp_path):

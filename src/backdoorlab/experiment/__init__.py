@@ -6,7 +6,6 @@ from backdoorlab.experiment.prepare import prepare, resolve_device
 from backdoorlab.experiment.report import report
 from backdoorlab.experiment.runner import RunResult, load_model, run
 from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.summary import summarize
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.experiment.triggers import plot_triggers
 
@@ -22,6 +21,5 @@ __all__ = [
     "report",
     "resolve_device",
     "run",
-    "summarize",
     "sweep",
 ]
