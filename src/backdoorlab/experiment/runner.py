@@ -247,7 +247,7 @@ def _run(
     }
     created = datetime.now(timezone.utc)
     result = RunResult(
-        cfg, new_run_id(created), metrics, history, timings, model, prep.poisoned, world().rank
+        cfg, new_run_id(created), metrics, history, timings, model, prep.poisoned, rank=world().rank
     )
     if save:
         record_run(result, prep, created, Path(out), db)
