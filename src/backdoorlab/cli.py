@@ -107,7 +107,6 @@ def _executor_options(args: argparse.Namespace, console: Console) -> dict:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.experiment.report import report
     from backdoorlab.experiment.sweep import sweep
 
     options = _executor_options(args, console)
@@ -120,17 +119,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
         **options,
     )
     if args.report is not None:  # written whatever failed: it shows what is missing
-        command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-        path, sections = report(
-            result.db,
-            args.report or None,
-            sweep=result.spec.name,
-            fmt=args.format,
-            command=command,
-            notes=args.notes,
-        )
-        _print_sections(sections, console)
-        console.print(f"wrote {path}")
+        _report(args, console, result.db, args.report or None, sweep=result.spec.name)
     _sweep_tally(result, console)
 
 
@@ -170,24 +159,22 @@ def _print_sections(sections, console: Console) -> None:
             console.print(note, highlight=False)
 
 
-def cmd_report(args: argparse.Namespace, console: Console) -> None:
+def _report(args: argparse.Namespace, console: Console, db, out, **options) -> None:
+    """Write (or print) a report with the command line recorded, and show its tables."""
     from backdoorlab.experiment.report import report
 
     command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    path, sections = report(
-        args.db,
-        args.out,
-        sweep=args.sweep,
-        tables=args.table,
-        figures=args.figure,
-        runs=args.run,
-        fmt=args.format,
-        command=command,
-        notes=args.notes,
-    )
+    path, sections = report(db, out, fmt=args.format, command=command, notes=args.notes, **options)
     _print_sections(sections, console)
     if path is not None:
         console.print(f"wrote {path}")
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> None:
+    _report(
+        args, console, args.db, args.out,
+        sweep=args.sweep, tables=args.table, figures=args.figure, runs=args.run,
+    )  # fmt: skip
 
 
 def _overrides(pairs: list[str], section: str) -> dict:

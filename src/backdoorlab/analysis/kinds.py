@@ -87,7 +87,7 @@ def analysis_section(
         raise ConfigError(f"report {rid}: analysis must be one of {', '.join(ANALYSES)}")
     a = ANALYSES[name]
     run = pick(rid, "run", entry.get("run"), cells)
-    benign = pick(rid, "benign", entry["benign"], cells) if a.benign else None
+    benign = pick(rid, "benign", entry.get("benign"), cells) if a.benign else None
     folder = inside(out.parent, f"{out.name}-{rid}")
     result = analyze(
         name,

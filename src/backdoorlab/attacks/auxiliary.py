@@ -79,9 +79,8 @@ def obtain_model(
 
 def _obtain(aux, data, key, hooks, progress, store) -> Classifier:
     model = build_model(aux.model, data.spec).to(data.device)
-    stored = None
-    if store is not None and aux.weights is None:
-        stored = store.get_state(auxiliary_key(aux, data))
+    key_of = auxiliary_key(aux, data) if store is not None and aux.weights is None else None
+    stored = None if key_of is None else store.get_state(key_of)
     if stored is not None:
         model.load_state_dict(stored)
         return model.eval()
@@ -97,8 +96,8 @@ def _obtain(aux, data, key, hooks, progress, store) -> Classifier:
             raise ConfigError(f"attack.{key}.weights: cannot load {path}: {first}") from None
     else:
         fit(model, data, aux.train, hooks, seed=aux.seed, progress=progress, description=key)
-        if store is not None:
-            store.put_state(auxiliary_key(aux, data), model.state_dict())
+        if key_of is not None:
+            store.put_state(key_of, model.state_dict())
     return model.eval()
 
 

@@ -314,10 +314,17 @@ def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Row]) -> Row
     """The one cell whose labels (or config values) are those of `selector`."""
     if not isinstance(selector, dict):
         raise ConfigError(f"report {rid}: {what} must map axes (or config keys) to values")
-    found = [c for c in cells if all(c.value(k) == str(v) for k, v in selector.items())]
+    found = _select({"where": selector}, cells)
     if len(found) != 1:
         raise ConfigError(f"report {rid}: {what} {selector} matches {len(found)} cells, not one")
     return found[0]
+
+
+def _write_csv(out: Path, name: str, table: list[list[str]]) -> None:
+    """A plain table (header first) as OUT-<name>.csv beside the page."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(table)
+    write_text(inside(out.parent, f"{out.name}-{name}.csv"), buf.getvalue())
 
 
 def _record(c: Row) -> dict[str, Any] | None:
@@ -381,9 +388,7 @@ def _runs(
             target = inside(out.parent, name)
             shutil.copyfile(grid, target)
             figures.append((f"{c.label}: clean, triggered, change", target))
-    csv_rows = io.StringIO()
-    csv.writer(csv_rows, lineterminator="\n").writerows(table)
-    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
+    _write_csv(out, rid, table)
     return Part(rid, title, table=table, figures=figures, notes=notes)
 
 
@@ -539,9 +544,7 @@ def _detect(
     if not members:
         return Part(rid, title, notes=["No cell holds detector results yet."])
     table = detection_rows(benign, infected, detectors, groups)
-    csv_rows = io.StringIO()
-    csv.writer(csv_rows, lineterminator="\n").writerows(table)
-    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), csv_rows.getvalue())
+    _write_csv(out, rid, table)
     models = per_model_csv(members, detectors)
     write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
     fig = roc_figure(benign, infected, detectors, groups, title)
