@@ -60,6 +60,9 @@ def distributed(cuda: bool) -> Iterator[World]:
     dist.init_process_group("nccl" if cuda else "gloo")
     try:
         yield world()
+        # A rank that tears its connections down while a peer is still finishing its last
+        # collective makes gloo abort the peer (std::terminate); leave together.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
