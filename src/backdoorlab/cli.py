@@ -350,15 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="run the missing cells last to first (a second start beside a first one)",
         )
 
+    def set_arg(p: argparse.ArgumentParser, metavar: str, what: str) -> None:
+        p.add_argument("--set", action="append", default=[], metavar=metavar, help=what)
+
     def config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
         p.add_argument("config", nargs="?" if optional else None, help="experiment YAML file")
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="SECTION.KEY=VALUE",
-            help="override a config value (repeatable)",
-        )
+        set_arg(p, "SECTION.KEY=VALUE", "override a config value (repeatable)")
 
     p = sub.add_parser("run", help="train, evaluate and save one experiment")
     config_args(p)
@@ -500,13 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     yours_args(p)
     trigger_args(p)
     p.add_argument("--defense", default="aft", help="ft, aft, fp, nad, nc (default aft)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="defense.KEY=VALUE",
-        help="a defense setting (repeatable)",
-    )
+    set_arg(p, "defense.KEY=VALUE", "a defense setting (repeatable)")
     p.add_argument("--test", help="held-out data to measure ACC/ASR before and after")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for the repaired weights and result.json")
@@ -516,13 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="is your model backdoored, and towards which class?")
     yours_args(p)
     p.add_argument("--detector", action="append", help="adv-labels, nc (repeatable; default both)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="DETECTOR.KEY=VALUE",
-        help="a detector setting, e.g. nc.steps=100 (repeatable)",
-    )
+    set_arg(p, "DETECTOR.KEY=VALUE", "a detector setting, e.g. nc.steps=100 (repeatable)")
     p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")
     p.set_defaults(func=cmd_scan)

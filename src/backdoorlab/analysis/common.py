@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from backdoorlab.attacks.base import Attack
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run
+from backdoorlab.experiment.artifacts import read_run, write_json
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
@@ -47,6 +49,17 @@ def same_test_set(a: LoadedRun, b: LoadedRun) -> None:
         raise ConfigError(f"runs {a.name} and {b.name} do not share a test set")
 
 
+def paired_runs(
+    infected: str | Path, benign: str | Path, limit: int | None
+) -> tuple[LoadedRun, LoadedRun, Dataset]:
+    """An infected and a benign run that share a test set, and the first `limit` of the test
+    images the attack counts for ASR (all of them with None)."""
+    inf, ben = load_run(infected), load_run(benign)
+    same_test_set(inf, ben)
+    keep = inf.attack.asr_mask(inf.test.labels).nonzero().squeeze(1)
+    return inf, ben, inf.test.subset(keep if limit is None else keep[:limit])
+
+
 def untargeted_predictions(
     model: nn.Module,
     data: Dataset,
@@ -64,3 +77,13 @@ def untargeted_predictions(
             preds.append(model(adv).argmax(1))
         xs.append(adv)
     return torch.cat(xs), torch.cat(preds)
+
+
+def publish(
+    result: dict[str, Any], out: str | Path, stem: str, plot: Callable[[dict[str, Any], Path], None]
+) -> dict[str, Any]:
+    """Write an analysis's `result` as `out`/`stem`.json and its figure as `stem`.png."""
+    out = Path(out)
+    write_json(out / f"{stem}.json", result)
+    plot(result, out / f"{stem}.png")
+    return result

@@ -9,12 +9,7 @@ from typing import Any
 
 import torch
 
-from backdoorlab.analysis.common import (
-    load_run,
-    same_test_set,
-    untargeted_predictions,
-)
-from backdoorlab.experiment.artifacts import write_json
+from backdoorlab.analysis.common import paired_runs, publish, untargeted_predictions
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 
@@ -34,12 +29,7 @@ def feature_distances(
     limit: int | None = 1000,
 ) -> dict[str, Any]:
     """Write `out`/feature-distances.json and .png; return the numbers."""
-    inf, ben = load_run(infected), load_run(benign)
-    same_test_set(inf, ben)
-    keep = inf.attack.asr_mask(inf.test.labels).nonzero().squeeze(1)
-    if limit is not None:
-        keep = keep[:limit]
-    data = inf.test.subset(keep)
+    inf, ben, data = paired_runs(infected, benign, limit)
     x = data.floats()
     x_trig, _ = inf.attack.apply(x, data.labels)
     result: dict[str, Any] = {"eps": eps, "steps": steps, "images": len(data)}
@@ -55,10 +45,7 @@ def feature_distances(
         }
     result["D_infected"] = result["infected"]["adversarial_to_triggered"]
     result["D_benign"] = result["benign"]["adversarial_to_triggered"]
-    out = Path(out)
-    write_json(out / "feature-distances.json", result)
-    _plot(result, out / "feature-distances.png")
-    return result
+    return publish(result, out, "feature-distances", _plot)
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:

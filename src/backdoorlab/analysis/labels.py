@@ -8,13 +8,8 @@ from typing import Any
 
 import torch
 
-from backdoorlab.analysis.common import (
-    load_run,
-    same_test_set,
-    untargeted_predictions,
-)
+from backdoorlab.analysis.common import paired_runs, publish, untargeted_predictions
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_json
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 
@@ -34,34 +29,26 @@ def adversarial_labels(
     benign: str | Path,
     out: str | Path,
     *,
+    limit: int | None = None,
     eps: float,
     steps: int = 10,
     alpha: float | None = None,
-    limit: int | None = None,
 ) -> dict[str, Any]:
     """Write `out`/adversarial-labels.json and .png; return the numbers.
 
     `target_share` is the % of the non-target images' adversarial examples labelled as the
     attack's target; compare it with the benign model's share for the same class.
     """
-    inf, ben = load_run(infected), load_run(benign)
-    same_test_set(inf, ben)
+    inf, ben, data = paired_runs(infected, benign, limit)
     if inf.target is None:
         raise ConfigError(f"{inf.name} has no all-to-one attack target")
     t, k = inf.target, inf.test.num_classes
-    keep = (inf.test.labels != t).nonzero().squeeze(1)
-    if limit is not None:
-        keep = keep[:limit]
-    data = inf.test.subset(keep)
     result: dict[str, Any] = {"target": t, "eps": eps, "steps": steps, "images": len(data)}
     for key, run in (("infected", inf), ("benign", ben)):
         _, pred = untargeted_predictions(run.model, data, eps, steps, alpha)
         result[key] = {"run": run.name, **_summary(data.labels, pred, k, t)}
     result["gap"] = result["infected"]["target_share"] - result["benign"]["target_share"]
-    out = Path(out)
-    write_json(out / "adversarial-labels.json", result)
-    _plot(result, out / "adversarial-labels.png")
-    return result
+    return publish(result, out, "adversarial-labels", _plot)
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from backdoorlab.analysis.common import load_run
-from backdoorlab.experiment.artifacts import write_json
+from backdoorlab.analysis.common import load_run, publish
 from backdoorlab.experiment.plots import pyplot, save_figure
 
 
@@ -37,10 +36,7 @@ def feature_tsne(
         "clean": {"labels": r.test.labels[clean_idx].tolist(), "points": points[:k].tolist()},
         "triggered": {"labels": r.test.labels[trig_idx].tolist(), "points": points[k:].tolist()},
     }
-    out = Path(out)
-    write_json(out / "tsne.json", result)
-    _plot(result, out / "tsne.png")
-    return result
+    return publish(result, out, "tsne", _plot)
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:

@@ -202,9 +202,17 @@ class Attack:
         images = data.images.clone()
         labels = data.labels.clone()
         stamp(images, idx, data, self.poison_trigger)
+        cross = self.stamp_cross(images, data, idx, generator)
         if self.cfg.label_mode == "dirty":
             labels[idx] = self.target_labels(original)
-        return PoisonedData(data.with_data(images, labels), idx, original)
+        return PoisonedData(data.with_data(images, labels), idx, original, cross)
+
+    def stamp_cross(
+        self, images: torch.Tensor, data: Dataset, idx: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor | None:
+        """Change further samples of `images` (not `idx`) that keep their true labels, and
+        return their indices; none by default (WaNet's noise mode and IAD's cross samples)."""
+        return None
 
 
 STAMP_CHUNK = 1024  # images converted to float at a time while a stored set is poisoned

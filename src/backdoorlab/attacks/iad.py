@@ -22,7 +22,6 @@ from backdoorlab.attacks.base import (
     STAMP_CHUNK,
     Attack,
     AttackConfig,
-    PoisonedData,
     others,
     register_attack,
     stamp,
@@ -193,22 +192,17 @@ class InputAware(Attack):
     def training_hooks(self) -> list[Hook]:
         return [] if self.stores_poison else [IADBatch(self)]
 
-    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
-        """The stored set: backdoor samples with their own trigger and the target label, cross
-        samples with the trigger of another (random) image and their true label."""
-        if not self.stores_poison:
-            return PoisonedData.untouched(data)
-        idx = self.select(data.labels, generator)
+    def stamp_cross(
+        self, images: torch.Tensor, data: Dataset, idx: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Cross samples beside the backdoor ones: the trigger of another (random) image and
+        their true label."""
         cross = others(len(data), idx, round(self.cfg.cross_rate * len(data)), generator)
         donors = torch.randint(len(data) - 1, (len(cross),), generator=generator).to(cross.device)
         donors = donors + (donors >= cross).long()  # another image than the sample itself
-        original = data.labels[idx].clone()
-        images, labels = data.images.clone(), data.labels.clone()
-        stamp(images, idx, data, self.trigger)
         for part, give in zip(cross.split(STAMP_CHUNK), donors.split(STAMP_CHUNK), strict=True):
             stamp(images, part, data, lambda x, give=give: self.trigger_of(x, data.floats(give)))
-        labels[idx] = self.target_labels(original)
-        return PoisonedData(data.with_data(images, labels), idx, original, cross)
+        return cross
 
     def trigger_of(self, x: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
         """Images x carrying the trigger (pattern and mask) generated for `donor` images."""

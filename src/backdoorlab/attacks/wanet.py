@@ -11,7 +11,6 @@ from pydantic import Field, model_validator
 from backdoorlab.attacks.base import (
     Attack,
     AttackConfig,
-    PoisonedData,
     others,
     register_attack,
     stamp,
@@ -87,18 +86,13 @@ class WaNet(Attack):
         grid = (self.grid.expand(b, -1, -1, -1) + jitter / h).clamp(-1, 1)
         return F.grid_sample(x, grid, align_corners=True)
 
-    def poison(self, data: Dataset, generator: torch.Generator) -> PoisonedData:
-        """The stored set: warped and relabelled samples, then noise-warped ones (true labels)."""
-        if not self.stores_poison:
-            return PoisonedData.untouched(data)
-        idx = self.select(data.labels, generator)
+    def stamp_cross(
+        self, images: torch.Tensor, data: Dataset, idx: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Noise-warped samples beside the warped ones, with their true labels."""
         cross = others(len(data), idx, round(self.cfg.cross_ratio * len(idx)), generator)
-        original = data.labels[idx].clone()
-        images, labels = data.images.clone(), data.labels.clone()
-        stamp(images, idx, data, self.trigger)
         stamp(images, cross, data, lambda x: self.noise_warp(x, generator))
-        labels[idx] = self.target_labels(original)
-        return PoisonedData(data.with_data(images, labels), idx, original, cross)
+        return cross
 
     def training_hooks(self) -> list[Hook]:
         return [] if self.stores_poison else [WaNetBatch(self)]

@@ -164,12 +164,12 @@ def repair(
     target: int | None = None,
     mask: Any = None,
     alpha: float = 1.0,
+    train: dict[str, Any] | None = None,
+    seed: int = 0,
+    copy_model: bool = True,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     device: str = "auto",
-    seed: int = 0,
-    train: dict[str, Any] | None = None,
-    copy_model: bool = True,
     **options: Any,
 ) -> tuple[nn.Module, RepairReport]:
     """Repair `model` with post-training defense `defense` (ft, aft, fp, nad, nc, or one you

@@ -88,6 +88,10 @@ class Dataset:
         x = self.images if indices is None else self.images[indices]
         return x.float().div_(255)
 
+    def head(self, n: int = 2) -> torch.Tensor:
+        """The first `n` images as floats (an example batch to trace a model's layers with)."""
+        return self.images[:n].float().div_(255)
+
 
 @dataclass
 class Splits:
@@ -98,6 +102,22 @@ class Splits:
 
     def to(self, device: torch.device | str) -> Splits:
         return Splits(self.train.to(device), self.test.to(device))
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        classes: list[str],
+        stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    ) -> Splits:
+        """Two Datasets from (images, labels) pairs, normalised by `stats` (default: the
+        training images' channel mean and std)."""
+        mean, std = stats or channel_stats(train[0])
+        return cls(
+            Dataset(name, *train, classes, mean, std), Dataset(name, *test, classes, mean, std)
+        )
 
 
 class DatasetConfig(Section):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from backdoorlab.data.base import Dataset, DatasetConfig, Splits, register_dataset, subsample
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, subsample
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
 from backdoorlab.limits import MAX_FILE_BYTES, check_size, read_stream
@@ -137,10 +137,7 @@ def load_cifar(spec: CifarSpec, cfg: CifarConfig, seed: int) -> Splits:
     n_classes = int(max(train[1].max(), test[1].max())) + 1
     if len(classes) < n_classes:
         classes = [str(i) for i in range(n_classes)]
-    return Splits(
-        Dataset(spec.name, *train, classes, spec.mean, spec.std),
-        Dataset(spec.name, *test, classes, spec.mean, spec.std),
-    )
+    return Splits.of(spec.name, train, test, classes, (spec.mean, spec.std))
 
 
 @register_dataset("cifar10", config=CifarConfig)

@@ -5,14 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from backdoorlab.data.base import (
-    Dataset,
-    DatasetConfig,
-    Splits,
-    channel_stats,
-    register_dataset,
-    split_by_seed,
-)
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, split_by_seed
 
 
 class DigitsConfig(DatasetConfig):
@@ -32,9 +25,4 @@ def load_digits(cfg: DigitsConfig, seed: int = 0) -> Splits:
     (xtr, ytr), (xte, yte) = split_by_seed(
         images, labels, cfg.train_size, cfg.test_size, seed, "digits"
     )
-    mean, std = channel_stats(xtr)
-    classes = [str(i) for i in range(10)]
-    return Splits(
-        Dataset("digits", xtr, ytr, classes, mean, std),
-        Dataset("digits", xte, yte, classes, mean, std),
-    )
+    return Splits.of("digits", (xtr, ytr), (xte, yte), [str(i) for i in range(10)])

@@ -11,14 +11,7 @@ from pathlib import PurePosixPath
 import torch
 from pydantic import Field
 
-from backdoorlab.data.base import (
-    Dataset,
-    DatasetConfig,
-    Splits,
-    channel_stats,
-    register_dataset,
-    subsample,
-)
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, subsample
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.data.images import decode_ppm, resize
 from backdoorlab.errors import DataError
@@ -108,8 +101,4 @@ def load_gtsrb(cfg: GtsrbConfig, seed: int = 0) -> Splits:
         test = _images(zf, [(n, labels[PurePosixPath(n).name]) for n in ppms], cfg.size)
     train = subsample(*train, cfg.train_size, seed, "gtsrb train")
     test = subsample(*test, cfg.test_size, seed + 1, "gtsrb test")
-    mean, std = channel_stats(train[0])
-    classes = [str(i) for i in range(NUM_CLASSES)]
-    return Splits(
-        Dataset("gtsrb", *train, classes, mean, std), Dataset("gtsrb", *test, classes, mean, std)
-    )
+    return Splits.of("gtsrb", train, test, [str(i) for i in range(NUM_CLASSES)])

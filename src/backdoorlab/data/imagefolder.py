@@ -7,14 +7,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from backdoorlab.data.base import (
-    Dataset,
-    DatasetConfig,
-    Splits,
-    channel_stats,
-    register_dataset,
-    split_by_seed,
-)
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, split_by_seed
 from backdoorlab.data.files import resolve_root
 from backdoorlab.data.images import decode_image, resize
 from backdoorlab.errors import DataError
@@ -85,8 +78,4 @@ def load_imagefolder(cfg: ImageFolderConfig, seed: int = 0) -> Splits:
         train, test = split_by_seed(x, y, len(y) - n_test, n_test, seed, f"imagefolder {root}")
     if len(classes) < 2:
         raise DataError(f"imagefolder: {root} needs at least two class folders")
-    mean, std = channel_stats(train[0])
-    return Splits(
-        Dataset("imagefolder", *train, classes, mean, std),
-        Dataset("imagefolder", *test, classes, mean, std),
-    )
+    return Splits.of("imagefolder", train, test, classes)

@@ -12,15 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from backdoorlab.data.base import (
-    Dataset,
-    DatasetConfig,
-    Splits,
-    channel_stats,
-    register_dataset,
-    split_by_seed,
-    subsample,
-)
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, split_by_seed, subsample
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
 from backdoorlab.limits import MAX_FILE_BYTES, check_size
@@ -133,9 +125,4 @@ def load_mnist(cfg: MnistConfig, seed: int = 0) -> Splits:
     else:
         train = subsample(*train, cfg.train_size, seed, "mnist train")
         test = subsample(*test, cfg.test_size, seed + 1, "mnist test")
-    mean, std = channel_stats(train[0])
-    classes = [str(i) for i in range(10)]
-    return Splits(
-        Dataset("mnist", *train, classes, mean, std),
-        Dataset("mnist", *test, classes, mean, std),
-    )
+    return Splits.of("mnist", train, test, [str(i) for i in range(10)])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from backdoorlab.data.base import Dataset, DatasetConfig, Splits, channel_stats, register_dataset
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset
 from backdoorlab.errors import ConfigError
 
 PHOTOS = (
@@ -84,9 +84,4 @@ def load_photos(cfg: PhotosConfig, seed: int = 0) -> Splits:
 
     xtr, ytr = _crops(photos, left, cfg.train_size, cfg, g)
     xte, yte = _crops(photos, right, cfg.test_size, cfg, g)
-    mean, std = channel_stats(xtr)
-    classes = list(PHOTOS)
-    return Splits(
-        Dataset("photos", xtr, ytr, classes, mean, std),
-        Dataset("photos", xte, yte, classes, mean, std),
-    )
+    return Splits.of("photos", (xtr, ytr), (xte, yte), list(PHOTOS))

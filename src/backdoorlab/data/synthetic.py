@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from backdoorlab.data.base import Dataset, DatasetConfig, Splits, channel_stats, register_dataset
+from backdoorlab.data.base import DatasetConfig, Splits, register_dataset
 
 
 class SyntheticConfig(DatasetConfig):
@@ -40,9 +40,4 @@ def load_synthetic(cfg: SyntheticConfig, seed: int = 0) -> Splits:
     ).clamp(0, 1)
     train = _make(cfg, cfg.train_size, prototypes, g)
     test = _make(cfg, cfg.test_size, prototypes, g)
-    mean, std = channel_stats(train[0])
-    classes = [f"class{i}" for i in range(cfg.num_classes)]
-    return Splits(
-        Dataset("synthetic", *train, classes, mean, std),
-        Dataset("synthetic", *test, classes, mean, std),
-    )
+    return Splits.of("synthetic", train, test, [f"class{i}" for i in range(cfg.num_classes)])

@@ -17,7 +17,6 @@ from pydantic import Field
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense, tune
-from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook
 from backdoorlab.train.loop import fit
 
@@ -135,17 +134,10 @@ class ABL(Defense):
         c = self.cfg
         if self.hook.isolated is None or c.unlearning_epochs == 0:
             return model
-        unlearn = TrainConfig(
-            epochs=c.unlearning_epochs,
-            batch_size=c.unlearning_batch_size,
-            lr=c.unlearning_lr,
-            momentum=ctx.train_config.momentum,
-            weight_decay=ctx.train_config.weight_decay,
-            schedule="constant",
-            eval_every=0,
-            collapse_patience=0,  # ascent drives accuracy on the isolated set down on purpose
-        )
-        tune(model, ctx.train.subset(self.hook.isolated), unlearn, ctx, [_Ascent()], "unlearn")
+        # ascent drives accuracy on the isolated set down on purpose
+        tune(model, ctx.train.subset(self.hook.isolated), ctx, epochs=c.unlearning_epochs,
+             lr=c.unlearning_lr, batch_size=c.unlearning_batch_size, augment=False,
+             hooks=[_Ascent()], description="unlearn", collapse_patience=0)  # fmt: skip
         return model
 
     def report(self) -> dict[str, object]:

@@ -18,7 +18,6 @@ from backdoorlab.defenses.base import (
     need_clean,
     register_defense,
     tune,
-    tune_config,
 )
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
@@ -160,11 +159,12 @@ class AdversarialFineTuning(Defense):
         pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
         probe = (data.floats(pick), data.labels[pick])
         self.watch = _Watch(c, ctx, probe, threat)
-        stage2 = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=False)
-        tune(model, data, stage2, ctx, [_SwapIn(adv), self.watch], "aft")
+        hooks = [_SwapIn(adv), self.watch]
+        tune(model, data, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, augment=False,
+             hooks=hooks, description="aft")  # fmt: skip
         if c.clean_epochs and c.data == "clean":
-            stage3 = tune_config(ctx, c.clean_epochs, c.lr, c.batch_size, augment=True)
-            tune(model, data, stage3, ctx, (), "aft stage 3")
+            tune(model, data, ctx, epochs=c.clean_epochs, lr=c.lr, batch_size=c.batch_size,
+                 augment=True, description="aft stage 3")  # fmt: skip
         return model
 
     def report(self) -> dict[str, object]:

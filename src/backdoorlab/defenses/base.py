@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,43 +90,39 @@ class Defense:
 # -- helpers shared by several defenses ------------------------------------------------------
 
 
-def tune_config(
-    ctx: DefenseContext, epochs: int, lr: float, batch_size: int, augment: bool
-) -> TrainConfig:
-    """The run's training recipe as a post-training fine-tuning one (constant lr, no eval)."""
-    t = ctx.train_config
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
-        schedule="constant",
-        crop_padding=t.crop_padding if augment else 0,
-        flip=t.flip if augment else False,
-        eval_every=0,
-        collapse_patience=t.collapse_patience,
-    )
-
-
 def tune(
     model: nn.Module,
     data: Dataset,
-    cfg: TrainConfig,
     ctx: DefenseContext,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    augment: bool,
     hooks: Sequence[Hook] = (),
     description: str = "tune",
+    **settings: Any,
 ) -> TrainState:
-    """Train `model` in place as a defense does: the run's seed and switches, no progress bar."""
+    """Fine-tune `model` in place as a defense does: the run's recipe at a constant lr without
+    evaluation (`settings` replace more of it), the run's seed and switches, no progress bar."""
+    t = ctx.train_config
+    recipe = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": t.momentum,
+        "weight_decay": t.weight_decay,
+        "schedule": "constant",
+        "crop_padding": t.crop_padding if augment else 0,
+        "flip": t.flip if augment else False,
+        "eval_every": 0,
+        "collapse_patience": t.collapse_patience,
+    }
+    cfg = TrainConfig(**{**recipe, **settings})
     return fit(
         model, data, cfg, hooks, seed=ctx.seed, progress=False, description=description,
         perf=ctx.perf,
     )  # fmt: skip
-
-
-def clean_index(data: Dataset, n: int = 2) -> torch.Tensor:
-    """The first `n` indices of `data` (an example batch to trace a model's layers with)."""
-    return torch.arange(min(n, len(data)), device=data.device)
 
 
 def need_clean(ctx: DefenseContext, name: str) -> Dataset:
@@ -177,6 +174,7 @@ class CleanRepair(Defense):
     """A post-training repair on the defender's clean subset; subclasses implement `fix`."""
 
     post_training = True
+    tune = staticmethod(tune)  # how subclasses fine-tune
 
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         return self.fix(model, need_clean(ctx, self.cfg.name), ctx)

@@ -14,10 +14,7 @@ from backdoorlab.defenses.base import (
     CleanRepair,
     DefenseConfig,
     DefenseContext,
-    clean_index,
     register_defense,
-    tune,
-    tune_config,
 )
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.core import accuracy
@@ -142,7 +139,7 @@ class FinePruning(CleanRepair):
             pruner: HeadPruner | ConvPruner = HeadPruner(model)
             self.layer = "fc (last group)"
         else:
-            self.layer = c.layer or default_layer(model, clean.floats(clean_index(clean)))
+            self.layer = c.layer or default_layer(model, clean.head())
             pruner = ConvPruner(model, self.layer)
         order = pruner.activity(clean).argsort()  # least active first
         n = order.numel()
@@ -164,8 +161,9 @@ class FinePruning(CleanRepair):
         self.pruned = int(pruned.numel())
         self.channels = n
         if c.epochs:
-            cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-            tune(model, clean, cfg, ctx, [_KeepPruned(pruner, pruned)], "fp fine-tune")
+            self.tune(model, clean, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
+                      augment=True, hooks=[_KeepPruned(pruner, pruned)],
+                      description="fp fine-tune")  # fmt: skip
         return model
 
     def report(self) -> dict[str, object]:

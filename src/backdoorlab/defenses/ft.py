@@ -11,8 +11,6 @@ from backdoorlab.defenses.base import (
     DefenseConfig,
     DefenseContext,
     register_defense,
-    tune,
-    tune_config,
 )
 
 
@@ -28,5 +26,7 @@ class FineTune(CleanRepair):
 
     def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        tune(model, clean, tune_config(ctx, c.epochs, c.lr, c.batch_size, True), ctx, (), "ft")
+        self.tune(
+            model, clean, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, augment=True
+        )
         return model

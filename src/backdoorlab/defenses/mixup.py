@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backdoorlab.defenses.base import (
-    Defense,
-    DefenseContext,
-    MixConfig,
-    MixHook,
-    register_defense,
-)
+from backdoorlab.defenses.base import Defense, DefenseContext, MixConfig, MixHook, register_defense
 from backdoorlab.train.hooks import Hook
 
 

@@ -15,10 +15,7 @@ from backdoorlab.defenses.base import (
     CleanRepair,
     DefenseConfig,
     DefenseContext,
-    clean_index,
     register_defense,
-    tune,
-    tune_config,
 )
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import Classifier
@@ -92,15 +89,16 @@ class NAD(CleanRepair):
 
     def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        layers = nad_layers(model, c, clean.floats(clean_index(clean)))
+        layers = nad_layers(model, c, clean.head())
         self.layers = layers
         betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights
         teacher = copy.deepcopy(model)
-        t_cfg = tune_config(ctx, c.teacher_epochs, c.lr, c.batch_size, augment=True)
-        tune(teacher, clean, t_cfg, ctx, (), "nad teacher")
+        self.tune(teacher, clean, ctx, epochs=c.teacher_epochs, lr=c.lr, batch_size=c.batch_size,
+                  augment=True, description="nad teacher")  # fmt: skip
         teacher.eval()
-        s_cfg = tune_config(ctx, c.epochs, c.lr, c.batch_size, augment=True)
-        tune(model, clean, s_cfg, ctx, [_Distill(teacher, layers, betas, c.power)], "nad student")
+        self.tune(model, clean, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
+                  augment=True, hooks=[_Distill(teacher, layers, betas, c.power)],
+                  description="nad student")  # fmt: skip
         return model
 
     def report(self) -> dict[str, object]:

@@ -14,8 +14,6 @@ from backdoorlab.defenses.base import (
     DefenseConfig,
     DefenseContext,
     register_defense,
-    tune,
-    tune_config,
 )
 from backdoorlab.metrics.detection import mad_index
 from backdoorlab.train.distributed import agree
@@ -142,8 +140,9 @@ class NeuralCleanse(CleanRepair):
             x = (1 - mask) * clean.floats(idx) + mask * pattern
             images[idx] = (x.clamp(0, 1) * 255).round().to(images.dtype)
         tuned = clean.with_data(images, clean.labels)
-        cfg = tune_config(ctx, c.epochs, c.unlearn_lr, c.unlearn_batch_size, augment=True)
-        tune(model, tuned, cfg, ctx, (), "nc unlearn")
+        self.tune(model, tuned, ctx, epochs=c.epochs, lr=c.unlearn_lr,
+                  batch_size=c.unlearn_batch_size, augment=True,
+                  description="nc unlearn")  # fmt: skip
         return model
 
     def report(self) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,16 +62,10 @@ def pgd_delta(
 
 
 def pgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    threat: Threat,
-    steps: int,
-    alpha: float,
-    **options,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat, *args: Any, **options: Any
 ) -> torch.Tensor:
-    """Adversarial images (the options are those of `pgd_delta`)."""
-    return threat.apply(x, pgd_delta(model, x, y, threat, steps, alpha, **options))
+    """Adversarial images: x moved by `pgd_delta` (whose arguments follow: steps, alpha, ...)."""
+    return threat.apply(x, pgd_delta(model, x, y, threat, *args, **options))
 
 
 def relaxed(adv: torch.Tensor, rand: torch.Tensor, beta: float) -> torch.Tensor:

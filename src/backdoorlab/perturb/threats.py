@@ -15,10 +15,21 @@ def random_signs(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
 class Threat:
     """A perturbation set around clean [0,1] images x; `delta` has the shape of x."""
 
-    eps: float
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The shape of a perturbation of x."""
+        return tuple(x.shape)
 
     def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
         """A starting delta: zeros, or a random point of the budget."""
+        if random:
+            return self.start(x)
+        return torch.zeros(self.shape(x), device=x.device, dtype=x.dtype)
+
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        """A random point of the budget."""
         raise NotImplementedError
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -36,7 +47,7 @@ class Threat:
     def corners(self, x: torch.Tensor) -> torch.Tensor:
         """A random corner of the budget (every coordinate -eps or +eps), not yet clipped to
         keep x + delta in [0,1]."""
-        return self.eps * random_signs(x.shape, x)
+        return self.eps * random_signs(self.shape(x), x)
 
     def random(self, x: torch.Tensor) -> torch.Tensor:
         """A random perturbation at the budget's corners, projected."""
@@ -46,12 +57,7 @@ class Threat:
 class LinfBall(Threat):
     """||delta||_inf <= eps (Madry et al.)."""
 
-    def __init__(self, eps: float) -> None:
-        self.eps = eps
-
-    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
-        if not random:
-            return torch.zeros_like(x)
+    def start(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.empty_like(x).uniform_(-self.eps, self.eps), x)
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -69,12 +75,7 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
 class L2Ball(Threat):
     """||delta||_2 <= eps per image; steps along the normalised gradient."""
 
-    def __init__(self, eps: float) -> None:
-        self.eps = eps
-
-    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
-        if not random:
-            return torch.zeros_like(x)
+    def start(self, x: torch.Tensor) -> torch.Tensor:
         direction = torch.randn_like(x)
         radius = torch.rand(x.shape[0], device=x.device).view(-1, *([1] * (x.ndim - 1)))
         return self.project(direction / _norms(direction) * radius * self.eps, x)
@@ -96,15 +97,12 @@ class FlowField(Threat):
     """Spatial: a per-pixel flow w [B,H,W,2] with ||w||_inf <= eps added to the identity grid
     (Xiao et al.; Gao et al. Sec. II-C solve it first-order with sign steps on w)."""
 
-    def __init__(self, eps: float) -> None:
-        self.eps = eps
-
-    def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return (x.shape[0], x.shape[2], x.shape[3], 2)
 
-    def init(self, x: torch.Tensor, random: bool) -> torch.Tensor:
-        w = torch.zeros(self._shape(x), device=x.device, dtype=x.dtype)
-        return w.uniform_(-self.eps, self.eps) if random else w
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.empty(self.shape(x), device=x.device, dtype=x.dtype)
+        return w.uniform_(-self.eps, self.eps)
 
     def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
         return delta + alpha * grad.sign()
@@ -114,9 +112,6 @@ class FlowField(Threat):
 
     def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return warp(x, delta)
-
-    def corners(self, x: torch.Tensor) -> torch.Tensor:
-        return self.eps * random_signs(self._shape(x), x)
 
 
 THREATS: dict[str, type[Threat]] = {"linf": LinfBall, "l2": L2Ball, "spatial": FlowField}
