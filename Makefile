@@ -59,17 +59,24 @@ clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
 # ---- results: every number in docs/results comes from these targets -------------------------
-# The pages written from sweep files (configs/results/NAME.yaml -> docs/results/NAME.md and .html,
-# observations from docs/results/notes/NAME.md); each sweep resumes where it stopped.
+# Every page is a sweep file: configs/results/NAME.yaml -> docs/results/NAME.{md,html}, and a
+# paper's table at a profile, NAME:PROFILE (configs/paper/...) -> docs/results/NAME-PROFILE;
+# observations from docs/results/notes/<page>.md. Each sweep resumes where it stopped; one page:
+# `make results-pages PAGES=gao2023-fig2:cpu`.
 RESULT_PAGES := $(basename $(notdir $(wildcard configs/results/*.yaml)))
+PAPER_PAGES := mu2022-table2:cpu gao2023-table7:cpu gao2023-table7:photos gao2023-fig2:cpu \
+  gao2023-table5:cpu gao2023-table6:cpu gao2023-table10:cpu gao2023-table11:cpu
+PAGES ?= $(RESULT_PAGES) $(PAPER_PAGES)
 .PHONY: results-pages
 
 results-pages: install
-	for p in $(RESULT_PAGES); do \
-	  $(BIN)/backdoorlab sweep $$p --out runs/results/$$p --quiet --report docs/results/$$p \
-	    --notes docs/results/notes/$$p.md || exit 1; \
-	  $(BIN)/backdoorlab report runs/results/$$p/results.db --out docs/results/$$p --format html \
-	    --notes docs/results/notes/$$p.md || exit 1; \
+	for p in $(PAGES); do \
+	  name=$${p%%:*}; prof=$${p#$$name}; prof=$${prof#:}; page=$$name; out=runs/results/$$name; \
+	  if [ -n "$$prof" ]; then page=$$name-$$prof; out=runs/reproduce/$$page; fi; \
+	  $(BIN)/backdoorlab sweep $$name $${prof:+--profile $$prof} --out $$out --quiet \
+	    --report docs/results/$$page --notes docs/results/notes/$$page.md || exit 1; \
+	  $(BIN)/backdoorlab report $$out/results.db --out docs/results/$$page --format html \
+	    --notes docs/results/notes/$$page.md || exit 1; \
 	done
 
 # The pages below are still written by the older per-run commands (to be moved to the loop above)

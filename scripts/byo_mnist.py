@@ -1,9 +1,9 @@
-"""docs/results/byo-mnist.md: models trained by a plain PyTorch script (its own network and loop,
-tests/byo/foreign_mnist.py) on real MNIST with a BadNets backdoor, then evaluated, repaired
+"""docs/examples/byo-mnist.md, an example of the Python API (not a results page): models trained
+by a plain PyTorch script (its own network and loop, tests/byo/foreign_mnist.py) on real MNIST with a BadNets backdoor, then evaluated, repaired
 by every post-training defense and scanned through backdoorlab's Python API.
 
     .venv/bin/python scripts/byo_mnist.py [--mnist ../shared/data/mnist] [--work runs/byo-mnist]
-                                          [--doc docs/results/byo-mnist.md]
+                                          [--doc docs/examples/byo-mnist.md]
 
 About 25 minutes on 2 CPU cores (Neural Cleanse is most of it). Every number on the page comes
 from this run; `--page-only` rewrites the page from the run's results.json. DER (defense
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
     p.add_argument("--work", default="runs/byo-mnist")
-    p.add_argument("--doc", default="docs/results/byo-mnist.md")
+    p.add_argument("--doc", default="docs/examples/byo-mnist.md")
     p.add_argument(
         "--page-only", action="store_true", help="rewrite the page from WORK/results.json"
     )
@@ -176,7 +176,7 @@ def page(results: dict, command: str) -> str:
                 f"({d['seconds']:.0f} s)."
             )
         lines.append("")
-    notes = REPO / "docs" / "results" / "notes" / "byo-mnist.md"
+    notes = REPO / "docs" / "examples" / "byo-mnist-notes.md"
     if notes.is_file():
         lines += ["## Observations", "", notes.read_text().strip(), ""]
     return "\n".join(lines) + "\n"

@@ -52,7 +52,7 @@ def test_evaluate_measures_the_users_backdoor(foreign, tmp_path):
 @pytest.mark.slow
 def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
     """AFT at the MNIST settings of docs/results/post-training-mnist.md. The issue asks for ASR
-    <= 10; docs/results/byo-mnist.md measured 10.51 on this model (AFT budget sweep there), so
+    <= 10; docs/examples/byo-mnist.md measured 10.51 on this model (AFT budget sweep there), so
     this checks what holds with margin: ASR at least halved, ACC within 5 points, and the saved
     weights reproduce the reported numbers."""
     import torch
@@ -90,7 +90,7 @@ def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
 @pytest.mark.slow
 def test_scan_names_the_target_and_explains_itself(foreign, tmp_path):
     """Neural Cleanse names the target; adversarial labels of this BadNets model pile up on
-    another class (docs/results/byo-mnist.md), which the report shows rather than hides."""
+    another class (docs/examples/byo-mnist.md), which the report shows rather than hides."""
     out = tmp_path / "scan"
     argv = [
         "scan", *_model(foreign), "--data", str(foreign["clean"]), "--out", str(out),
