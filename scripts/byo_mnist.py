@@ -1,6 +1,7 @@
 """docs/examples/byo-mnist.md, an example of the Python API (not a results page): models trained
-by a plain PyTorch script (its own network and loop, tests/byo/foreign_mnist.py) on real MNIST with a BadNets backdoor, then evaluated, repaired
-by every post-training defense and scanned through backdoorlab's Python API.
+by a plain PyTorch script (its own network and loop, tests/byo/foreign_mnist.py) on real MNIST
+with a BadNets backdoor, then evaluated, repaired by every post-training defense and scanned
+through backdoorlab's Python API.
 
     .venv/bin/python scripts/byo_mnist.py [--mnist ../shared/data/mnist] [--work runs/byo-mnist]
                                           [--doc docs/examples/byo-mnist.md]
