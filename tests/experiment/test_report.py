@@ -97,7 +97,7 @@ def test_figures_are_pngs_and_html_is_one_valid_self_contained_page(tmp_path):
     assert "![" in md.read_text()
     page, _ = report(db, tmp_path / "h" / "toy", fmt="html", notes=tmp_path / "notes.md")
     text = page.read_text()
-    assert "CAT removes **both** backdoors here." in text
+    assert "CAT removes <strong>both</strong> backdoors here." in text  # notes rendered
     html5lib.HTMLParser(strict=True).parse(text)  # raises on any parse error
     assert text.count("data:image/png;base64,") == 2
     assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere

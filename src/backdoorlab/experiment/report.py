@@ -152,13 +152,20 @@ class Grid:
             lines.append((DER_ROW, [("-" if d is None else f"{d:.3f}", "") for d in ders]))
         return lines
 
-    def markdown(self, corner: str = "") -> list[str]:
-        """The table as Markdown lines."""
+    def markdown(
+        self, corner: str = "", links: dict[tuple[str, str], str] | None = None
+    ) -> list[str]:
+        """The table as Markdown lines; with `links`, a cell's numbers link to its anchor."""
         lines = [
             f"| {corner} | " + " | ".join(f"{c} ACC | {c} ASR" for c in self.columns) + " |",
             "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
         ]
         for label, cells in self.pairs():
+            anchors = [(links or {}).get((label, c)) for c in self.columns]
+            cells = [
+                (a, s) if k is None else (f"[{a}](#{k})", f"[{s}](#{k})")
+                for (a, s), k in zip(cells, anchors, strict=True)
+            ]
             label = f"**{label}**" if label in (DROP, DER_ROW) else label
             lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
         return lines
@@ -577,27 +584,36 @@ def report_kind(name: str) -> Callable[[Callable[..., Part]], Callable[..., Part
     return register
 
 
+def _anchor(key: str) -> str:
+    """The HTML id of a cell's config (the first 12 characters of its hash)."""
+    return f"cell-{key[:12]}"
+
+
 def _markdown(
     title: str,
     notes: str,
     sections: list[Part],
     command: str | None,
     findings: str | None,
-    folder: Path,
+    image: Callable[[Path], str],
+    cell_links: bool = False,
 ) -> str:
+    """The page as Markdown; `image` gives a figure's address, `cell_links` links grid numbers
+    to their cell's config (in the HTML page)."""
     lines = [f"# {title}", "", *written_by(command)]
     if notes:
         lines += [notes, ""]
     for s in sections:
         lines += [f"## {s.title}", ""]
         if s.grid is not None:
-            lines += [*s.grid.markdown(s.corner), ""]
+            links = {k: _anchor(v) for k, v in s.links.items()} if cell_links else None
+            lines += [*s.grid.markdown(s.corner, links), ""]
         if s.table is not None:
             head, *body = s.table
             lines += [f"| {' | '.join(head)} |", "|" + " --- |" * len(head)]
             lines += [f"| {' | '.join(r)} |" for r in body] + [""]
-        for caption, path in s.figures:  # linked relative to the page
-            lines += [f"![{caption}]({Path(os.path.relpath(path, folder)).as_posix()})", ""]
+        for caption, path in s.figures:
+            lines += [f"![{caption}]({image(path)})", ""]
         lines += [*(f"{n}\n" for n in s.notes)]
     if findings:
         lines += ["## Observations", "", findings, ""]
@@ -607,13 +623,10 @@ def _markdown(
 _CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:76em;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
-th:first-child,td:first-child{text-align:left}
-thead th{background:#f3f3f3} tr.drop td{font-weight:bold;background:#fafafa}
+th,td{border:1px solid #ccc;padding:.25em .55em} thead th{background:#f3f3f3}
 td a{color:inherit;text-decoration:none;border-bottom:1px dotted #888}
 img{max-width:100%;border:1px solid #eee} pre{background:#f7f7f7;padding:.6em;overflow:auto}
-details{margin:.2em 0} summary{cursor:pointer} .muted{color:#666}
-pre.notes{white-space:pre-wrap;background:none;font:inherit}
+details{margin:.2em 0} summary{cursor:pointer}
 """
 
 _JS = """
@@ -623,68 +636,32 @@ window.addEventListener('hashchange',openCell);window.addEventListener('load',op
 """
 
 
-def _html(
-    title: str,
-    notes: str,
-    sections: list[Part],
-    cells: list[Row],
-    command: str | None,
-    findings: str | None,
-) -> str:
+def _html(page: str, title: str, cells: list[Row]) -> str:
+    """One self-contained HTML page: the Markdown page rendered, then every cell's config."""
+    import markdown
+
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>",
-        f"<h1>{e(title)}</h1>",
+        markdown.markdown(page, extensions=["tables"], output_format="html"),
+        "<h2>Cells</h2><p>Click a cell to see its resolved config.</p>",
     ]
-    if command:
-        parts.append(f'<p class="muted">Written by <code>{e(command)}</code>.</p>')
-    if notes:
-        parts.append(f"<p>{e(notes)}</p>")
-    for s in sections:
-        parts.append(f'<h2 id="{e(s.id)}">{e(s.title)}</h2>')
-        if s.grid is not None:
-            g = s.grid
-            head = "".join(f"<th>{e(c)} ACC</th><th>{e(c)} ASR</th>" for c in g.columns)
-            parts.append(f"<table><thead><tr><th>{e(s.corner)}</th>{head}</tr></thead><tbody>")
-            for label, row in g.pairs():
-                cls = ' class="drop"' if label not in g.rows else ""
-                tds = []
-                for col, (acc, asr) in zip(g.columns, row, strict=True):
-                    key = s.links.get((label, col))
-                    for v in (acc, asr):
-                        v = e(v)
-                        tds.append(
-                            f'<td><a href="#cell-{key[:12]}">{v}</a></td>'
-                            if key
-                            else f"<td>{v}</td>"
-                        )
-                parts.append(f"<tr{cls}><td>{e(label)}</td>{''.join(tds)}</tr>")
-            parts.append("</tbody></table>")
-        if s.table is not None:
-            head, *body = s.table
-            parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head))
-            parts.append("</tr></thead><tbody>")
-            parts += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in body]
-            parts.append("</tbody></table>")
-        for caption, path in s.figures:
-            data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f'<p><img alt="{e(caption)}" src="data:image/png;base64,{data}"></p>')
-        parts += [f"<p>{e(n)}</p>" for n in s.notes]
-    if findings:  # Markdown, shown as written
-        parts.append(f'<h2>Observations</h2><pre class="notes">{e(findings)}</pre>')
-    parts.append('<h2>Cells</h2><p class="muted">Click a cell to see its resolved config.</p>')
     for c in cells:
         label = ", ".join(f"{k}={v}" for k, v in c.axes.items())
         m = c.metrics
-        config = e(yaml.safe_dump(c.config, sort_keys=False))
         parts.append(
-            f'<details id="cell-{c.key[:12]}"><summary>{e(label)}: ACC {pct(m.get("acc"))}, '
-            f"ASR {pct(m.get('asr'))}</summary><pre>{config}</pre></details>"
+            f'<details id="{_anchor(c.key)}"><summary>{e(label)}: ACC {pct(m.get("acc"))}, '
+            f"ASR {pct(m.get('asr'))}</summary><pre>"
+            f"{e(yaml.safe_dump(c.config, sort_keys=False))}</pre></details>"
         )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
 PLAIN_RUNS = "runs"  # the report of a database that holds runs of `run` and no sweep
@@ -785,7 +762,12 @@ def report(
     title = spec.get("title") or sweep
     intro = spec.get("notes", "")
     if fmt == "html":
-        page = _html(title, intro, sections, cells, command, findings)
-        return write_text(stem.with_suffix(".html"), page), sections
-    text = _markdown(title, intro, sections, command, findings, stem.parent.resolve())
+        text = _markdown(title, intro, sections, command, findings, _data_uri, cell_links=True)
+        return write_text(stem.with_suffix(".html"), _html(text, title, cells)), sections
+    folder = stem.parent.resolve()  # figures linked relative to the page
+
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(path, folder)).as_posix()
+
+    text = _markdown(title, intro, sections, command, findings, relative)
     return write_text(stem.with_suffix(".md"), text), sections
