@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import read_run
-from backdoorlab.experiment.plots import pyplot, save_figure
+from backdoorlab.plotting import pyplot, save_figure
 
 
 def aft_curve(run: str | Path, out: str | Path) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from backdoorlab.analysis.common import paired_runs, publish, untargeted_predictions
-from backdoorlab.experiment.plots import pyplot, save_figure
+from backdoorlab.plotting import pyplot, save_figure
 
 
 @torch.no_grad()

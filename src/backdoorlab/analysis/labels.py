@@ -10,7 +10,7 @@ import torch
 
 from backdoorlab.analysis.common import paired_runs, publish, untargeted_predictions
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.plots import pyplot, save_figure
+from backdoorlab.plotting import pyplot, save_figure
 
 
 def _summary(y: torch.Tensor, pred: torch.Tensor, k: int, target: int) -> dict[str, Any]:

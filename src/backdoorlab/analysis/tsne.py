@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from backdoorlab.analysis.common import load_run, publish
-from backdoorlab.experiment.plots import pyplot, save_figure
+from backdoorlab.plotting import pyplot, save_figure
 
 
 def feature_tsne(

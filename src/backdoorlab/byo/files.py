@@ -22,10 +22,10 @@ from backdoorlab.experiment.artifacts import (
     save_tensors,
     write_json,
 )
-from backdoorlab.experiment.plots import pyplot, save_figure
 from backdoorlab.experiment.runner import store_row, versions
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.models.foreign import Normalized, load_foreign
+from backdoorlab.plotting import pyplot, save_figure
 
 
 def user_model(

@@ -31,20 +31,20 @@ from typing import Any
 
 import yaml
 
-from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run, write_text
-from backdoorlab.experiment.detection_report import (
+from backdoorlab.detectors.zoo import (
     Member,
     detection_rows,
     per_model_csv,
     roc_figure,
     split,
 )
-from backdoorlab.experiment.plots import pyplot, save_figure
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import read_run, write_text
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep_spec import axis_values
 from backdoorlab.metrics.core import der
 from backdoorlab.paths import check_name, inside, slug
+from backdoorlab.plotting import pyplot, save_figure
 
 
 def pct(v: float | None) -> str:

@@ -1,4 +1,4 @@
-"""Figures: the clean-vs-triggered sample grid, and saving any figure whole."""
+"""Figures: matplotlib without a display, saving a figure whole, and the clean-vs-triggered grid."""
 
 from __future__ import annotations
 

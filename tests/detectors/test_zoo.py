@@ -10,7 +10,7 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from backdoorlab.experiment.detection_report import HEADER, Member, detection_rows, split
+from backdoorlab.detectors.zoo import HEADER, Member, detection_rows, split
 from backdoorlab.experiment.report import report
 from backdoorlab.experiment.sweep import sweep
 

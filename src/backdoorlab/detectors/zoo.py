@@ -15,8 +15,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from backdoorlab.experiment.plots import pyplot
 from backdoorlab.metrics.detection import roc_points, separation
+from backdoorlab.plotting import pyplot
 
 ALL = "all attacks"
 HEADER = [
