@@ -30,19 +30,21 @@ CREATE TABLE IF NOT EXISTS runs (
     config_json TEXT NOT NULL,
     metrics_json TEXT NOT NULL,
     timings_json TEXT NOT NULL,
-    versions_json TEXT NOT NULL
+    versions_json TEXT NOT NULL,
+    sweep TEXT,
+    cell TEXT,
+    axes_json TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_cell ON runs (cell);
 CREATE TABLE IF NOT EXISTS sweeps (
     name TEXT PRIMARY KEY,
     updated TEXT NOT NULL,
     spec_json TEXT NOT NULL
 );
 """
-# sweep columns, added to databases written before sweeps existed: `cell` is the cell's config
-# hash (unique: a cell is recorded once), `axes_json` its label on each axis
-SWEEP_COLUMNS = {"sweep": "TEXT", "cell": "TEXT", "axes_json": "TEXT"}
-
+# a sweep cell's row: `cell` is its config hash (unique: a cell is recorded once), `axes_json`
+# its label on each axis
 COLUMNS = (
     "run_id", "created", "name", "config_hash", "dataset", "model", "attack", "defense", "seed",
     "acc", "asr", "ra", "status", "out_dir", "config_json", "metrics_json", "timings_json",
@@ -58,15 +60,6 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
-            have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-            for col, kind in SWEEP_COLUMNS.items():
-                if col not in have:
-                    try:
-                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
-                    except sqlite3.OperationalError as exc:  # another start added it meanwhile
-                        if "duplicate column" not in str(exc):
-                            raise
-            con.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_cell ON runs (cell)")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
