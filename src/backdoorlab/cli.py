@@ -83,19 +83,6 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {args.out}")
 
 
-def cmd_defense_grid(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.experiment.grid_report import defense_grid
-
-    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    figures = [tuple(f.split("=", 1)) for f in args.figure]
-    if any(len(f) != 2 for f in figures):
-        raise backdoorlab.ConfigError("--figure takes CAPTION=PATH")
-    path = defense_grid(
-        args.runs, args.out, title=args.title, command=command, notes=args.notes, figures=figures
-    )
-    console.print(f"wrote {path}")
-
-
 def _executor_options(args: argparse.Namespace, console: Console) -> dict:
     return {
         "executor": args.executor,
@@ -400,15 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=500, help="t-SNE: clean and triggered samples")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_analyze)
-
-    p = sub.add_parser("defense-grid", help="Markdown attack x defense ACC/ASR table of runs")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--out", required=True, help="Markdown file to write")
-    p.add_argument("--title", default="Defenses against attacks")
-    p.add_argument("--notes", help="Markdown file to put under the table")
-    p.add_argument("--figure", action="append", default=[], help="CAPTION=PATH (repeatable)")
-    record_command_arg(p)
-    p.set_defaults(func=cmd_defense_grid)
 
     p = sub.add_parser(
         "sweep", help="run every cell of a sweep not yet in OUT/results.db (and its report)"

@@ -57,6 +57,14 @@ def test_feature_distances_and_tsne(runs, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_an_analysis_gives_the_same_numbers_whatever_the_random_state(runs, tmp_path):
+    torch.manual_seed(123)
+    a = feature_distances(runs / "infected", runs / "benign", tmp_path / "a", eps=0.1, steps=3)
+    torch.manual_seed(456)  # PGD's random starts come from the analysis's own seed
+    b = feature_distances(runs / "infected", runs / "benign", tmp_path / "b", eps=0.1, steps=3)
+    assert a == b
+
+
 def test_runs_with_different_test_sets_are_refused(runs, tmp_path):
     other = {
         "name": "other",

@@ -86,6 +86,15 @@ def test_grid_in_the_papers_layout_with_published_numbers_drops_and_csv(tmp_path
     assert [s.id for s in sections] == ["t"]
 
 
+def test_a_pair_the_sweep_excludes_is_not_reported_missing(tmp_path):
+    db = _db(tmp_path)
+    ResultStore(db).put_sweep("toy", {**SPEC, "exclude": [{"attack": "blended", "defense": "aft"}]})
+    path, _ = report(db, tmp_path / "out" / "toy", tables=["t"])
+    text = path.read_text()
+    assert "| blended | 97.00 | 99.00 | 93.00 | 1.00 | - | - |" in text
+    assert "Not run yet" not in text
+
+
 def test_figures_are_pngs_and_html_is_one_valid_self_contained_page(tmp_path):
     html5lib = pytest.importorskip("html5lib")
     db = _db(tmp_path)

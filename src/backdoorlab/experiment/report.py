@@ -41,7 +41,7 @@ from backdoorlab.detectors.zoo import (
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import read_run, write_text
 from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.sweep_spec import axis_values
+from backdoorlab.experiment.sweep_spec import axis_values, excluded_by
 from backdoorlab.metrics.core import der
 from backdoorlab.paths import check_name, inside, slug
 from backdoorlab.plotting import pyplot, save_figure
@@ -424,8 +424,15 @@ def _grid(
     notes = []
     if grid.paper:
         notes.append("In parentheses: the paper's published numbers.")
-    if grid.missing():
-        cells_text = ", ".join(f"{r}/{c}" for r, c in grid.missing())
+    # a pair the sweep's `exclude` leaves out is not missing
+    rules = [rule for rule in spec.get("exclude", []) if set(rule) <= {rows, cols}]
+    missing = [
+        (r, c)
+        for r, c in grid.missing()
+        if not any(excluded_by(rule, {rows: r, cols: c}) for rule in rules)
+    ]
+    if missing:
+        cells_text = ", ".join(f"{r}/{c}" for r, c in missing)
         notes.append(f"Not run yet (or failed): {cells_text}.")
     write_text(inside(out.parent, f"{out.name}-{rid}.csv"), grid.csv())
     title = entry.get("title", rid)

@@ -213,7 +213,7 @@ def _read_base(path: str, where: Path) -> dict[str, Any]:
     return read_yaml(Path(path) if Path(path).is_absolute() else where / path)
 
 
-def _matches(rule: dict[str, Any], labels: dict[str, str]) -> bool:
+def excluded_by(rule: dict[str, Any], labels: dict[str, str]) -> bool:
     """Whether a cell's labels match an `exclude` rule (a label, or any of a list, per axis)."""
     return all(
         labels.get(axis) in ([str(v) for v in want] if isinstance(want, list) else [str(want)])
@@ -226,7 +226,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     axes = [[(name, *v) for v in axis_values(name, s)] for name, s in spec.axes.items()]
     cells = []
     for combo in itertools.product(*axes):
-        if any(_matches(rule, {a: label for a, label, _ in combo}) for rule in spec.exclude):
+        if any(excluded_by(rule, {a: label for a, label, _ in combo}) for rule in spec.exclude):
             continue
         bases = [over["base"] for _, _, over in combo if "base" in over]
         if len(bases) > 1:
