@@ -242,4 +242,7 @@ def fit(
         h.on_fit_end(state)
     sync_model(model)  # hooks may pick weights by their own measurements (AFT's best step)
     model.eval()
+    # the DDP wrapper must not outlive this fit: one still alive when its process group is gone
+    # aborts the process as it exits (gloo's "terminate called without an active exception")
+    state.step_model = None
     return state
