@@ -73,7 +73,7 @@ def untargeted_predictions(
     starts are drawn from `seed`, so an analysis gives the same numbers each time it runs."""
     threat = LinfBall(eps)
     xs, preds = [], []
-    devices = [data.device] if torch.device(data.device).type == "cuda" else []
+    devices = [data.device] if data.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the caller's random state is left alone
         torch.manual_seed(seed)
         for x, y, _ in BatchIterator(data, batch_size):

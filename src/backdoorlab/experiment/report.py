@@ -170,17 +170,15 @@ class Grid:
             lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
         return lines
 
-    def csv(self) -> str:
-        """One CSV line per (row, column): ours and the published ACC/ASR."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"])
+    def table(self) -> list[list[Any]]:
+        """One line per (row, column), header first: ours and the published ACC/ASR, DER."""
+        lines: list[list[Any]] = [["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"]]
         for r in self.rows:
             for c in self.columns:
                 ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
                 d = self.cell_der(r, c)
-                w.writerow([r, c, *ours, *paper, "" if d is None else round(d, 4)])
-        return buf.getvalue()
+                lines.append([r, c, *ours, *paper, "" if d is None else round(d, 4)])
+        return lines
 
     def missing(self) -> list[tuple[str, str]]:
         """(row, column) pairs without a result."""
@@ -327,7 +325,7 @@ def pick(rid: str, what: str, selector: dict[str, Any], cells: list[Row]) -> Row
     return found[0]
 
 
-def _write_csv(out: Path, name: str, table: list[list[str]]) -> None:
+def _write_csv(out: Path, name: str, table: list[list[Any]]) -> None:
     """A plain table (header first) as OUT-<name>.csv beside the page."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(table)
@@ -434,7 +432,7 @@ def _grid(
     if missing:
         cells_text = ", ".join(f"{r}/{c}" for r, c in missing)
         notes.append(f"Not run yet (or failed): {cells_text}.")
-    write_text(inside(out.parent, f"{out.name}-{rid}.csv"), grid.csv())
+    _write_csv(out, rid, grid.table())
     title = entry.get("title", rid)
     return Part(rid, title, grid=grid, corner=rows, notes=notes, links=links)
 
