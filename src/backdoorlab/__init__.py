@@ -20,16 +20,15 @@ from backdoorlab.experiment import (  # noqa: E402
     ExperimentConfig,
     ResultStore,
     RunResult,
-    budget_report,
     load_config,
     load_model,
     plot_triggers,
-    report,
     run,
     sweep,
 )
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
 from backdoorlab.models.foreign import KEY_MAPS, load_foreign  # noqa: E402
+from backdoorlab.report import budget_report, report  # noqa: E402
 
 REGISTRIES = {
     "datasets": DATASETS,

@@ -16,7 +16,7 @@ from rich.text import Text
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
-from backdoorlab.experiment.report import pct
+from backdoorlab.metrics.core import pct
 from backdoorlab.models.foreign import KEY_MAPS
 
 KEY_MAP_NAMES = list(KEY_MAPS)
@@ -148,7 +148,7 @@ def _print_sections(sections, console: Console) -> None:
 
 def _report(args: argparse.Namespace, console: Console, db, out, **options) -> None:
     """Write (or print) a report with the command line recorded, and show its tables."""
-    from backdoorlab.experiment.report import report
+    from backdoorlab.report import report
 
     command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
     path, sections = report(db, out, fmt=args.format, command=command, notes=args.notes, **options)

@@ -92,8 +92,8 @@ def test_cli_analyze_needs_a_benign_run(runs, tmp_path, capsys):
 
 
 def test_analysis_report_kind_runs_the_declared_analyses_on_sweep_cells(tmp_path):
-    from backdoorlab.experiment.report import report
     from backdoorlab.experiment.sweep import sweep
+    from backdoorlab.report import report
 
     base = {
         "device": "cpu",

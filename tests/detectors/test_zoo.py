@@ -11,8 +11,8 @@ import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from backdoorlab.detectors.zoo import HEADER, Member, detection_rows, split
-from backdoorlab.experiment.report import report
 from backdoorlab.experiment.sweep import sweep
+from backdoorlab.report import report
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "configs" / "sweeps" / "digits-zoo.yaml"

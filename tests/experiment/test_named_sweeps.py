@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import Grid
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.experiment.sweep_spec import expand, find_sweep, load_sweep, sweep_files
+from backdoorlab.report import Grid
 
 
 def test_every_paper_sweep_expands_at_the_cpu_and_full_profiles():
@@ -57,7 +57,7 @@ def test_sweeps_by_name_and_an_unknown_name_lists_the_known_ones(tmp_path):
 
 def test_every_results_page_sweep_expands_and_its_reports_name_real_cells():
     """configs/results: each page's sweep is valid, and every cell a report selects exists."""
-    from backdoorlab.experiment.report import REPORT_KINDS
+    from backdoorlab.report import REPORT_KINDS
 
     pages = {k: v for k, v in sweep_files().items() if v.parent.name == "results"}
     assert {"attacks-mnist", "clean-label-sweep-mnist", "post-training-mnist"} <= set(pages)

@@ -10,10 +10,10 @@ import yaml
 
 from backdoorlab.cli import main
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import report
 from backdoorlab.experiment.runner import run
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.paths import check_name, inside, slug
+from backdoorlab.report import report
 
 
 def _files(root) -> set[str]:

@@ -13,8 +13,8 @@ from backdoorlab.analysis.distance import feature_distances
 from backdoorlab.analysis.labels import adversarial_labels
 from backdoorlab.analysis.tsne import feature_tsne
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import Part, Row, pick, report_kind
 from backdoorlab.paths import inside
+from backdoorlab.report import Part, Row, pick, report_kind
 
 
 @dataclass(frozen=True)

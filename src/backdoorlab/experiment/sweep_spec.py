@@ -14,7 +14,7 @@
         defense.eps: [0.2, 2.0]
     exclude:                              # cells of the product left out
       - {attack: blended, rate: [0.01]}   #   (a label, or any of a list, per axis)
-    reports: {...}                        # tables and figures (see experiment/report.py)
+    reports: {...}                        # tables and figures (see backdoorlab/report/)
     profiles:                             # partial sweeps merged over the rest by --profile
       cpu: {base: ../mnist.yaml}
       full: {base: ../cifar.yaml, resources: {gpus: 1}}

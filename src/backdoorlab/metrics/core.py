@@ -81,3 +81,8 @@ def der(before: dict[str, float | None], after: dict[str, float | None]) -> floa
     d_asr = (before["asr"] - after["asr"]) / 100
     d_acc = (before["acc"] - after["acc"]) / 100
     return (max(0.0, d_asr) - max(0.0, d_acc) + 1) / 2
+
+
+def pct(v: float | None) -> str:
+    """A percentage as the tables print it (two decimals; '-' for none)."""
+    return "-" if v is None else f"{v:.2f}"

@@ -5,7 +5,7 @@ import pytest
 from backdoorlab import budget_report
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment import run
-from backdoorlab.experiment.budget_report import load_sweep
+from backdoorlab.report.budget import load_sweep
 
 CELLS = {
     "none": {"name": "none"},

@@ -8,8 +8,9 @@ import io
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.report import _cells, report
 from backdoorlab.experiment.store import COLUMNS, ResultStore
+from backdoorlab.report import report
+from backdoorlab.report.cells import sweep_cells
 
 SPEC = {
     "name": "toy",
@@ -254,5 +255,5 @@ def test_cells_are_reported_in_the_sweeps_order_whichever_finished_first(tmp_pat
     store = ResultStore(_db(tmp_path))
     keys = [r["cell"] for r in store.rows(sweep="toy")]
     store.put_sweep("toy", {**SPEC, "cells": keys[::-1]})  # as if a --reverse start ran them
-    rows = _cells(store, "toy", keys[::-1])
+    rows = sweep_cells(store, "toy", keys[::-1])
     assert [r.key for r in rows] == keys[::-1]

@@ -10,9 +10,11 @@ from typing import Any
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import read_run, write_text
-from backdoorlab.experiment.report import attack_setting, pct, read_notes, written_by
+from backdoorlab.metrics.core import pct
 from backdoorlab.paths import check_name, inside
 from backdoorlab.plotting import pyplot, save_figure
+from backdoorlab.report.kinds import attack_setting
+from backdoorlab.report.page import read_notes, written_by
 
 THREAT_TITLES = {"linf": "L_inf", "l2": "L_2", "spatial": "spatial (flow field)"}
 

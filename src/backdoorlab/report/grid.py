@@ -1,0 +1,113 @@
+"""The attack x defense table: ACC/ASR per cell, Avg. Drop and DER against a baseline column, the
+published numbers beside ours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from backdoorlab.metrics.core import der, pct
+
+DROP = "Avg. Drop"
+DER_ROW = "Avg. DER"
+
+
+@dataclass
+class Grid:
+    """ACC/ASR per (row, column) label, with the baseline column and published numbers."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]]
+    baseline: str | None = None
+    paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def _paper(self, r: str, c: str) -> list[float] | None:
+        return self.paper.get(r, {}).get(c)
+
+    def _drop(self, c: str, numbers) -> tuple[float, float] | None:
+        pairs = [(numbers(r, self.baseline), numbers(r, c)) for r in self.rows]
+        pairs = [(b, m) for b, m in pairs if b is not None and m is not None]
+        if not pairs or c == self.baseline:
+            return None
+        n = len(pairs)
+        return sum(b[0] - m[0] for b, m in pairs) / n, sum(b[1] - m[1] for b, m in pairs) / n
+
+    def _ours(self, r: str, c: str) -> tuple[float, float] | None:
+        m = self.cells.get((r, c))
+        return None if m is None or m.get("asr") is None else (m["acc"], m["asr"])
+
+    def drop(self, c: str) -> tuple[float, float] | None:
+        """Mean (ACC, ASR) drop of column `c` against the baseline column."""
+        return None if self.baseline is None else self._drop(c, self._ours)
+
+    def cell_der(self, r: str, c: str) -> float | None:
+        """Defense effectiveness rating of cell (r, c) against row r's baseline cell."""
+        if self.baseline is None or c == self.baseline:
+            return None
+        base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
+        if base is None or cell is None:
+            return None
+        return der(base, cell)
+
+    def mean_der(self, c: str) -> float | None:
+        """Mean DER of column `c` over the rows that have it and their baseline."""
+        values = [v for v in (self.cell_der(r, c) for r in self.rows) if v is not None]
+        return sum(values) / len(values) if values else None
+
+    def paper_drop(self, c: str) -> tuple[float, float] | None:
+        """The same from the published numbers."""
+        if self.baseline is None or not self.paper:
+            return None
+        return self._drop(c, lambda r, col: self._paper(r, col))
+
+    def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""
+
+        def text(ours: tuple[float, float] | None, paper: Any) -> tuple[str, str]:
+            out = ["-", "-"] if ours is None else [pct(ours[0]), pct(ours[1])]
+            if paper is not None:
+                out = [f"{o} ({p:.2f})" for o, p in zip(out, paper, strict=True)]
+            return out[0], out[1]
+
+        lines = [
+            (r, [text(self._ours(r, c), self._paper(r, c)) for c in self.columns])
+            for r in self.rows
+        ]
+        if self.baseline is not None:
+            lines.append((DROP, [text(self.drop(c), self.paper_drop(c)) for c in self.columns]))
+            ders = [self.mean_der(c) for c in self.columns]
+            lines.append((DER_ROW, [("-" if d is None else f"{d:.3f}", "") for d in ders]))
+        return lines
+
+    def markdown(
+        self, corner: str = "", links: dict[tuple[str, str], str] | None = None
+    ) -> list[str]:
+        """The table as Markdown lines; with `links`, a cell's numbers link to its anchor."""
+        lines = [
+            f"| {corner} | " + " | ".join(f"{c} ACC | {c} ASR" for c in self.columns) + " |",
+            "| --- | " + " | ".join("---: | ---:" for _ in self.columns) + " |",
+        ]
+        for label, cells in self.pairs():
+            anchors = [(links or {}).get((label, c)) for c in self.columns]
+            cells = [
+                (a, s) if k is None else (f"[{a}](#{k})", f"[{s}](#{k})")
+                for (a, s), k in zip(cells, anchors, strict=True)
+            ]
+            label = f"**{label}**" if label in (DROP, DER_ROW) else label
+            lines.append(f"| {label} | " + " | ".join(f"{a} | {s}" for a, s in cells) + " |")
+        return lines
+
+    def table(self) -> list[list[Any]]:
+        """One line per (row, column), header first: ours and the published ACC/ASR, DER."""
+        lines: list[list[Any]] = [["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"]]
+        for r in self.rows:
+            for c in self.columns:
+                ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
+                d = self.cell_der(r, c)
+                lines.append([r, c, *ours, *paper, "" if d is None else round(d, 4)])
+        return lines
+
+    def missing(self) -> list[tuple[str, str]]:
+        """(row, column) pairs without a result."""
+        return [(r, c) for r in self.rows for c in self.columns if (r, c) not in self.cells]

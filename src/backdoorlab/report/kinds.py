@@ -1,0 +1,281 @@
+"""The report kinds (runs, grid, lines, curve, detect): each turns the selected cells into one
+table or figure of a page; layers above add theirs with `report_kind`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from backdoorlab.detectors.zoo import Member, detection_rows, per_model_csv, roc_figure, split
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.artifacts import write_text
+from backdoorlab.experiment.sweep_spec import excluded_by
+from backdoorlab.metrics.core import der, pct
+from backdoorlab.paths import inside, slug
+from backdoorlab.plotting import pyplot, save_figure
+from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
+from backdoorlab.report.grid import Grid
+
+
+def attack_setting(record: dict[str, Any]) -> str:
+    """How a run was attacked, in one line: control, label mode, rate and its denominator."""
+    a, poison = record["config"]["attack"], record["poison"]
+    if a["name"] == "none":
+        return "-"
+    # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
+    per_batch = poison.get("per_batch", poison["count"] == 0)
+    of = "each batch" if per_batch else a["rate_of"].replace("_", " ")
+    control = a.get("control", "training" if per_batch else "data")
+    cross = f", {poison['cross']} cross" if poison.get("cross") else ""
+    return f"{control} control, {a['label_mode']}-label, rate {a['rate']:g} of {of}{cross}"
+
+
+def _runs(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """One row per cell: the attack's setting, ACC and its change against the `baseline` cell,
+    ASR, RA, DER, the poisoned count, run times, the defense's own numbers; with `triggers`
+    (default true) each attacked cell's trigger grid."""
+    chosen = select(entry, cells)
+    title = entry.get("title", rid)
+    base, notes = None, []
+    if "baseline" in entry:
+        base = pick(rid, "baseline", entry["baseline"], cells)
+        chosen = [c for c in chosen if c is not base]
+        notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
+    records = [record_of(c) for c in chosen]
+    with_der = base is not None and base.metrics.get("asr") is not None
+    head = ["cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "DER"]
+    head += ["poisoned", "train s", "total s", "defense numbers"]
+    table = [head]
+    for c, r in zip(chosen, records, strict=True):
+        m = c.metrics
+        delta = "-" if base is None else f"{m['acc'] - base.metrics['acc']:+.2f}"
+        d = der(base.metrics, m) if with_der else None
+        table.append(
+            [
+                c.label,
+                c.config["attack"]["name"],
+                "-" if r is None else attack_setting(r),
+                pct(m["acc"]),
+                delta,
+                pct(m.get("asr")),
+                pct(m.get("ra")),
+                "-" if d is None else f"{d:.3f}",
+                "-" if r is None else str(r["poison"]["count"]),
+                f"{c.timings.get('train_s', 0):.0f}",
+                f"{c.timings.get('total_s', 0):.0f}",
+                extras(m),
+            ]
+        )
+    # columns no cell fills are left out (no baseline: no change or DER; no defense numbers)
+    keep = [i for i, h in enumerate(head) if i < 3 or any(row[i] != "-" for row in table[1:])]
+    table = [[row[i] for i in keep] for row in table]
+    notes.append(
+        "Run times are wall-clock seconds of training and of the whole run (data, attack "
+        "preparation, training, evaluation) on the machine that ran them."
+    )
+    figures = []
+    for c in chosen if entry.get("triggers", True) else []:
+        grid = c.folder / "triggers.png" if c.folder is not None else None
+        if c.config["attack"]["name"] != "none" and grid is not None and grid.is_file():
+            name = slug(f"{out.name}-{rid}-{c.label}") + ".png"
+            target = inside(out.parent, name)
+            shutil.copyfile(grid, target)
+            figures.append((f"{c.label}: clean, triggered, change", target))
+    write_csv(out, rid, table)
+    return Part(rid, title, table=table, figures=figures, notes=notes)
+
+
+def _grid(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    rows, cols = entry["rows"], entry["columns"]
+    chosen = select(entry, cells)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    links = {}
+    for c in chosen:
+        key = (c.value(rows), c.value(cols))
+        if key in found:
+            raise ConfigError(
+                f"report {rid}: several cells at {rows}={key[0]}, {cols}={key[1]}; pin the other "
+                "axes with `where`"
+            )
+        found[key], links[key] = c.metrics, c.key
+    grid = Grid(
+        order(spec, rows, chosen, entry),
+        order(spec, cols, chosen, entry),
+        found,
+        baseline=entry.get("baseline"),
+        paper=entry.get("paper", {}),
+    )
+    notes = []
+    if grid.paper:
+        notes.append("In parentheses: the paper's published numbers.")
+    # a pair the sweep's `exclude` leaves out is not missing
+    rules = [rule for rule in spec.get("exclude", []) if set(rule) <= {rows, cols}]
+    missing = [
+        (r, c)
+        for r, c in grid.missing()
+        if not any(excluded_by(rule, {rows: r, cols: c}) for rule in rules)
+    ]
+    if missing:
+        cells_text = ", ".join(f"{r}/{c}" for r, c in missing)
+        notes.append(f"Not run yet (or failed): {cells_text}.")
+    write_csv(out, rid, grid.table())
+    title = entry.get("title", rid)
+    return Part(rid, title, grid=grid, corner=rows, notes=notes, links=links)
+
+
+def _legend(fig, axes) -> None:
+    """One legend for every panel, each label once."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    axes[-1].legend(
+        handles.values(), handles.keys(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5)
+    )
+
+
+def _finish(fig, axes, xlabel: str | None, rid: str, entry: dict[str, Any], out: Path) -> Path:
+    """The styling every report figure shares, one legend, the title; saved as OUT-<rid>.png."""
+    for ax in axes:
+        if xlabel is not None:
+            ax.set_xlabel(xlabel)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("%  (ACC dashed, ASR solid)")
+    _legend(fig, axes)
+    fig.suptitle(entry.get("title", rid), fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
+
+
+def _lines(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """ACC (dashed) and ASR (solid) against a numeric x, one panel per `panels`, one colour per
+    `lines` (Gao Fig. 2)."""
+    chosen = select(entry, cells)
+    x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
+    panels = order(spec, panels_key, chosen, entry) if panels_key else [""]
+    lines = order(spec, lines_key, chosen, entry)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for i, line in enumerate(lines):
+            pts = sorted(
+                (float(c.value(x)), c.metrics["acc"], c.metrics.get("asr"))
+                for c in chosen
+                if c.value(lines_key) == line and (not panels_key or c.value(panels_key) == panel)
+            )
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            colour = colours[i % len(colours)]
+            ax.plot(xs, [p[1] for p in pts], "--s", c=colour, ms=3, label=f"{line} ACC")
+            if pts[0][2] is not None:
+                ax.plot(xs, [p[2] for p in pts], "-o", c=colour, ms=3, label=f"{line} ASR")
+        ax.set_title(panel, fontsize=10)
+    path = _finish(fig, list(axes[0]), x, rid, entry, out)
+    return Part(rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)])
+
+
+def _curve(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """ACC (dashed) and ASR (solid) against AFT steps, one colour per `lines` (Mu Fig. 3)."""
+    chosen = [c for c in select(entry, cells) if c.metrics.get("aft_curve")]
+    lines_key = entry["lines"]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, line in enumerate(order(spec, lines_key, chosen, entry)):
+        for c in (c for c in chosen if c.value(lines_key) == line):
+            curve = c.metrics["aft_curve"]
+            steps = [p["step"] for p in curve]
+            colour = colours[i % len(colours)]
+            ax.plot(steps, [p["acc"] for p in curve], "--", c=colour, label=f"{line} ACC")
+            ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
+    path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
+    notes = [] if chosen else ["No cell holds an AFT curve yet."]
+    return Part(
+        rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)], notes=notes
+    )
+
+
+def _detect(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
+
+    `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
+    benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
+    chosen = [c for c in select(entry, cells) if c.metrics.get("detect")]
+    group, planted = entry.get("group", "attack.name"), float(entry.get("planted", 50))
+    members = []
+    for c in chosen:
+        attacked = c.config["attack"]["name"] != "none"
+        members.append(
+            Member(
+                c.label,
+                c.value(group) if attacked else None,
+                c.config["attack"].get("target") if attacked else None,
+                c.metrics.get("asr"),
+                c.metrics["detect"],
+            )
+        )
+    found = [set(m.detections) for m in members]
+    detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
+    missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
+    if missing:
+        raise ConfigError(f"report {rid}: {', '.join(missing[:5])} lack detector results")
+    groups = list(dict.fromkeys(m.group for m in members if m.group is not None))
+    title = entry.get("title", rid)
+    notes = [
+        f"Benign: models trained without an attack. Infected: attacked models with ASR >= "
+        f"{planted:g}%. Target acc: share of infected models whose most anomalous class is the "
+        "target. Flagged: share of models with a class above the detector's threshold."
+    ]
+    benign, infected, failed = split(members, planted)
+    if failed:
+        names = ", ".join(f"{m.name} (ASR {pct(m.asr)})" for m in failed)
+        notes.append(f"Not scored (the backdoor did not take): {names}.")
+    if not members:
+        return Part(rid, title, notes=["No cell holds detector results yet."])
+    table = detection_rows(benign, infected, detectors, groups)
+    write_csv(out, rid, table)
+    models = per_model_csv(members, detectors)
+    write_text(inside(out.parent, f"{out.name}-{rid}-models.csv"), models)
+    fig = roc_figure(benign, infected, detectors, groups, title)
+    path = save_figure(fig, inside(out.parent, f"{out.name}-{rid}.png"))
+    return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
+
+
+TABLES = ("runs", "grid", "detect")  # the kinds --table may name
+FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
+
+# (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
+REPORT_KINDS: dict[str, Callable[..., Part]] = {
+    "runs": _runs,
+    "grid": _grid,
+    "lines": _lines,
+    "curve": _curve,
+    "detect": _detect,
+}
+
+
+def report_kind(name: str) -> Callable[[Callable[..., Part]], Callable[..., Part]]:
+    """Register a report kind under `name` (e.g. `analysis`, from backdoorlab.analysis)."""
+
+    def register(fn: Callable[..., Part]) -> Callable[..., Part]:
+        if name in REPORT_KINDS:
+            raise ConfigError(f"report kind {name!r} is already registered")
+        REPORT_KINDS[name] = fn
+        return fn
+
+    return register
