@@ -116,6 +116,27 @@ def test_figures_are_pngs_and_html_is_one_valid_self_contained_page(tmp_path):
     assert '<a href="#cell-cell00' in text and 'id="cell-cell00' in text
 
 
+def test_a_part_whose_cells_have_not_run_says_so_instead_of_drawing(tmp_path):
+    db = _db(tmp_path)
+    none = {"where": {"attack": "wanet"}}
+    reports = {
+        "f": {**SPEC["reports"]["f"], **none},
+        "g": {"kind": "grid", "rows": "defense.eps", "columns": "defense.name", **none},
+        "r": {"kind": "runs", **none},
+        "b": {"kind": "runs", "baseline": {"attack": "wanet", "defense": "none"}},
+    }
+    ResultStore(db).put_sweep("toy", {**SPEC, "reports": reports})
+    path, sections = report(db, tmp_path / "out" / "toy")
+    for part in sections[:3]:
+        assert part.figures == [] and part.table is None and part.grid is None
+        assert part.notes == ["No cell of this part has run yet."]
+    assert path.read_text().count("No cell of this part has run yet.") == 3
+    assert not (tmp_path / "out" / "toy-f.png").exists()
+    # a baseline cell not run yet: the other cells are still reported, without a change column
+    assert "Baseline ({'attack': 'wanet', 'defense': 'none'}): not run yet." in sections[3].notes
+    assert len(sections[3].table) == 1 + 10 and "ACC - baseline" not in sections[3].table[0]
+
+
 def test_bad_report_requests_are_one_line_errors(tmp_path):
     db = _db(tmp_path)
     with pytest.raises(ConfigError, match="x not in the sweep's reports"):

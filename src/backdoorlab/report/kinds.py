@@ -19,6 +19,9 @@ from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, 
 from backdoorlab.report.grid import Grid
 
 
+NOT_RUN = "No cell of this part has run yet."
+
+
 def attack_setting(record: dict[str, Any]) -> str:
     """How a run was attacked, in one line: control, label mode, rate and its denominator."""
     a, poison = record["config"]["attack"], record["poison"]
@@ -40,8 +43,12 @@ def _runs(
     (default true) each attacked cell's trigger grid."""
     chosen = select(entry, cells)
     title = entry.get("title", rid)
+    if not chosen:
+        return Part(rid, title, notes=[NOT_RUN])
     base, notes = None, []
-    if "baseline" in entry:
+    if "baseline" in entry and not select({"where": entry["baseline"]}, cells):
+        notes.append(f"Baseline ({entry['baseline']}): not run yet.")
+    elif "baseline" in entry:
         base = pick(rid, "baseline", entry["baseline"], cells)
         chosen = [c for c in chosen if c is not base]
         notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
@@ -94,6 +101,8 @@ def _grid(
 ) -> Part:
     rows, cols = entry["rows"], entry["columns"]
     chosen = select(entry, cells)
+    if not chosen:  # rows or columns named by config values: none before a cell has run
+        return Part(rid, entry.get("title", rid), notes=[NOT_RUN])
     found: dict[tuple[str, str], dict[str, Any]] = {}
     links = {}
     for c in chosen:
@@ -160,6 +169,8 @@ def _lines(
     """ACC (dashed) and ASR (solid) against a numeric x, one panel per `panels`, one colour per
     `lines` (Gao Fig. 2)."""
     chosen = select(entry, cells)
+    if not chosen:  # panels named by config values: none to draw before a cell has run
+        return Part(rid, entry.get("title", rid), notes=[NOT_RUN])
     x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
     panels = order(spec, panels_key, chosen, entry) if panels_key else [""]
     lines = order(spec, lines_key, chosen, entry)
