@@ -18,15 +18,15 @@ def test_registered():
 
 def test_recipes_have_the_papers_defaults():
     (cat,) = hooks("cat")
-    assert isinstance(cat, PerturbBatch) and len(cat.stages) == 2
-    spatial, linf = cat.stages
+    assert isinstance(cat, PerturbBatch) and len(cat.perturbations) == 2
+    spatial, linf = cat.perturbations
     assert isinstance(spatial.threat, FlowField) and spatial.threat.eps == 0.05
     assert isinstance(linf.threat, LinfBall) and linf.threat.eps == pytest.approx(4 / 255)
     assert spatial.beta == linf.beta == 0.8
     (rand,) = hooks("random", threat="spatial", eps=0.1)
-    assert rand.stages[0].beta == 0.0
+    assert rand.perturbations[0].beta == 0.0
     (at,) = hooks("at", threat="l2", eps=0.5, beta=0.9)
-    assert at.stages[0].threat.eps == 0.5 and at.stages[0].beta == 0.9
+    assert at.perturbations[0].threat.eps == 0.5 and at.perturbations[0].beta == 0.9
 
 
 @pytest.mark.parametrize(

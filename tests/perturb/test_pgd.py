@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from backdoorlab.perturb import FlowField, L2Ball, LinfBall, PerturbBatch, Stage, pgd
+from backdoorlab.perturb import FlowField, L2Ball, LinfBall, Perturbation, PerturbBatch, pgd
 from backdoorlab.train import Batch
 
 
@@ -27,13 +27,16 @@ def test_pgd_increases_the_loss_and_stays_in_the_ball(threat):
         assert (adv - x).abs().max() <= 0.05 + 1e-6
 
 
-def test_stage_beta_zero_is_random_and_recipe_composes():
+def test_perturbation_beta_zero_is_random_and_recipe_composes():
     model = Linear()
     x, y = torch.rand(8, 3, 8, 8), torch.randint(0, 4, (8,))
-    out = Stage(LinfBall(0.1), beta=0.0)(model, torch.full_like(x, 0.5), y)
+    out = Perturbation(LinfBall(0.1), beta=0.0)(model, torch.full_like(x, 0.5), y)
     assert torch.allclose((out - 0.5).abs(), torch.full_like(out, 0.1), atol=1e-6)
     recipe = PerturbBatch(
-        [Stage(FlowField(0.05), steps=2, beta=0.8), Stage(LinfBall(4 / 255), steps=2, beta=0.8)]
+        [
+            Perturbation(FlowField(0.05), steps=2, beta=0.8),
+            Perturbation(LinfBall(4 / 255), steps=2, beta=0.8),
+        ]
     )
 
     from types import SimpleNamespace
@@ -92,9 +95,9 @@ def test_relaxation_clips_once_after_mixing_on_saturated_pixels(threat):
     x = torch.zeros(6, 3, 4, 4)
     x[3:] = 1.0  # black and white images: every pixel saturated
     y = torch.arange(6) % 3
-    beta, stage = 0.8, Stage(threat, steps=3, beta=0.8)
+    beta, perturb = 0.8, Perturbation(threat, steps=3, beta=0.8)
     torch.manual_seed(5)
-    out = stage(model, x, y)
+    out = perturb(model, x, y)
     torch.manual_seed(5)  # the same draws: the random corner first, then PGD's start
     v = threat.corners(x)
     u = pgd_delta(model, x, y, threat, 3, 2.5 * threat.eps / 3)

@@ -61,7 +61,7 @@ def test_fit_hands_its_switches_to_the_hooks_and_the_pgd_they_run(synthetic):
     """AT's recipe crafts with the run's switches: a model trained without channels_last stays
     in the plain layout through the PGD inside training."""
     from backdoorlab.perturb import LinfBall
-    from backdoorlab.perturb.pgd import PerturbBatch, Stage
+    from backdoorlab.perturb.pgd import Perturbation, PerturbBatch
     from backdoorlab.train import TrainConfig, fit
     from backdoorlab.train.hooks import Hook
 
@@ -75,7 +75,7 @@ def test_fit_hands_its_switches_to_the_hooks_and_the_pgd_they_run(synthetic):
             seen.append((state.perf, batch.x.is_contiguous()))
             return batch
 
-    recipe = PerturbBatch([Stage(LinfBall(0.1), steps=1)])
+    recipe = PerturbBatch([Perturbation(LinfBall(0.1), steps=1)])
     fit(model, s.train, TrainConfig(epochs=1, batch_size=32), [recipe, Look()], progress=False,
         perf=plain)  # fmt: skip
     assert seen and all(p is plain and contiguous for p, contiguous in seen)

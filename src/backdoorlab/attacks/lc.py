@@ -14,7 +14,7 @@ from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, registe
 from backdoorlab.attacks.corners import stamp
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.errors import ConfigError
-from backdoorlab.perturb.pgd import PerturbBatch, Stage, pgd
+from backdoorlab.perturb.pgd import Perturbation, PerturbBatch, pgd
 from backdoorlab.perturb.threats import LinfBall
 
 CORNERS = ["top-left", "top-right", "bottom-left", "bottom-right"]
@@ -69,7 +69,7 @@ class LabelConsistent(Attack):
 
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
         s = self.cfg.surrogate
-        recipe = PerturbBatch([Stage(LinfBall(s.at_eps), s.at_steps, s.at_alpha)])
+        recipe = PerturbBatch([Perturbation(LinfBall(s.at_eps), s.at_steps, s.at_alpha)])
         self.surrogate = obtain_model(
             s, data, key="surrogate", hooks=[recipe], progress=progress, store=self.models
         )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from backdoorlab.defenses.base import Defense, DefenseConfig, DefenseContext, register_defense
-from backdoorlab.perturb.pgd import PerturbBatch, Stage
+from backdoorlab.perturb.pgd import Perturbation, PerturbBatch
 from backdoorlab.perturb.threats import THREATS
 from backdoorlab.train.hooks import Hook
 
@@ -48,8 +48,10 @@ class AdversarialTraining(Defense):
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
         c = self.cfg
-        stage = Stage(THREATS[c.threat](c.eps), c.steps, c.alpha, c.beta, c.random_start, c.bn_mode)
-        return [PerturbBatch([stage])]
+        perturb = Perturbation(
+            THREATS[c.threat](c.eps), c.steps, c.alpha, c.beta, c.random_start, c.bn_mode
+        )
+        return [PerturbBatch([perturb])]
 
 
 @register_defense("random", config=RandomConfig)
@@ -57,7 +59,7 @@ class RandomPerturbation(Defense):
     """Train on random perturbations at the corners of the same budget (Gao Tables I-II)."""
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
-        return [PerturbBatch([Stage(THREATS[self.cfg.threat](self.cfg.eps), beta=0.0)])]
+        return [PerturbBatch([Perturbation(THREATS[self.cfg.threat](self.cfg.eps), beta=0.0)])]
 
 
 @register_defense("cat", config=CATConfig)
@@ -70,8 +72,10 @@ class CompositeAT(Defense):
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
         c = self.cfg
-        spatial = Stage(
+        spatial = Perturbation(
             THREATS["spatial"](c.eps_s), c.steps, c.alpha_s, c.beta, c.random_start, c.bn_mode
         )
-        linf = Stage(THREATS["linf"](c.eps_l), c.steps, c.alpha, c.beta, c.random_start, c.bn_mode)
+        linf = Perturbation(
+            THREATS["linf"](c.eps_l), c.steps, c.alpha, c.beta, c.random_start, c.bn_mode
+        )
         return [PerturbBatch([spatial, linf])]

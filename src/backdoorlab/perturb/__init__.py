@@ -1,7 +1,7 @@
 """Adversarial perturbations: threat models, PGD, random/relaxed perturbations, recipes."""
 
 from backdoorlab.perturb.flow import warp
-from backdoorlab.perturb.pgd import PerturbBatch, Stage, pgd, pgd_delta, relaxed
+from backdoorlab.perturb.pgd import Perturbation, PerturbBatch, pgd, pgd_delta, relaxed
 from backdoorlab.perturb.threats import THREATS, FlowField, L2Ball, LinfBall, Threat
 
 __all__ = [
@@ -10,7 +10,7 @@ __all__ = [
     "L2Ball",
     "LinfBall",
     "PerturbBatch",
-    "Stage",
+    "Perturbation",
     "Threat",
     "pgd",
     "pgd_delta",

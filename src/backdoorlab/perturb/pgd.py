@@ -74,7 +74,7 @@ def relaxed(adv: torch.Tensor, rand: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Stage:
+class Perturbation:
     """One perturbation: `beta` 1 is adversarial (PGD), 0 random, in between relaxed."""
 
     threat: Threat
@@ -110,15 +110,15 @@ class Stage:
 
 
 class PerturbBatch(Hook):
-    """A batch recipe: each stage perturbs the previous stage's output (composition) and the
-    model trains on the result with the true labels. One stage with beta 1 is Madry AT; a
-    relaxed spatial stage then a relaxed L_inf stage is CAT (Gao et al. Algorithm 1)."""
+    """A batch recipe: each perturbation acts on the previous one's output (composition) and the
+    model trains on the result with the true labels. One with beta 1 is Madry AT; a relaxed
+    spatial one then a relaxed L_inf one is CAT (Gao et al. Algorithm 1)."""
 
-    def __init__(self, stages: list[Stage]) -> None:
-        self.stages = stages
+    def __init__(self, perturbations: list[Perturbation]) -> None:
+        self.perturbations = perturbations
 
     def transform(self, state, batch: Batch) -> Batch:
         x = batch.x
-        for stage in self.stages:
-            x = stage(state.model, x, batch.y, state.perf)
+        for perturb in self.perturbations:
+            x = perturb(state.model, x, batch.y, state.perf)
         return Batch(x.detach(), batch.y, batch.idx, batch.loss, batch.info)

@@ -18,7 +18,6 @@ from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
 from backdoorlab.report.grid import Grid
 
-
 NOT_RUN = "No cell of this part has run yet."
 
 
