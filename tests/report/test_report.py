@@ -278,3 +278,17 @@ def test_cells_are_reported_in_the_sweeps_order_whichever_finished_first(tmp_pat
     store.put_sweep("toy", {**SPEC, "cells": keys[::-1]})  # as if a --reverse start ran them
     rows = sweep_cells(store, "toy", keys[::-1])
     assert [r.key for r in rows] == keys[::-1]
+
+
+def test_the_page_says_how_many_cpu_threads_its_cells_ran_with(tmp_path):
+    from backdoorlab.report.cells import Row
+    from backdoorlab.report.page import threads_line
+
+    def row(threads):
+        return Row("k", {}, {"performance": {"threads": threads}}, {"acc": 1.0})
+
+    assert threads_line([row(1), row(1)]).startswith("Cells ran with 1 CPU thread each (")
+    assert threads_line([row(2), row(1)]).startswith("Cells ran with 1 or 2 CPU threads each (cel")
+    assert threads_line([Row("k", {}, {}, {})]) == threads_line([]) == ""
+    path, _ = report(_db(tmp_path), tmp_path / "out" / "toy", tables=["t"])
+    assert "CPU thread" not in path.read_text()  # the toy cells record no thread count

@@ -51,6 +51,19 @@ def read_notes(notes: str | Path | None) -> str | None:
         raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
 
 
+def threads_line(cells: list[Row]) -> str:
+    """How many CPU threads the cells ran with: numbers measured on a CPU change with it."""
+    counts = {c.config.get("performance", {}).get("threads") for c in cells}
+    if not cells or counts == {None}:
+        return ""
+    text = " or ".join(sorted("the default" if n is None else str(n) for n in counts))
+    each = "each" if len(counts) == 1 else "each (cells differ)"
+    return (
+        f"Cells ran with {text} CPU thread{'s' if counts != {1} else ''} {each} "
+        "(`performance.threads`); results on a CPU change with the thread count."
+    )
+
+
 def _anchor(key: str) -> str:
     """The HTML id of a cell's config (the first 12 characters of its hash)."""
     return f"cell-{key[:12]}"
@@ -227,7 +240,7 @@ def report(
         if fmt == "console":
             return None, sections
     title = spec.get("title") or sweep
-    intro = spec.get("notes", "")
+    intro = "\n\n".join(t for t in (spec.get("notes", ""), threads_line(cells)) if t)
     if fmt == "html":
         text = _markdown(title, intro, sections, command, findings, _data_uri, cell_links=True)
         return write_text(stem.with_suffix(".html"), _html(text, title, cells)), sections
