@@ -79,24 +79,3 @@ results-pages: install
 	    --notes docs/results/notes/$$page.md || exit 1; \
 	done
 
-# The pages below are still written by the older per-run commands (to be moved to the loop above)
-
-# Adversarial training (issue 4): the budget sweep of scripts/at-sweep.sh (resumable: finished
-# cells are skipped), the full-profile acceptance configs, then the report.
-AT_FULL := runs/at-full
-AT_CONFIGS := mnist-blended-at-linf mnist-blended-cat photos-badnets-at-spatial photos-badnets-cat \
-  mnist-badnets $(foreach d,mixup cutmix dpsgd abl cat,mnist-badnets-$(d)) \
-  photos-badnets $(foreach d,mixup cutmix dpsgd abl,photos-badnets-$(d))
-.PHONY: results-adversarial-training
-
-results-adversarial-training: install
-	BIN=$(BIN) scripts/at-sweep.sh all
-	for c in $(AT_CONFIGS); do \
-	  [ -f $(AT_FULL)/$$c/result.json ] || \
-	  $(BIN)/backdoorlab run configs/$$c.yaml --overwrite --out $(AT_FULL)/$$c --quiet || exit 1; \
-	done
-	$(BIN)/backdoorlab at-report runs/at-sweep/photos-badnets runs/at-sweep/mnist-blended \
-	  $(foreach c,$(AT_CONFIGS),--run $(AT_FULL)/$(c)) \
-	  --out docs/results/adversarial-training.md --notes docs/results/notes/adversarial-training.md \
-	  --title "Adversarial training against backdoors: photos-BadNets and MNIST-Blended (CPU scale)"
-

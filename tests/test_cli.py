@@ -154,35 +154,6 @@ def test_report_of_plain_runs_prints_them_or_writes_a_page(tiny_config, tmp_path
     assert "holds no run 'missing'" in capsys.readouterr().err
 
 
-def test_at_report_writes_markdown_and_rejects_an_empty_sweep(tiny_config, tmp_path, capsys):
-    from backdoorlab.experiment import run
-
-    for name, defense in (("none", {"name": "none"}), ("rand", {"name": "random", "eps": 0.1})):
-        run(
-            {**tiny_config, "name": name, "defense": defense},
-            out=tmp_path / "sw" / name,
-            progress=False,
-        )
-    out = tmp_path / "at.md"
-    assert main(["at-report", str(tmp_path / "sw"), "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "Written by `backdoorlab at-report" in text and "| L_inf | 0.1 | - | - |" in text
-    (tmp_path / "empty").mkdir()
-    capsys.readouterr()
-    assert main(["at-report", str(tmp_path / "empty"), "--out", str(tmp_path / "e.md")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no finished run folders" in err[0]
-    assert not (tmp_path / "e.md").exists()
-
-
-@pytest.mark.parametrize(
-    "override,words",
-    [
-        ("model.width=1000000", ["parameters", "limit"]),  # was a 36 TB allocation
-        ("train.schedule=x[/bold]", ["x[/bold]"]),  # was a MarkupError in the error printer
-        ("name=x[/x]", ["x[/x]"]),  # was a traceback after the run folder was written
-    ],
-)
 def test_refused_values_are_one_line_even_with_markup(
     config_file, tmp_path, capsys, override, words
 ):

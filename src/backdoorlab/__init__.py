@@ -28,7 +28,7 @@ from backdoorlab.experiment import (  # noqa: E402
 )
 from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
 from backdoorlab.models.foreign import KEY_MAPS, load_foreign  # noqa: E402
-from backdoorlab.report import budget_report, report  # noqa: E402
+from backdoorlab.report import report  # noqa: E402
 
 REGISTRIES = {
     "datasets": DATASETS,
@@ -90,7 +90,6 @@ __all__ = [
     "ModelConfig",
     "ResultStore",
     "RunResult",
-    "budget_report",
     "build_model",
     "list_components",
     "load_config",

@@ -64,14 +64,6 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-def cmd_at_report(args: argparse.Namespace, console: Console) -> None:
-    command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    path = backdoorlab.budget_report(
-        args.sweeps, args.out, runs=args.run, title=args.title, command=command, notes=args.notes
-    )
-    console.print(f"wrote {path}")
-
-
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.analysis import ANALYSES, analyze
 
@@ -360,18 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=int, default=8, help="samples to show")
     p.set_defaults(func=cmd_triggers)
-
-    p = sub.add_parser(
-        "at-report",
-        help="Markdown + PNG: ACC/ASR against AT type and budget, random, relaxed, CAT (Gao)",
-    )
-    p.add_argument("sweeps", nargs="*", help="folders of run folders, one attack each")
-    p.add_argument("--run", action="append", default=[], help="a single run folder (repeatable)")
-    p.add_argument("--out", required=True, help="Markdown file to write (figures beside it)")
-    p.add_argument("--title", default="Adversarial training against backdoors")
-    p.add_argument("--notes", help="Markdown file to put under the tables")
-    record_command_arg(p)
-    p.set_defaults(func=cmd_at_report)
 
     p = sub.add_parser(
         "analyze",

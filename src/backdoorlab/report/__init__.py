@@ -1,10 +1,9 @@
 """Reports: a results database's sweep (or plain runs) as Markdown + CSV + PNG pages or one HTML
 page; a layer above `experiment`, which writes the database."""
 
-from backdoorlab.report.budget import budget_report
 from backdoorlab.report.cells import Part, Row, pick
 from backdoorlab.report.grid import Grid
 from backdoorlab.report.kinds import REPORT_KINDS, report_kind
 from backdoorlab.report.page import report
 
-__all__ = ["REPORT_KINDS", "Grid", "Part", "Row", "budget_report", "pick", "report", "report_kind"]
+__all__ = ["REPORT_KINDS", "Grid", "Part", "Row", "pick", "report", "report_kind"]
