@@ -154,6 +154,14 @@ def test_report_of_plain_runs_prints_them_or_writes_a_page(tiny_config, tmp_path
     assert "holds no run 'missing'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("model.width=1000000", ["parameters", "limit"]),  # was a 36 TB allocation
+        ("train.schedule=x[/bold]", ["x[/bold]"]),  # was a MarkupError in the error printer
+        ("name=x[/x]", ["x[/x]"]),  # was a traceback after the run folder was written
+    ],
+)
 def test_refused_values_are_one_line_even_with_markup(
     config_file, tmp_path, capsys, override, words
 ):
