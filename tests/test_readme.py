@@ -19,6 +19,7 @@ def _block(heading: str) -> tuple[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_the_bring_your_own_model_example_prints_what_the_readme_shows(capsys):
     import torch
 

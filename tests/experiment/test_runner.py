@@ -138,6 +138,7 @@ def test_clean_subset_avoids_poisoned_samples_and_has_its_share(synthetic):
     assert not torch.equal(clean_subset(data, poisoned, 0.05, seed=2).images, sub.images)
 
 
+@pytest.mark.serial
 def test_two_runs_of_quickstart_cat_give_identical_metrics_and_weights(tmp_path):
     """CAT on Blended digits (the README's headline) twice at one thread count: the same bits.
     Two epochs instead of 30 keep it to seconds; the code path is the config's."""
