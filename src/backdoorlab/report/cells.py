@@ -74,6 +74,7 @@ class Part:
 
 
 def cell_row(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key: str) -> Row:
+    """A results-database row as the report reads it."""
     # a sweep folder that was moved still holds the cell under cells/
     folder = Path(row["out_dir"]) if row["out_dir"] else None
     if folder is not None and not folder.is_dir():
