@@ -18,8 +18,6 @@ from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
 from backdoorlab.report.grid import Grid
 
-NOT_RUN = "No cell of this part has run yet."
-
 
 def attack_setting(record: dict[str, Any]) -> str:
     """How a run was attacked, in one line: control, label mode, rate and its denominator."""
@@ -42,8 +40,6 @@ def _runs(
     (default true) each attacked cell's trigger grid."""
     chosen = select(entry, cells)
     title = entry.get("title", rid)
-    if not chosen:
-        return Part(rid, title, notes=[NOT_RUN])
     base, notes = None, []
     if "baseline" in entry and not select({"where": entry["baseline"]}, cells):
         notes.append(f"Baseline ({entry['baseline']}): not run yet.")
@@ -100,8 +96,6 @@ def _grid(
 ) -> Part:
     rows, cols = entry["rows"], entry["columns"]
     chosen = select(entry, cells)
-    if not chosen:  # rows or columns named by config values: none before a cell has run
-        return Part(rid, entry.get("title", rid), notes=[NOT_RUN])
     found: dict[tuple[str, str], dict[str, Any]] = {}
     links = {}
     for c in chosen:
@@ -168,8 +162,6 @@ def _lines(
     """ACC (dashed) and ASR (solid) against a numeric x, one panel per `panels`, one colour per
     `lines` (Gao Fig. 2)."""
     chosen = select(entry, cells)
-    if not chosen:  # panels named by config values: none to draw before a cell has run
-        return Part(rid, entry.get("title", rid), notes=[NOT_RUN])
     x, panels_key, lines_key = entry["x"], entry.get("panels"), entry["lines"]
     panels = order(spec, panels_key, chosen, entry) if panels_key else [""]
     lines = order(spec, lines_key, chosen, entry)

@@ -30,7 +30,7 @@ from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.metrics.core import pct
 from backdoorlab.paths import check_name, inside
-from backdoorlab.report.cells import Part, Row, cell_row, sweep_cells
+from backdoorlab.report.cells import Part, Row, cell_row, select, sweep_cells
 from backdoorlab.report.kinds import FIGURES, REPORT_KINDS, TABLES
 
 
@@ -49,6 +49,9 @@ def read_notes(notes: str | Path | None) -> str | None:
         return Path(notes).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+
+
+NOT_RUN = "No cell of this part has run yet."
 
 
 def threads_line(cells: list[Row]) -> str:
@@ -236,7 +239,10 @@ def report(
             if kind not in REPORT_KINDS:
                 known = ", ".join(REPORT_KINDS)
                 raise ConfigError(f"report {rid}: unknown kind {kind!r} ({known})")
-            sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
+            if select(entry, cells):
+                sections.append(REPORT_KINDS[kind](rid, entry, spec, cells, stem))
+            else:  # rows, panels named by config values: none to lay out before a cell has run
+                sections.append(Part(rid, entry.get("title", rid), notes=[NOT_RUN]))
         if fmt == "console":
             return None, sections
     title = spec.get("title") or sweep
