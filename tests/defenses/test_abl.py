@@ -1,6 +1,8 @@
+from types import SimpleNamespace
+
 import torch
 
-from backdoorlab.defenses.abl import ABLConfig, ABLHook, _LossGuarded, isolate, per_sample_loss
+from backdoorlab.defenses.abl import ABL, ABLConfig, ABLHook, _LossGuarded, isolate, per_sample_loss
 from backdoorlab.experiment import run
 from backdoorlab.train import Batch
 
@@ -48,6 +50,7 @@ def test_end_to_end_records_isolation_precision(tiny_config):
     m = result.metrics
     assert m["abl_isolated"] == 13  # ceil(0.05 * 256)
     assert 0 <= m["abl_precision"] <= 100 and 0 <= m["abl_recall"] <= 100
+    assert m["abl_loss_cut"] >= 0 and m["abl_loss_poisoned"] >= 0
     assert len(result.history) == 1  # isolation is a phase of its own before train.epochs
 
 
@@ -55,3 +58,18 @@ def test_without_training_on_the_rest_no_main_epoch_runs(tiny_config):
     tiny_config["defense"] = {"name": "abl", "isolation_epochs": 1, "train_on_rest": False}
     result = run(tiny_config, save=False, progress=False)
     assert result.history == [] and result.metrics["abl_isolated"] == 3  # ceil(0.01 * 256)
+
+
+def test_report_gives_precision_and_the_losses_of_poisoned_and_clean_samples():
+    abl = ABL(ABLConfig(name="abl"))
+    abl.hook = ABLHook(abl.cfg, None)
+    abl.hook.losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 2.0, 3.0, 4.0])
+    abl.hook.isolated = isolate(abl.hook.losses, 0.25)  # samples 0 and 1
+    poisoned = SimpleNamespace(indices=torch.tensor([1, 6, 7]), count=3)
+    abl.ctx = SimpleNamespace(poisoned=poisoned)
+    r = abl.report()
+    assert r["abl_isolated"] == 2 and r["abl_precision"] == 50.0
+    assert abs(r["abl_recall"] - 100 / 3) < 1e-9
+    assert r["abl_loss_poisoned"] == 3.0  # median of 0.2, 3.0, 4.0
+    assert abs(r["abl_loss_clean"] - 0.4) < 1e-6  # median of 0.1, 0.3, 0.4, 0.5, 2.0
+    assert abs(r["abl_loss_cut"] - 0.2) < 1e-6

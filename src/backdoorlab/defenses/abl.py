@@ -75,6 +75,7 @@ class ABLHook(Hook):
         self.cfg = cfg
         self.ctx = ctx
         self.isolated: torch.Tensor | None = None
+        self.losses: torch.Tensor | None = None  # every sample's loss after isolation
         self.mask: torch.Tensor | None = None
         self.history: list[dict[str, float]] = []
 
@@ -99,8 +100,8 @@ class ABLHook(Hook):
             perf=state.perf,
         )
         self.history = iso.history
-        losses = per_sample_loss(state.model, state.data, state.config.eval_batch_size)
-        self.isolated = isolate(losses, c.isolation_ratio)
+        self.losses = per_sample_loss(state.model, state.data, state.config.eval_batch_size)
+        self.isolated = isolate(self.losses, c.isolation_ratio)
         self.mask = torch.zeros(len(state.data), dtype=torch.bool, device=state.data.device)
         self.mask[self.isolated] = True
         state.model.train()
@@ -141,7 +142,8 @@ class ABL(Defense):
         return model
 
     def report(self) -> dict[str, object]:
-        """How many samples were isolated and what share of them was truly poisoned."""
+        """How many samples were isolated, what share of them was truly poisoned, and the
+        median isolation loss of the poisoned and of the other samples (why it missed)."""
         isolated = self.hook.isolated
         if isolated is None:
             return {}
@@ -152,4 +154,11 @@ class ABL(Defense):
             hit = torch.isin(isolated, poisoned.indices.to(isolated.device)).sum()
             out["abl_precision"] = 100.0 * float(hit) / isolated.numel()
             out["abl_recall"] = 100.0 * float(hit) / poisoned.count
+            losses = self.hook.losses
+            was = torch.zeros(losses.numel(), dtype=torch.bool, device=losses.device)
+            was[poisoned.indices.to(was.device)] = True
+            # + 0.0: a loss of -0.0 (softmax saturated) reads 0.0
+            out["abl_loss_poisoned"] = float(losses[was].median()) + 0.0
+            out["abl_loss_clean"] = float(losses[~was].median()) + 0.0
+            out["abl_loss_cut"] = float(losses[isolated].max()) + 0.0  # every isolated loss <= it
         return out
