@@ -35,7 +35,7 @@ def robust_accuracy(model, x, y):
 @pytest.mark.parametrize("norm,eps,alpha", [("linf", 0.1, 0.02), ("l2", 1.5, 0.3)])
 def test_robust_accuracy_no_higher_than_torchattacks(trained, norm, eps, alpha):
     model, test = trained
-    x, y = test.floats(), test.labels
+    x, y = test.floats()[:1000], test.labels[:1000]  # half the test split: half the cost
     assert robust_accuracy(model, x, y) > 95
     if norm == "linf":
         ours = pgd(model, x, y, LinfBall(eps), 10, alpha, random_start=False)
