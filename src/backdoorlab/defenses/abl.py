@@ -151,12 +151,12 @@ class ABL(Defense):
         poisoned = self.ctx.poisoned
         if poisoned is not None and poisoned.count > 0:
             # ground truth for the report only; the defense itself never looked at it
-            hit = torch.isin(isolated, poisoned.indices.to(isolated.device)).sum()
-            out["abl_precision"] = 100.0 * float(hit) / isolated.numel()
-            out["abl_recall"] = 100.0 * float(hit) / poisoned.count
             losses = self.hook.losses
             was = torch.zeros(losses.numel(), dtype=torch.bool, device=losses.device)
             was[poisoned.indices.to(was.device)] = True
+            hit = float(was[isolated].sum())
+            out["abl_precision"] = 100.0 * hit / isolated.numel()
+            out["abl_recall"] = 100.0 * hit / poisoned.count
             # + 0.0: a loss of -0.0 (softmax saturated) reads 0.0
             out["abl_loss_poisoned"] = float(losses[was].median()) + 0.0
             out["abl_loss_clean"] = float(losses[~was].median()) + 0.0
