@@ -49,6 +49,36 @@ def tiny_config() -> dict:
     }
 
 
+@pytest.fixture
+def digits_config() -> dict:
+    """A real-data experiment of about a second: BadNets on the embedded digits, small CNN.
+    The efficacy tests measure attacks and defenses against it."""
+    return {
+        "name": "digits-efficacy",
+        "seed": 0,
+        "device": "cpu",
+        "dataset": {"name": "digits"},
+        "model": {"name": "small_cnn", "width": 16, "stages": 2},
+        "attack": {
+            "name": "badnets",
+            "target": 0,
+            "rate": 0.1,
+            "rate_of": "dataset",
+            "label_mode": "dirty",
+            "patch_size": 2,
+        },  # fmt: skip
+        "train": {
+            "epochs": 10,
+            "batch_size": 64,
+            "lr": 0.05,
+            "schedule": "cosine",
+            "crop_padding": 0,
+            "flip": False,
+            "eval_every": 0,
+        },  # fmt: skip
+    }
+
+
 @pytest.fixture(scope="session")
 def synthetic():
     """Factory of small synthetic train/test splits: synthetic(size=12, train_size=200)."""

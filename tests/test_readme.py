@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -31,6 +32,30 @@ def test_the_bring_your_own_model_example_prints_what_the_readme_shows(capsys):
         torch.set_num_threads(threads)
     printed = capsys.readouterr().out.strip().splitlines()
     shown = output.strip().splitlines()
-    assert printed[1] == shown[1]  # the verdict names the target
-    assert "[0]" in printed[2]  # Neural Cleanse flagged it and unlearned
     assert len(printed) == len(shown)
+    # 1: evaluate on the 360 test digits; the counts exactly, the rates within TOLERANCE
+    _close(ast.literal_eval(printed[0]), ast.literal_eval(shown[0]))
+    # 2: the verdict names the target, found by Neural Cleanse; which other classes the
+    # uncalibrated adversarial labels add moves with the CPU family, so it is not pinned
+    assert re.match(r"suspected target class 0 \(adv-labels, nc\)", printed[1]), printed[1]
+    # 3: before / after the repair, and the classes NC flagged: exactly the target
+    before, after, flagged = ast.literal_eval(
+        printed[2].replace("} {", "}, {").replace("} [", "}, [")
+    )
+    want = ast.literal_eval(shown[2].replace("} {", "}, {").replace("} [", "}, ["))
+    _close(before, want[0])
+    _close(after, want[1])
+    assert flagged == want[2] == [0]
+    assert after["asr"] <= 25 and before["asr"] - after["asr"] >= 75  # the repair worked
+
+
+TOLERANCE = {"acc": 2.0, "asr": 10.0, "ra": 10.0}  # points; NC's search moves with the CPU
+
+
+def _close(got: dict, want: dict) -> None:
+    assert set(got) == set(want), (got, want)
+    for k, v in want.items():
+        if k in TOLERANCE:
+            assert abs(got[k] - v) <= TOLERANCE[k], (k, got, want)
+        else:
+            assert got[k] == v, (k, got, want)

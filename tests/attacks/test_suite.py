@@ -1,10 +1,9 @@
-"""Properties every attack shares: clipping, determinism, all-to-all, end-to-end runs."""
+"""Properties every attack shares: clipping, determinism, all-to-all (efficacy: test_efficacy)."""
 
 import pytest
 import torch
 
 from backdoorlab.attacks import ATTACKS, build_attack
-from backdoorlab.experiment import run
 
 AUX = {"model": {"name": "small_cnn", "width": 8, "stages": 2}, "train": {"epochs": 1}}
 SMALL = {
@@ -54,13 +53,3 @@ def test_all_to_all_labels(name, data):
     _, yt = a.apply(torch.rand(4, 3, 12, 12), torch.tensor([0, 1, 2, 3]))
     assert yt.tolist() == [1, 2, 3, 0]
     assert torch.all(a.asr_mask(torch.tensor([0, 1, 2, 3])))
-
-
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_tiny_end_to_end_run(name, tiny_config):
-    tiny_config["attack"] = {"name": name, **SMALL[name]}
-    tiny_config["train"]["epochs"] = 1
-    result = run(tiny_config, save=False, progress=False)
-    m = result.metrics
-    assert 0 <= m["acc"] <= 100 and 0 <= m["asr"] <= 100 and 0 <= m["ra"] <= 100
-    assert m["asr"] + m["ra"] <= 100 + 1e-9
