@@ -24,7 +24,7 @@ from backdoorlab.train.loop import fit
 class AuxiliaryModel(BaseModel):
     """Architecture, training recipe, and an optional safetensors file to load instead."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: SerializeAsAny[ModelConfig] = Field(
         default_factory=lambda: MODELS.validate({"name": "small_cnn"})

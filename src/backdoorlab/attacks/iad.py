@@ -28,7 +28,8 @@ from backdoorlab.attacks.base import (
 )
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
-from backdoorlab.errors import TrainingDivergedError
+from backdoorlab.errors import ConfigError, TrainingDivergedError
+from backdoorlab.limits import MAX_MODEL_PARAMETERS
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
@@ -137,6 +138,17 @@ class InputAware(Attack):
 
     def __init__(self, cfg: IADConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
+        try:
+            with torch.device("meta"):
+                net = EncoderDecoder(spec.channels, 1, cfg.width)
+            n = sum(p.numel() for p in net.parameters())
+        except RuntimeError:  # sizes past 64 bits
+            n = MAX_MODEL_PARAMETERS
+        if 2 * n > MAX_MODEL_PARAMETERS:
+            raise ConfigError(
+                f"attack.width: {cfg.width} gives networks of {2 * n:,} parameters, more than "
+                f"the limit of {MAX_MODEL_PARAMETERS:,}"
+            )
         g = torch.random.fork_rng()
         with g:
             torch.manual_seed(cfg.target * 7919 + 17)

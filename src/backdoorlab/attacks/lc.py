@@ -52,7 +52,8 @@ class LabelConsistent(Attack):
         h, w = spec.size
         if 2 * (cfg.patch_size + cfg.margin) > min(h, w):
             raise ConfigError(
-                f"attack.patch_size: four {cfg.patch_size}px corners overlap on {h}x{w}"
+                f"attack.patch_size: four {cfg.patch_size}px corners at attack.margin "
+                f"{cfg.margin} overlap on {h}x{w}"
             )
         mask, pattern = stamp(CORNERS, cfg.patch_size, cfg.margin, spec.channels, h, w, mirror=True)
         self.mask, self.pattern = mask.to(self.device), pattern.to(self.device)

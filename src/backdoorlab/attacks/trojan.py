@@ -37,7 +37,10 @@ class Trojan(Attack):
         h, w = spec.size
         s = cfg.patch_size
         if s + cfg.margin > min(h, w):
-            raise ConfigError(f"attack.patch_size: {s}px does not fit a {h}x{w} image")
+            raise ConfigError(
+                f"attack.patch_size: {s}px at attack.margin {cfg.margin} does not fit a "
+                f"{h}x{w} image"
+            )
         top, left = corner_box(cfg.corner, s, cfg.margin, h, w)
         self.mask = torch.zeros(1, 1, h, w, device=self.device)
         self.mask[..., top : top + s, left : left + s] = 1

@@ -16,6 +16,7 @@ from backdoorlab.attacks.base import (
     stamp,
 )
 from backdoorlab.data.base import Dataset, InputSpec
+from backdoorlab.errors import ConfigError
 from backdoorlab.train.hooks import Batch, Hook
 
 
@@ -59,6 +60,10 @@ class WaNet(Attack):
     def __init__(self, cfg: WaNetConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
         h, w = spec.size
+        if cfg.k > min(h, w):
+            raise ConfigError(
+                f"attack.k: a control grid of {cfg.k} is finer than the {h}x{w} images"
+            )
         g = torch.Generator().manual_seed(cfg.grid_seed)
         ins = torch.rand(1, 2, cfg.k, cfg.k, generator=g) * 2 - 1
         ins = ins / ins.abs().mean()

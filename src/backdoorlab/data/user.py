@@ -13,7 +13,12 @@ import torch
 from backdoorlab.data.base import DATASETS, Dataset, channel_stats, load_dataset
 from backdoorlab.data.imagefolder import class_dirs, image_files, read_images
 from backdoorlab.errors import ConfigError, DataError
-from backdoorlab.limits import MAX_FILE_BYTES, MAX_IMAGE_FILE_BYTES, check_size
+from backdoorlab.limits import (
+    MAX_FILE_BYTES,
+    MAX_IMAGE_FILE_BYTES,
+    check_npy_member,
+    check_size,
+)
 
 DataSource = Dataset | tuple | str | Path | dict
 
@@ -78,9 +83,8 @@ def _arrays(path: Path) -> tuple[Any, Any]:
         try:
             with np.load(path, allow_pickle=False) as npz:  # never unpickle
                 for key in ("x", "y"):
-                    if key in npz.files:
-                        info = npz.zip.getinfo(f"{key}.npy")
-                        check_size(info.file_size, MAX_FILE_BYTES, f"{path}: {key}")
+                    if key in npz.files:  # the header's shape, before numpy allocates it
+                        check_npy_member(npz.zip, f"{key}.npy", f"{path}: {key}")
                 arrays = {k: npz[k] for k in npz.files if k in ("x", "y")}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
             raise DataError(f"{path}: not a readable .npz of arrays: {exc}") from None

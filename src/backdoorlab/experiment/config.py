@@ -27,7 +27,7 @@ _SECTION_REGISTRIES = {"dataset": DATASETS, "model": MODELS, "attack": ATTACKS, 
 class ExperimentConfig(BaseModel):
     """One experiment: data, model, attack, defense, training, seed and device."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         "experiment",

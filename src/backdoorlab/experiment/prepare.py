@@ -13,6 +13,7 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import load_tensors
 from backdoorlab.experiment.cache import POISONED_SECTIONS, StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig
+from backdoorlab.experiment.memory import check_config_memory
 from backdoorlab.train.distributed import world
 
 
@@ -56,7 +57,9 @@ def prepare(
     poisoned set come from its `poisoned` stage when present (and are stored there otherwise).
     """
     device = resolve_device(config.device)
-    splits = load_dataset(config.dataset, config.seed).to(device)
+    splits = load_dataset(config.dataset, config.seed)
+    check_config_memory(config, splits.train.spec, len(splits.train), len(splits.test), device)
+    splits = splits.to(device)
     attack = build_attack(config.attack, splits.train.spec, device)
     if trigger_from is not None:
         path = Path(trigger_from) / "poison.safetensors"

@@ -48,7 +48,7 @@ from backdoorlab.paths import NAME_PATTERN, slug
 class Resources(BaseModel):
     """What one cell uses: torch threads = cpus on every executor; Ray reserves cpus and gpus."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cpus: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)
@@ -57,7 +57,7 @@ class Resources(BaseModel):
 class SweepSpec(BaseModel):
     """A validated sweep file (after its profile, if any, was merged in)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     title: str = ""

@@ -101,8 +101,14 @@ def batchnorm_to_groupnorm(module: nn.Module, groups: int = 8) -> nn.Module:
 
 def parameter_count(section: ModelConfig, spec: InputSpec) -> int:
     """How many parameters the model of `section` has, built on the meta device (no memory)."""
-    with torch.device("meta"):
-        model = MODELS.get(section.name)(section, spec)
+    try:
+        with torch.device("meta"):
+            model = MODELS.get(section.name)(section, spec)
+    except RuntimeError:  # sizes past 64 bits
+        sizes = ", ".join(
+            f"{k}={v}" for k, v in section.model_dump().items() if isinstance(v, int) and v > 1
+        )
+        raise ConfigError(f"model {section.name}: cannot be built at {sizes}") from None
     return sum(p.numel() for p in model.parameters())
 
 

@@ -69,7 +69,7 @@ def make_groups(block: type[nn.Module], widths, depths, strides, c_in: int) -> n
 class ResNetConfig(ModelConfig):
     """ResNet options (the defaults are the papers' 64-channel ResNet-18)."""
 
-    width: int = 64
+    width: int = Field(64, ge=1, description="channels of the first stage (doubled per stage)")
     stem: Literal["cifar", "imagenet"] = Field(
         "cifar",
         description="cifar: 3x3 conv; imagenet: 7x7/2 conv + 3x3/2 max-pool (torchvision's "

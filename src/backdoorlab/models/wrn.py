@@ -10,7 +10,7 @@ from backdoorlab.models.resnet import PreActBlock, make_groups
 
 
 class WRNConfig(ModelConfig):
-    depth: int = Field(16, ge=10, description="6n+4 layers")
+    depth: int = Field(16, ge=10, le=1000, description="6n+4 layers (the deepest published: 40)")
     widen: int = Field(1, ge=1, description="width multiplier k")
 
     @field_validator("depth")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrainConfig(BaseModel):
     """SGD with momentum and weight decay, a learning-rate schedule, batched augmentation."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)

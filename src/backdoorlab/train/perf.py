@@ -21,7 +21,7 @@ from torch import nn
 class Performance(BaseModel):
     """Fast-path switches of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     channels_last: bool = Field(
         True, description="NHWC layout for conv models and image batches (oneDNN, tensor cores)"
@@ -32,6 +32,12 @@ class Performance(BaseModel):
     compile: bool = Field(False, description="torch.compile the model the training loop runs")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the run (default: as found; recorded)"
+    )
+    memory_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="refuse a config whose estimated memory passes this share of the device's",
     )
     deterministic: bool = Field(
         False,
