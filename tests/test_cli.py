@@ -158,6 +158,7 @@ def test_report_of_plain_runs_prints_them_or_writes_a_page(tiny_config, tmp_path
     "override,words",
     [
         ("model.width=1000000", ["parameters", "limit"]),  # was a 36 TB allocation
+        ("train.crop_padding=1000000", ["train.crop_padding", "GiB", "limit"]),  # was 5.7 PB
         ("train.schedule=x[/bold]", ["x[/bold]"]),  # was a MarkupError in the error printer
         ("name=x[/x]", ["x[/x]"]),  # was a traceback after the run folder was written
     ],

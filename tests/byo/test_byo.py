@@ -112,6 +112,25 @@ def test_scan_names_the_target_and_explains_itself(foreign, tmp_path):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> dict[str, Path]:
+    """The user's files without MNIST: an untrained state dict of the same architecture and a
+    few random 28x28 images in class folders (enough for every bad-input case)."""
+    import torch
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("untrained")
+    torch.manual_seed(0)
+    torch.save(foreign_mnist.make().state_dict(), out / "model.pt")
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (out / "clean" / str(c)).mkdir(parents=True)
+        for i in range(2):
+            image = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            Image.fromarray(image).save(out / "clean" / str(c) / f"{i}.png")
+    return {"model": out / "model.pt", "clean": out / "clean"}
+
+
 @pytest.mark.parametrize(
     "change,words",
     [
@@ -122,7 +141,7 @@ def test_scan_names_the_target_and_explains_itself(foreign, tmp_path):
         (["--model", "JUNK"], ["not a readable PyTorch file"]),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(foreign, tmp_path, capsys, change, words):
+def test_bad_input_is_one_line_and_writes_nothing(untrained, tmp_path, capsys, change, words):
     from PIL import Image
 
     np.savez(tmp_path / "rgb.npz", x=np.zeros((4, 28, 28, 3), np.uint8), y=np.arange(4))
@@ -138,9 +157,9 @@ def test_bad_input_is_one_line_and_writes_nothing(foreign, tmp_path, capsys, cha
     change = [str(names.get(c, c)) for c in change]
     argv = [
         "repair",
-        *_model(foreign),
+        *_model(untrained),
         "--data",
-        str(foreign["clean"]),
+        str(untrained["clean"]),
         "--out",
         str(tmp_path / "o"),
     ]
@@ -150,3 +169,19 @@ def test_bad_input_is_one_line_and_writes_nothing(foreign, tmp_path, capsys, cha
     assert len(err.splitlines()) == 1 and err.startswith("error:"), err
     assert all(w in err for w in words), err
     assert not (tmp_path / "o").exists() and not (tmp_path / "results.db").exists()
+
+
+def test_an_npz_whose_header_lies_is_one_line_exit_2_and_writes_nothing(
+    untrained, tmp_path, capsys
+):
+    """An x.npy of 700 bytes behind a header of shape (10^12, 1, 28, 28): numpy would allocate
+    784 TB before reading a byte."""
+    from tests.security import hostile
+
+    liar = hostile.npz_lying_header(tmp_path / "liar.npz")
+    out = tmp_path / "o"
+    argv = ["evaluate", *_model(untrained), "--data", str(liar), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "784,000,000,000,000 bytes" in err, err
+    assert not out.exists() and not (tmp_path / "results.db").exists()

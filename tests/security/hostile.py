@@ -15,14 +15,79 @@ from pathlib import Path
 MB = 1 << 20
 
 
-def idx_gzip_bomb(path: Path, claimed: tuple[int, ...] = (10, 28, 28), mb: int = 200) -> Path:
-    """An IDX .gz whose header promises a few images and whose stream inflates to `mb` MB."""
+def idx_gzip_bomb(path: Path, claimed: tuple[int, ...] = (10, 28, 28), mb: int = 1200) -> Path:
+    """An IDX .gz whose header promises a few images and whose stream inflates to `mb` MB, past
+    both the 1 GiB file cap and the tests' 300 MB memory bound. Gzip members concatenate, so
+    one compressed megabyte of zeros is written `mb` times (about 1 MB on disk, instantly)."""
     header = bytes([0, 0, 0x08, len(claimed)]) + struct.pack(f">{len(claimed)}I", *claimed)
-    with gzip.open(path, "wb", compresslevel=9) as fh:
-        fh.write(header)
-        block = bytes(MB)
+    zeros = gzip.compress(bytes(MB), compresslevel=9)
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(header))
+        for _ in range(mb):
+            fh.write(zeros)
+    return path
+
+
+def idx_lying_header(path: Path, claimed: tuple[int, ...] = (1_000_000, 28, 28)) -> Path:
+    """An IDX .gz whose header promises 784 MB (under the file cap) and holds 700 bytes."""
+    header = bytes([0, 0, 0x08, len(claimed)]) + struct.pack(f">{len(claimed)}I", *claimed)
+    path.write_bytes(gzip.compress(header + bytes(700)))
+    return path
+
+
+def npz_lying_header(path: Path, shape: tuple[int, ...] = (10**12, 1, 28, 28)) -> Path:
+    """An .npz whose x.npy member is 700 bytes of data behind a header declaring `shape`
+    (784 TB of uint8): numpy allocates the header's shape before it reads."""
+    import io
+
+    import numpy as np
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(4, np.int64))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", head.getvalue() + bytes(700))
+        zf.writestr("y.npy", labels.getvalue())
+    return path
+
+
+def safetensors_lying_header(path: Path, shape: tuple[int, ...] = (10**12, 1, 28, 28)) -> Path:
+    """A .safetensors file whose x tensor declares `shape` over 700 bytes of data."""
+    header = {
+        "x": {"dtype": "U8", "shape": list(shape), "data_offsets": [0, 700]},
+        "y": {"dtype": "I64", "shape": [4], "data_offsets": [700, 732]},
+    }
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(732))
+    return path
+
+
+def json_past_the_cap(run_dir: Path, mb: int = 65) -> Path:
+    """A run folder whose result.json is `mb` MB of valid JSON (past the 64 MB cap)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "result.json", "w") as fh:
+        fh.write('{"config": {}, "pad": "')
+        block = "x" * MB
         for _ in range(mb):
             fh.write(block)
+        fh.write('"}')
+    return run_dir
+
+
+def cifar_lying_member(root: Path) -> Path:
+    """A CIFAR-10 archive whose data_batch_1 header says 4 GiB and whose data stops at once."""
+    import tarfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+    info.size = 4 << 30
+    block = info.tobuf(format=tarfile.GNU_FORMAT) + bytes(512)  # then the archive just ends
+    path = root / "cifar-10-python.tar.gz"
+    path.write_bytes(gzip.compress(block))
     return path
 
 
@@ -55,12 +120,12 @@ def png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def gtsrb_zip_bomb(root: Path, mb: int = 200) -> Path:
+def gtsrb_zip_bomb(root: Path, mb: int = 1200) -> Path:
     """A GTSRB training archive whose one PPM member inflates to `mb` MB."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / "GTSRB_Final_Training_Images.zip"
     folder = "GTSRB/Final_Training/Images/00000"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf.writestr(f"{folder}/GT-00000.csv", "Filename;ClassId\n00000_00000.ppm;0\n")
         with zf.open(f"{folder}/00000_00000.ppm", "w", force_zip64=True) as fh:
             fh.write(b"P6\n4 4\n255\n")
@@ -79,6 +144,17 @@ def _load(kind: str, path: Path) -> None:
 
     if kind == "idx":
         read_idx(path)
+    elif kind == "arrays":
+        from backdoorlab.data.user import load_user_data
+
+        load_user_data(path)
+    elif kind == "run":
+        from backdoorlab.experiment.artifacts import read_run
+
+        read_run(path)
+    elif kind == "cifar":
+        cfg = DATASETS.entry("cifar10").config(name="cifar10", root=str(path), md5=None)
+        load_dataset(cfg)
     elif kind == "gtsrb":
         load_dataset(DATASETS.entry("gtsrb").config(name="gtsrb", root=str(path), check_md5=False))
     elif kind == "imagefolder":

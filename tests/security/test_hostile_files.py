@@ -38,10 +38,54 @@ def _assert_refused(result: dict, *words: str) -> None:
 
 
 def test_an_idx_gzip_that_inflates_past_its_header_is_refused_early(tmp_path):
-    # 200 MB of zeros behind a header that promises 10 images: the old reader inflated it all
+    # 1.2 GB of zeros behind a header that promises 10 images: past the file cap and the memory
+    # bound, so a reader that inflated everything before refusing would fail here
     path = hostile.idx_gzip_bomb(tmp_path / "t10k-images-idx3-ubyte.gz")
-    assert path.stat().st_size < 1_000_000
+    assert path.stat().st_size < 2_000_000
     _assert_refused(_probe("idx", path), "more data than its header says")
+
+
+def test_an_idx_header_that_promises_more_than_the_file_holds_is_one_line(tmp_path):
+    path = hostile.idx_lying_header(tmp_path / "t10k-images-idx3-ubyte.gz")
+    _assert_refused(_probe("idx", path), "784,000,000", "truncated")
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (hostile.npz_lying_header, ["x", "784,000,000,000,000 bytes", "holds 700"]),
+        (hostile.safetensors_lying_header, ["not a readable safetensors file"]),
+    ],
+)
+def test_array_headers_that_lie_are_one_line(tmp_path, make, words):
+    suffix = ".npz" if make is hostile.npz_lying_header else ".safetensors"
+    _assert_refused(_probe("arrays", make(tmp_path / f"liar{suffix}")), *words)
+
+
+def test_a_result_json_past_its_cap_is_not_parsed(tmp_path):
+    run_dir = hostile.json_past_the_cap(tmp_path / "run")
+    _assert_refused(_probe("run", run_dir), "result.json", "limit")
+
+
+def test_a_cifar_member_whose_header_says_4gib_is_one_line_and_not_read(tmp_path):
+    # tarfile walks the headers first and finds the data missing; nothing is inflated
+    hostile.cifar_lying_member(tmp_path)
+    _assert_refused(_probe("cifar", tmp_path), "data_batch_1", "unexpected end of data")
+
+
+def test_the_tar_member_cap_refuses_before_extracting(tmp_path, monkeypatch):
+    """The cap itself, at a size a test can write: members past it are never extracted."""
+    import tarfile
+
+    from backdoorlab.data import cifar
+    from backdoorlab.errors import DataError
+    from tests.data.test_cifar import write_cifar10
+
+    write_cifar10(tmp_path / "c.tar.gz")
+    monkeypatch.setattr(cifar, "MAX_FILE_BYTES", 1000)  # each pickled batch is about 25 kB
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda *a: pytest.fail("extracted"))
+    with tarfile.open(tmp_path / "c.tar.gz") as tar, pytest.raises(DataError, match="limit"):
+        cifar._load_batch(tar, "cifar-10-batches-py/data_batch_1", "cifar10")
 
 
 def test_idx_dimensions_that_overflow_are_one_line(tmp_path):
@@ -49,7 +93,7 @@ def test_idx_dimensions_that_overflow_are_one_line(tmp_path):
     _assert_refused(_probe("idx", path), "limit")
 
 
-def test_a_gtsrb_member_that_inflates_to_200mb_is_not_decompressed(tmp_path):
+def test_a_gtsrb_member_that_inflates_to_1200mb_is_not_decompressed(tmp_path):
     root = tmp_path / "gtsrb"
     hostile.gtsrb_zip_bomb(root)
     _assert_refused(_probe("gtsrb", root), "00000_00000.ppm", "limit")
