@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# the suite runs in a random order (pytest-randomly), its seed printed at the top of each part;
+# replay one with: make test PYTEST_ARGS="-p randomly -p no:cacheprovider --randomly-seed=N"
+PYTEST_ARGS ?=
 
 .PHONY: quickstart test install install-dev lint clean bench bench-quick docs
 
@@ -34,8 +37,8 @@ quickstart: install
 test: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=5
-	$(BIN)/python -m pytest -m serial --durations=3  # 2-thread tests: beside another worker, 30x slower
+	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=5 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial --durations=3 $(PYTEST_ARGS)  # 2-thread tests: beside another worker, 30x slower
 
 # benchmarks against peer implementations (docs/performance.md); ART is needed only here
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
