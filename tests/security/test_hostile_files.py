@@ -45,6 +45,11 @@ def test_an_idx_gzip_that_inflates_past_its_header_is_refused_early(tmp_path):
     _assert_refused(_probe("idx", path), "more data than its header says")
 
 
+def test_a_config_that_asks_for_petabytes_is_refused_before_allocating():
+    config = REPO / "configs" / "quickstart.yaml"
+    _assert_refused(_probe("padding", config), "train.crop_padding", "limit")
+
+
 def test_an_idx_header_that_promises_more_than_the_file_holds_is_one_line(tmp_path):
     path = hostile.idx_lying_header(tmp_path / "t10k-images-idx3-ubyte.gz")
     _assert_refused(_probe("idx", path), "784,000,000", "truncated")
