@@ -147,3 +147,19 @@ def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigge
     start = 0.5 * mask[0, 0].numel()  # tanh(0): every mask value starts at 0.5
     assert norm < 0.05 * start  # only the cost, switched on after 5 steps, moves the mask
     assert mask.shape == (1, 1, 12, 12) and pattern.shape == (1, 3, 12, 12)
+
+
+def test_the_trigger_search_leaves_frozen_layers_frozen_and_the_mode_as_found(synthetic):
+    from backdoorlab.byo.api import scan
+    from backdoorlab.defenses.nc import NCConfig, reverse_trigger
+
+    net = _plain_net()
+    for p in net[0].parameters():  # a user's frozen first conv
+        p.requires_grad_(False)
+    net.train()
+    data = synthetic().train
+    reverse_trigger(net, data, 1, NCConfig(name="nc", steps=3, batches_per_step=1), seed=0)
+    assert net.training
+    assert [p.requires_grad for p in net.parameters()] == [False, False] + [True] * 8
+    scan(net, data, detectors=["nc"], options={"nc": {"steps": 3, "batches_per_step": 1}})
+    assert [p.requires_grad for p in net.parameters()] == [False, False] + [True] * 8

@@ -54,9 +54,28 @@ def reverse_trigger(
     cost starts at 0, is set to `init_cost` once `patience` steps succeed, then rises and falls
     by `cost_multiplier`; the search stops early once the best norm has not improved for
     `early_stop_patience` steps after the cost has moved both ways."""
+    was_training = model.training
     model.eval()
-    for p in model.parameters():
+    frozen = [p for p in model.parameters() if p.requires_grad]  # a user's frozen layers stay so
+    for p in frozen:
         p.requires_grad_(False)
+    try:
+        m_param, p_param, best = _search(model, data, target, cfg, seed)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
+    if best is None:  # never reached the success threshold: the last (largest) trigger
+        mask = ((torch.tanh(m_param) + 1) / 2).detach()
+        best = (mask, ((torch.tanh(p_param) + 1) / 2).detach(), float(mask.sum()))
+    return best
+
+
+def _search(
+    model: nn.Module, data: Dataset, target: int, cfg: TriggerSearch, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, float] | None]:
+    """The search of `reverse_trigger` on a frozen model: the final mask and pattern logits and
+    the best successful trigger (None if none succeeded)."""
     device = data.device
     gen = torch.Generator().manual_seed(seed * 1000 + target)
     per_step = cfg.batches_per_step or max(1, len(data) // cfg.batch_size)
@@ -102,12 +121,7 @@ def reverse_trigger(
             cost, up, went_up = cost * cfg.cost_multiplier, 0, True
         elif down >= cfg.patience:
             cost, down, went_down = cost / cfg.cost_multiplier**1.5, 0, True
-    for p in model.parameters():
-        p.requires_grad_(True)
-    if best is None:  # never reached the success threshold: the last (largest) trigger
-        mask = ((torch.tanh(m_param) + 1) / 2).detach()
-        best = (mask, ((torch.tanh(p_param) + 1) / 2).detach(), float(mask.sum()))
-    return best
+    return m_param, p_param, best
 
 
 @register_defense("nc", config=NCConfig)
