@@ -86,8 +86,17 @@ def _executor_options(args: argparse.Namespace, console: Console) -> dict:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.experiment.sweep import sweep
+    import json
 
+    from backdoorlab.experiment.sweep import plan, sweep
+
+    if args.dry_run:  # every cell's resolved config, one JSON line each; nothing runs
+        cells = plan(args.sweep, args.profile)
+        for c in cells:
+            line = {"cell": c.label, "key": c.key, "config": c.config.to_dict()}
+            print(json.dumps(line, sort_keys=True))
+        print(f"{len(cells)} cells", file=sys.stderr)
+        return
     options = _executor_options(args, console)
     result = sweep(
         args.sweep,
@@ -388,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--notes", help="with --report: Markdown observations under the tables")
     p.add_argument("--format", default="md", choices=["md", "html"], help="with --report")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every cell's resolved config as a JSON line (and the count); run nothing",
+    )
     executor_args(p)
     record_command_arg(p)
     p.set_defaults(func=cmd_sweep)

@@ -331,3 +331,23 @@ def test_a_folder_in_the_way_that_is_not_ours_fails_that_cell_only(tiny_config, 
     assert r.ran == 1 and list(r.failures) == ["seed=s0"] and "refusing" in r.failures["seed=s0"]
     assert (blocked / "mine.txt").read_text() == "keep"
     assert len(_rows_match_folders(tmp_path)) == 1
+
+
+def test_a_dry_run_prints_every_cells_config_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import json
+
+    from backdoorlab.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the default OUT, runs/<name>, would be made here
+    assert main(["sweep", "digits-smoke", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert len(lines) == 6 and captured.err.strip() == "6 cells"  # 2 attacks x 3 defenses
+    assert {c["cell"] for c in lines} == {
+        f"attack={a},defense={d}" for a in ("badnets", "blended") for d in ("none", "ft", "at")
+    }
+    ft = next(c["config"] for c in lines if c["cell"] == "attack=blended,defense=ft")
+    assert ft["defense"] == {"name": "ft", "epochs": 2, "lr": 0.01, "batch_size": 128,
+                             "clean_share": 0.05}  # fmt: skip
+    assert ft["attack"]["alpha"] == 0.2 and ft["train"]["epochs"] == 30
+    assert list(tmp_path.iterdir()) == []

@@ -83,6 +83,13 @@ class CellLocks:
                     self.release(slug)
 
 
+def plan(source: str | Path | dict[str, Any] | SweepSpec, profile: str | None = None) -> list[Cell]:
+    """Every cell a sweep would run, its config resolved and validated; trains and writes
+    nothing (what `backdoorlab sweep --dry-run` prints)."""
+    spec = source if isinstance(source, SweepSpec) else load_sweep(source, profile)
+    return expand(spec)
+
+
 def sweep(
     source: str | Path | dict[str, Any] | SweepSpec,
     out: str | Path | None = None,
