@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-# the suite runs in a random order (pytest-randomly), its seed printed at the top of each part;
-# replay one with: make test PYTEST_ARGS="-p randomly -p no:cacheprovider --randomly-seed=N"
+# the suite runs in a random order (pytest-randomly) drawn from TEST_SEED, printed first; a
+# failing order replays with `make test TEST_SEED=N`. PYTEST_ARGS adds options to both parts.
+ifndef TEST_SEED
+TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+endif
 PYTEST_ARGS ?=
 
 .PHONY: quickstart test install install-dev lint clean bench bench-quick docs
@@ -37,8 +40,9 @@ quickstart: install
 test: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=5 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -m serial --durations=3 $(PYTEST_ARGS)  # 2-thread tests: beside another worker, 30x slower
+	@echo "test order: random, TEST_SEED=$(TEST_SEED) (replay: make test TEST_SEED=$(TEST_SEED))"
+	$(BIN)/python -m pytest -n 2 -m "not serial" --durations=5 --randomly-seed=$(TEST_SEED) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial --durations=3 --randomly-seed=$(TEST_SEED) $(PYTEST_ARGS)  # 2-thread tests: beside another worker, 30x slower
 
 # benchmarks against peer implementations (docs/performance.md); ART is needed only here
 $(VENV)/.installed-bench: $(VENV)/.installed-dev

@@ -17,6 +17,24 @@ def _threads():
     torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
 
+@pytest.fixture(autouse=True)
+def _registries():
+    """Components a test registers from its own code are gone after it: the suite runs in a
+    random order, and a later test counting the registered attacks must not see them."""
+    from backdoorlab.attacks import ATTACKS
+    from backdoorlab.data import DATASETS
+    from backdoorlab.defenses import DEFENSES
+    from backdoorlab.detectors import DETECTORS
+    from backdoorlab.models import MODELS
+
+    registries = (ATTACKS, DATASETS, DEFENSES, DETECTORS, MODELS)
+    saved = [dict(r._entries) for r in registries]
+    yield
+    for r, entries in zip(registries, saved, strict=True):
+        r._entries.clear()
+        r._entries.update(entries)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST test files; skipped where absent, a failure under CI=true."""
