@@ -126,7 +126,8 @@ def test_a_repair_with_a_trigger_and_no_test_set_measures_on_its_clean_data(synt
 
 
 def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigger(synthetic):
-    from backdoorlab.defenses.nc import NCConfig, reverse_trigger
+    from backdoorlab.defenses.nc import NCConfig
+    from backdoorlab.detectors.trigger_search import reverse_trigger
 
     cfg = NCConfig(name="nc")
     reference = (1000, 32, 0.1, 1e-3, 2.0, 5, 0.99, True, 1.0, 25)
@@ -151,7 +152,8 @@ def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigge
 
 def test_the_trigger_search_leaves_frozen_layers_frozen_and_the_mode_as_found(synthetic):
     from backdoorlab.byo.api import scan
-    from backdoorlab.defenses.nc import NCConfig, reverse_trigger
+    from backdoorlab.defenses.nc import NCConfig
+    from backdoorlab.detectors.trigger_search import reverse_trigger
 
     net = _plain_net()
     for p in net[0].parameters():  # a user's frozen first conv

@@ -114,3 +114,21 @@ def test_a_user_registers_a_detector_and_runs_it_by_name(data):
         assert found.suspects == [TARGET]
     finally:
         DETECTORS._entries.pop("test-brightest-logit")
+
+
+def test_detectors_do_not_import_defenses():
+    """The trigger search lives in detectors/; the `nc` defense calls it, not the other way."""
+    import ast
+    from pathlib import Path
+
+    import backdoorlab.detectors as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith("backdoorlab.defenses") for n in names), path.name
