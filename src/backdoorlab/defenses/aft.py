@@ -1,4 +1,9 @@
-"""Adversarial Fine-Tuning (AFT, Mu et al. Algorithm 1), with and without clean data."""
+"""Adversarial Fine-Tuning (AFT, Mu et al. Algorithm 1), with and without clean data.
+
+Without clean data, Mu et al. give no rule for when to stop fine-tuning on the poisoned set. The
+`early_stop` criterion here is this project's own: every `check_every` steps, craft adversarial
+examples of a probe set and keep the weights whose adversarial labels concentrate least on one
+class (an infected model's adversarial examples pile up on its target, Mu Fig. 1)."""
 
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ class AFTConfig(DefenseConfig):
     batch_size: int = Field(128, ge=1)
     clean_epochs: int = Field(0, ge=0, description="stage 3: clean fine-tuning (clean data only)")
     early_stop: bool = Field(
-        True, description="without clean data: keep the step whose adversarial labels spread most"
+        True,
+        description="without clean data: keep the step whose adversarial labels spread most "
+        "(this project's criterion; Mu et al. give none)",
     )
     check_every: int = Field(10, ge=1, description="steps between early-stopping checks")
     check_size: int = Field(512, ge=32, description="samples crafted for each check")
