@@ -51,10 +51,10 @@ def test_evaluate_measures_the_users_backdoor(foreign, tmp_path):
 
 @pytest.mark.slow
 def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
-    """AFT at the MNIST settings of docs/results/post-training-mnist.md. The issue asks for ASR
-    <= 10; docs/examples/byo-mnist.md measured 10.51 on this model (AFT budget sweep there), so
-    this checks what holds with margin: ASR at least halved, ACC within 5 points, and the saved
-    weights reproduce the reported numbers."""
+    """AFT at the MNIST settings of docs/results/post-training-mnist.md. The issue asked for ASR
+    <= 10; this model measures 10.67 here (AMD EPYC, 1 thread) and 10.51 on
+    docs/examples/byo-mnist.md, so the bound is 20: a repair that stopped working (ASR 96 before)
+    fails it. ACC within 5 points, and the saved weights reproduce the reported numbers."""
     import torch
     from safetensors.torch import load_file
 
@@ -71,7 +71,7 @@ def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
     record = json.loads((out / "result.json").read_text())
     before, after = record["repair"]["before"], record["repair"]["after"]
     assert record["repair"]["clean_images"] == 500
-    assert before["asr"] >= 90 and after["asr"] <= before["asr"] / 2, (before, after)
+    assert before["asr"] >= 90 and after["asr"] <= 20, (before, after)
     assert before["acc"] - after["acc"] <= 5, (before, after)
     net = foreign_mnist.make()
     net.load_state_dict(load_file(out / "model.safetensors"))  # the user's own layout
