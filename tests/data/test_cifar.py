@@ -99,13 +99,17 @@ def test_truncated_or_wrong_archive_is_a_clear_error(tmp_path):
 
 
 def test_pickles_that_run_code_are_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
+    # {"data": builtins.print("pwned")} as protocol-2 opcodes, written out: pickling `print` itself
+    # would record whatever `print` is now (ray, once imported by another test, replaces it)
+    evil = (
+        b"\x80\x02}q\x00X\x04\x00\x00\x00dataq\x01cbuiltins\nprint\nq\x02"
+        b"X\x05\x00\x00\x00pwnedq\x03\x85q\x04Rq\x05s."
+    )
     path = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        add(tar, "cifar-10-batches-py/data_batch_1", {"data": Evil(), "labels": [0]})
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
     with pytest.raises(DataError, match=r"refusing to load (__builtin__|builtins)\.print"):
         load_dataset(cfg("cifar10", tmp_path, None))
 

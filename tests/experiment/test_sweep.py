@@ -154,12 +154,16 @@ def ray_cluster():
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     done = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
+    import builtins
+
+    own_print = builtins.print  # ray.init replaces it; later tests in this worker get it back
     try:
         yield f"127.0.0.1:{port}"
     finally:
         import ray
 
         ray.shutdown()
+        builtins.print = own_print
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
 
 
