@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from backdoorlab.attacks import ATTACKS, build_attack
 from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.defenses import DEFENSES, build_defense
+from backdoorlab.detectors import DETECTORS
 from backdoorlab.errors import BackdoorlabError
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.memory import check_config_memory
@@ -69,12 +70,16 @@ def cases():
         for component in registry.names():
             out += [(section, component, k) for k in numeric_keys(registry.entry(component).config)]
     out += [("dataset", "synthetic", k) for k in numeric_keys(DATASETS.entry("synthetic").config)]
+    for detector in DETECTORS.names():  # validated only: running one is the scan's work
+        out += [("detect", detector, k) for k in numeric_keys(DETECTORS.entry(detector).config)]
     return out
 
 
 def _set(raw: dict, section: str, component: str, key: str, value) -> dict:
     if section == "seed":
         return {**raw, "seed": value}
+    if section == "detect":
+        return {**raw, "detect": {component: {key: value}}}
     sec = dict(raw.get(section, {}))
     if component:
         sec = {**(sec if sec.get("name") == component else {}), "name": component}
@@ -109,6 +114,7 @@ def test_the_fuzz_covers_every_component_and_many_keys():
     sections = {(s, c) for s, c, _ in CASES}
     assert {("attack", n) for n in ATTACKS.names()} - {("attack", "none")} <= sections
     assert {("defense", n) for n in DEFENSES.names()} - {("defense", "none")} <= sections
+    assert {("detect", n) for n in DETECTORS.names()} <= sections
     assert len(CASES) > 100
 
 
