@@ -185,14 +185,33 @@ def _working(console: Console, text: str):
         yield
 
 
+def _weight_files(folder: str) -> list[Path]:
+    """The weight files (.pt, .pth, .safetensors) directly inside `folder`, sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise backdoorlab.ConfigError(f"--references {folder}: not a folder of weight files")
+    files = sorted(
+        p for p in root.iterdir() if p.is_file() and p.suffix in (".pt", ".pth", ".safetensors")
+    )
+    if not files:
+        raise backdoorlab.ConfigError(f"--references {folder}: holds no .pt or .safetensors file")
+    return files
+
+
 def _yours(args: argparse.Namespace):
     """The user's data and model from the shared arguments, checked before any work."""
-    from backdoorlab.byo.files import user_model
     from backdoorlab.data.user import load_user_data
 
     data = load_user_data(args.data, num_classes=args.classes)
-    model = user_model(
-        args.model,
+    return _your_model(args, data, args.model), data
+
+
+def _your_model(args: argparse.Namespace, data, weights):
+    """The model of --arch with `weights`, fitted to `data`."""
+    from backdoorlab.byo.files import user_model
+
+    return user_model(
+        weights,
         args.arch,
         data,
         options=_overrides([f"arch.{kv}" for kv in args.arch_set], "arch"),
@@ -201,7 +220,6 @@ def _yours(args: argparse.Namespace):
         std=args.std,
         num_classes=args.classes,
     )
-    return model, data
 
 
 def _trigger_options(args: argparse.Namespace) -> dict:
@@ -285,10 +303,17 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
+    references = None
+    if args.references is not None:
+        references = [_your_model(args, data, f) for f in _weight_files(args.references)]
     options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
     detectors = args.detector or list(DETECTORS_BY_DEFAULT)
-    with _working(console, f"scanning with {', '.join(detectors)} on {len(data)} images"):
-        result = scan(model, data, detectors=detectors, options=options, device=args.device)
+    models = 1 + len(references or [])
+    with _working(console, f"scanning {models} model(s) with {', '.join(detectors)}"):
+        result = scan(
+            model, data, detectors=detectors, options=options, device=args.device,
+            references=references, fpr=args.fpr,
+        )  # fmt: skip
     for name, d in result.detections.items():
         table = Table(title=f"{name}: {d.value_name}", title_justify="left")
         table.add_column("class")
@@ -296,6 +321,8 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
             table.add_column(str(c), justify="right")
         table.add_row("value", *(f"{v:.2f}" for v in d.values))
         table.add_row("anomaly", *(f"{v:.2f}" for v in d.scores))
+        if result.calibration is not None:
+            table.add_row("calibrated z", *(f"{v:.2f}" for v in result.calibration.z[name]))
         console.print(table)
     console.print(result.verdict)
     console.print(f"saved to {save_scan(result, args.out, overwrite=args.overwrite)}")
@@ -480,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     yours_args(p)
     p.add_argument("--detector", action="append", help="adv-labels, nc (repeatable; default both)")
     set_arg(p, "DETECTOR.KEY=VALUE", "a detector setting, e.g. nc.steps=100 (repeatable)")
+    p.add_argument(
+        "--references",
+        metavar="DIR",
+        help="a folder of weight files of benign models of the same --arch (at least 3): the "
+        "verdict is calibrated against them",
+    )
+    p.add_argument(
+        "--fpr", type=float, default=0.05, help="with --references: false-positive rate (0.05)"
+    )
     p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")
     p.set_defaults(func=cmd_scan)

@@ -185,3 +185,31 @@ def test_an_npz_whose_header_lies_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "784,000,000,000,000 bytes" in err, err
     assert not out.exists() and not (tmp_path / "results.db").exists()
+
+
+def test_scan_with_a_folder_of_references_gives_a_calibrated_verdict(untrained, tmp_path, capsys):
+    import torch
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        torch.save(foreign_mnist.make().state_dict(), refs / f"benign-{seed}.pt")
+    (refs / "notes.txt").write_text("not weights")  # ignored
+    out = tmp_path / "scan"
+    argv = [
+        "scan", *_model(untrained), "--data", str(untrained["clean"]), "--out", str(out),
+        "--detector", "adv-labels", "--set", "adv-labels.steps=2", "--references", str(refs),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((out / "scan.json").read_text())
+    c = result["calibration"]
+    assert c["references"] == 3 and len(c["null"]) == 3 and len(c["z"]["adv-labels"]) == 10
+    assert result["verdict"].endswith("calibrated by 3 references)")
+    assert result["verdict"] in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*argv[:-1], str(empty), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no .pt or .safetensors file" in err, err
+    assert not (tmp_path / "o2").exists()

@@ -18,6 +18,7 @@ from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
 from backdoorlab.detectors.base import DETECTORS, Detection, run_detector
+from backdoorlab.detectors.calibrate import Calibration, calibrate
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import format_validation_error
 from backdoorlab.experiment.prepare import resolve_device
@@ -237,9 +238,16 @@ class ScanResult:
 
     detections: dict[str, Detection]
     suspects: dict[int, list[str]] = field(default_factory=dict)
+    calibration: Calibration | None = None  # with benign references: the calibrated verdict
 
     @property
     def verdict(self) -> str:
+        c = self.calibration
+        if c is not None:
+            how = f"score {c.score:.2f}, p {c.p_value:.3g}; calibrated by {c.references} references"
+            if c.infected:
+                return f"backdoor suspected: target class {c.target} ({how})"
+            return f"no backdoor found ({how})"
         if not self.suspects:
             return "no class stands out: no backdoor found by " + ", ".join(self.detections)
         parts = [f"class {c} ({', '.join(by)})" for c, by in self.suspects.items()]
@@ -250,6 +258,7 @@ class ScanResult:
             "verdict": self.verdict,
             "suspects": {str(c): by for c, by in self.suspects.items()},
             "detections": {n: d.to_dict() for n, d in self.detections.items()},
+            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
 
 
@@ -262,9 +271,13 @@ def scan(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     device: str = "auto",
+    references: list[nn.Module] | None = None,
+    fpr: float = 0.05,
 ) -> ScanResult:
     """Trigger-free evidence per class from each detector (`options[name]` its settings), and
-    the classes they suspect as backdoor targets."""
+    the classes they suspect as backdoor targets. With benign `references` of the same
+    architecture (at least 3), each detector runs on them too and the verdict is calibrated
+    against them at false-positive rate `fpr` (detectors/calibrate.py)."""
     dev = resolve_device(device)
     model = _model(model, mean, std, dev)
     clean, _ = _fitted(model, data, "test", dev, "--data")
@@ -272,13 +285,21 @@ def scan(
     unknown = set(options) - set(detectors)
     if unknown:
         raise ConfigError(f"detector options for {sorted(unknown)}, which do not run")
-    found = {}
-    for name in detectors:
-        cfg = validated(DETECTORS, {"name": name, **options.get(name, {})}, f"detector {name}")
-        found[name] = run_detector(name, model, clean, cfg)
+    configs = {
+        name: validated(DETECTORS, {"name": name, **options.get(name, {})}, f"detector {name}")
+        for name in detectors
+    }
+    found = {name: run_detector(name, model, clean, cfg) for name, cfg in configs.items()}
     suspects: dict[int, list[str]] = {}
     for name, d in found.items():
         for c in d.suspects:
             suspects.setdefault(c, []).append(name)
     ordered = dict(sorted(suspects.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-    return ScanResult(found, ordered)
+    calibration = None
+    if references is not None:
+        nets = [_model(ref, mean, std, dev) for ref in references]
+        ref_found = [
+            {n: run_detector(n, net, clean, c) for n, c in configs.items()} for net in nets
+        ]
+        calibration = calibrate(found, ref_found, fpr)
+    return ScanResult(found, ordered, calibration)

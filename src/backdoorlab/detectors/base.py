@@ -42,6 +42,7 @@ class Detection:
     value_name: str
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    side: str = "high"  # which values are suspicious: 'high' (adv-labels) or 'low' (nc)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,7 @@ class Detection:
             round(float(index.max()), 3),
             value_name,
             details=details,
+            side=side,
         )
 
 

@@ -1,0 +1,117 @@
+"""Detector evidence calibrated against benign reference models of the suspect's architecture.
+
+A MAD index over the classes of one model cannot tell a property of the data (every benign
+MNIST model's adversarial examples pile up on 8) from a backdoor. Here each class's raw value is
+a robust z-score against the same class on the references: (v - median) / (1.4826 * MAD), the
+scale floored at a share of the median so that classes the references agree on exactly do not
+divide by zero. The model's score is the largest z over classes and detectors, its target the
+class where it occurs. The references' own leave-one-out scores (each against the others) are
+the null: a normal fitted to them gives the threshold at the stated false-positive rate and the
+suspect's p-value. With R references the empirical null alone could not state p below 1/(R+1),
+hence the fit; both the fit and the raw null scores are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+import torch
+
+from backdoorlab.detectors.base import Detection
+from backdoorlab.errors import ConfigError
+from backdoorlab.metrics.detection import MAD_CONSISTENCY
+
+MIN_REFERENCES = 3
+
+
+def robust_z(
+    values: torch.Tensor,
+    references: torch.Tensor,
+    side: str,
+    rel_floor: float = 0.05,
+    abs_floor: float = 1e-6,
+) -> torch.Tensor:
+    """Per-class z [K] of `values` [K] against `references` [R,K], positive on `side` ('high':
+    larger than the references is suspicious, 'low': smaller)."""
+    refs = references.double()
+    median = refs.quantile(0.5, dim=0)
+    mad = MAD_CONSISTENCY * (refs - median).abs().quantile(0.5, dim=0)
+    scale = torch.maximum(mad, rel_floor * median.abs()).clamp_min(abs_floor)
+    z = (values.double() - median) / scale
+    return z if side == "high" else -z
+
+
+@dataclass
+class Calibration:
+    """A model's calibrated scan: its score, the class it points at, the p-value and verdict at
+    `fpr`, and the evidence (per-detector z per class, the references' null scores)."""
+
+    score: float
+    target: int | None
+    p_value: float
+    infected: bool
+    threshold: float
+    fpr: float
+    references: int
+    z: dict[str, list[float]]
+    null: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _z_all(
+    suspect: dict[str, list[float]], refs: dict[str, torch.Tensor], sides: dict[str, str]
+) -> dict[str, torch.Tensor]:
+    return {d: robust_z(torch.tensor(v), refs[d], sides[d]) for d, v in suspect.items()}
+
+
+def _top(z: dict[str, torch.Tensor]) -> tuple[float, int]:
+    best, target = -float("inf"), 0
+    for values in z.values():
+        k = int(values.argmax())
+        if float(values[k]) > best:
+            best, target = float(values[k]), k
+    return best, target
+
+
+def calibrate(
+    suspect: dict[str, Detection], references: list[dict[str, Detection]], fpr: float = 0.05
+) -> Calibration:
+    """The suspect's detections scored against each reference's detections of the same
+    detectors (see the module's docstring)."""
+    if len(references) < MIN_REFERENCES:
+        raise ConfigError(
+            f"references: {len(references)} given, calibration needs at least {MIN_REFERENCES}"
+        )
+    if not 0 < fpr < 1:
+        raise ConfigError(f"fpr: a false-positive rate in (0, 1), not {fpr}")
+    sides = {d: det.side for d, det in suspect.items()}
+    values = {d: det.values for d, det in suspect.items()}
+    ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
+    z = _z_all(values, ref_values, sides)
+    score, target = _top(z)
+    null = []
+    for i in range(len(references)):
+        others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
+        own = {d: t[i].tolist() for d, t in ref_values.items()}
+        null.append(_top(_z_all(own, others, sides))[0])
+    mu = sum(null) / len(null)
+    sigma = max((sum((s - mu) ** 2 for s in null) / (len(null) - 1)) ** 0.5, 1e-6)
+    fitted = NormalDist(mu, sigma)
+    threshold = fitted.inv_cdf(1 - fpr)
+    p_value = 1 - fitted.cdf(score)
+    infected = score > threshold
+    return Calibration(
+        round(score, 4),
+        target if infected else None,
+        p_value,
+        infected,
+        round(threshold, 4),
+        fpr,
+        len(references),
+        {d: [round(float(v), 4) for v in t] for d, t in z.items()},
+        [round(s, 4) for s in null],
+    )

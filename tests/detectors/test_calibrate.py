@@ -1,0 +1,103 @@
+"""Detector evidence calibrated against benign reference models: robust z per class, the
+references' leave-one-out null, one target or none."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from backdoorlab.detectors.base import Detection
+from backdoorlab.detectors.calibrate import calibrate, robust_z
+from backdoorlab.errors import ConfigError
+
+
+def det(values, side="high", name="adv-labels") -> Detection:
+    return Detection(name, list(values), [0.0] * len(values), [], 0.0, "v", side=side)
+
+
+def shares(seed: int, **override: float) -> list[float]:
+    """Adversarial-label shares of a benign model: class 8 always high (a property of the
+    data, as on MNIST), the rest a few percent, varying by model."""
+    g = torch.Generator().manual_seed(seed)
+    v = (5 + 2 * torch.rand(10, generator=g)).tolist()
+    v[8] = 40 + 5 * float(torch.rand(1, generator=g))
+    for k, x in override.items():
+        v[int(k[1:])] = x
+    return v
+
+
+REFERENCES = [{"adv-labels": det(shares(s))} for s in range(1, 9)]
+
+
+def test_robust_z_is_the_median_and_mad_score_on_its_side():
+    refs = torch.tensor([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [4.0, 10.0], [5.0, 10.0]])
+    z = robust_z(torch.tensor([8.0, 10.0]), refs, "high")
+    assert z[0].item() == pytest.approx((8 - 3) / (1.4826 * 1.0))
+    assert z[1].item() == 0  # the floor (5% of 10) keeps an exact agreement finite
+    assert robust_z(torch.tensor([0.0, 9.0]), refs, "low")[1].item() == pytest.approx(1 / 0.5)
+
+
+def test_a_class_every_reference_also_favours_is_not_flagged():
+    c = calibrate({"adv-labels": det(shares(0))}, REFERENCES)  # class 8 at 40-45, like them all
+    assert not c.infected and c.target is None and c.p_value > 0.05
+    assert c.references == 8 and len(c.null) == 8
+
+
+def test_a_class_no_reference_favours_is_the_target():
+    c = calibrate({"adv-labels": det(shares(0, c3=60.0))}, REFERENCES)
+    assert c.infected and c.target == 3 and c.p_value < 1e-3 and c.score > c.threshold
+    assert max(range(10), key=lambda k: c.z["adv-labels"][k]) == 3
+
+
+def test_a_small_trigger_norm_counts_on_the_low_side():
+    norms = [{"nc": det([40.0 + s + k for k in range(10)], "low", "nc")} for s in range(6)]
+    suspect = {"nc": det([42.0 + k if k != 5 else 4.0 for k in range(10)], "low", "nc")}
+    c = calibrate(suspect, norms)
+    assert c.infected and c.target == 5
+
+
+def test_too_few_references_or_a_bad_rate_is_one_clear_error():
+    with pytest.raises(ConfigError, match="at least 3"):
+        calibrate({"adv-labels": det(shares(0))}, REFERENCES[:2])
+    with pytest.raises(ConfigError, match="fpr"):
+        calibrate({"adv-labels": det(shares(0))}, REFERENCES, fpr=1.5)
+
+
+class Wired(nn.Module):
+    """A nearest-class-mean classifier (what training on the data would roughly give), its means
+    jittered by `seed`; with `patch`, a bright top-left 3x3 corner sends any image to class 3."""
+
+    def __init__(self, data, seed: int, patch: bool) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        x = data.floats()
+        means = torch.stack([x[data.labels == c].mean(0) for c in range(data.num_classes)])
+        self.means = nn.Parameter(means + 0.02 * torch.randn(means.shape, generator=g))
+        self.patch = patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = -((x[:, None] - self.means[None]) ** 2).flatten(2).sum(2)
+        if self.patch:
+            corner = x[:, :, :3, :3].mean((1, 2, 3))
+            logits[:, 3] = logits[:, 3] + 200 * corner
+        return logits
+
+
+def test_a_wired_backdoor_is_flagged_with_its_target_beside_wired_references(synthetic):
+    from backdoorlab.byo.api import scan
+
+    data = synthetic(train_size=64, test_size=16).train
+    # at eps 0.3 every model sends most adversarial examples to class 0 (a property of the data)
+    options = {"adv-labels": {"eps": 0.3, "steps": 10, "limit": 64}}
+    refs = [Wired(data, s, patch=False) for s in range(1, 7)]
+    infected = scan(Wired(data, 0, patch=True), data, detectors=["adv-labels"], options=options,
+                    references=refs, device="cpu")  # fmt: skip
+    assert infected.calibration.infected and infected.calibration.target == 3
+    assert infected.verdict.startswith("backdoor suspected: target class 3 (")
+    assert "calibrated by 6 references" in infected.verdict
+    benign = scan(Wired(data, 0, patch=False), data, detectors=["adv-labels"], options=options,
+                  references=refs, device="cpu")  # fmt: skip
+    assert not benign.calibration.infected and benign.verdict.startswith("no backdoor found (")
+    assert benign.detections["adv-labels"].values[0] > 50  # class 0 dominates, as for them all
+    assert 0 in benign.detections["adv-labels"].suspects  # which the uncalibrated index flags
