@@ -244,7 +244,10 @@ class ScanResult:
     def verdict(self) -> str:
         c = self.calibration
         if c is not None:
-            how = f"score {c.score:.2f}, p {c.p_value:.3g}; calibrated by {c.references} references"
+            how = (
+                f"score {c.score:.2f}, threshold {c.threshold:.2f} at {c.fpr:.0%} false positives; "
+                f"calibrated by {c.references} references"
+            )
             if c.infected:
                 return f"backdoor suspected: target class {c.target} ({how})"
             return f"no backdoor found ({how})"

@@ -7,8 +7,9 @@ scale floored at a share of the median so that classes the references agree on e
 divide by zero. The model's score is the largest z over classes and detectors, its target the
 class where it occurs. The references' own leave-one-out scores (each against the others) are
 the null: a normal fitted to them gives the threshold at the stated false-positive rate and the
-suspect's p-value. With R references the empirical null alone could not state p below 1/(R+1),
-hence the fit; both the fit and the raw null scores are kept.
+suspect's p-value. With R references the empirical null alone cannot state p below 1/(R+1),
+hence the fit for the threshold; the empirical p-value, (1 + #null >= score) / (R + 1), is kept
+beside the fitted one, which extrapolates into a tail that R references do not reach.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Calibration:
 
     score: float
     target: int | None
-    p_value: float
+    p_value: float  # from the normal fitted to the null
+    p_empirical: float  # (1 + #null >= score) / (R + 1): valid, and never below 1 / (R + 1)
     infected: bool
     threshold: float
     fpr: float
@@ -103,11 +105,13 @@ def calibrate(
     fitted = NormalDist(mu, sigma)
     threshold = fitted.inv_cdf(1 - fpr)
     p_value = 1 - fitted.cdf(score)
+    p_empirical = (1 + sum(s >= score for s in null)) / (len(null) + 1)
     infected = score > threshold
     return Calibration(
         round(score, 4),
         target if infected else None,
         p_value,
+        p_empirical,
         infected,
         round(threshold, 4),
         fpr,
