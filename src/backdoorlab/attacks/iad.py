@@ -30,6 +30,7 @@ from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError, TrainingDivergedError
 from backdoorlab.limits import MAX_MODEL_PARAMETERS
+from backdoorlab.models.base import on_meta
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
@@ -138,12 +139,10 @@ class InputAware(Attack):
 
     def __init__(self, cfg: IADConfig, spec: InputSpec, device="cpu") -> None:
         super().__init__(cfg, spec, device)
-        try:
-            with torch.device("meta"):
-                net = EncoderDecoder(spec.channels, 1, cfg.width)
-            n = sum(p.numel() for p in net.parameters())
-        except RuntimeError:  # sizes past 64 bits
-            n = MAX_MODEL_PARAMETERS
+        net = on_meta(
+            lambda: EncoderDecoder(spec.channels, 1, cfg.width), f"attack.width {cfg.width}"
+        )
+        n = sum(p.numel() for p in net.parameters())
         if 2 * n > MAX_MODEL_PARAMETERS:
             raise ConfigError(
                 f"attack.width: {cfg.width} gives networks of {2 * n:,} parameters, more than "

@@ -31,21 +31,17 @@ def _make(cfg: SyntheticConfig, n: int, prototypes: torch.Tensor, g: torch.Gener
     return x.clamp(0, 1).mul(255).round().to(torch.uint8), labels
 
 
-def shape_numel(cfg: SyntheticConfig) -> int:
-    """Values in one generated image."""
-    return cfg.channels * cfg.size**2
-
-
 @register_dataset("synthetic", config=SyntheticConfig)
 def load_synthetic(cfg: SyntheticConfig, seed: int = 0) -> Splits:
     """Each class a smooth random colour pattern; samples vary contrast, brightness and noise."""
-    n, shape = cfg.train_size + cfg.test_size, f"{cfg.channels}x{cfg.size}x{cfg.size}"
+    n, values = cfg.train_size + cfg.test_size, cfg.channels * cfg.size**2
+    shape = f"{cfg.channels}x{cfg.size}x{cfg.size}"
     images = f"train_size + test_size = {n:,} images of channels x size x size = {shape}"
     prototypes = f"num_classes = {cfg.num_classes:,} prototypes"
     check_memory(
         [
-            Need("dataset", images, 8 * n * shape_numel(cfg)),
-            Need("dataset", prototypes, 4 * cfg.num_classes * shape_numel(cfg)),
+            Need("dataset", images, 8 * n * values),
+            Need("dataset", prototypes, 4 * cfg.num_classes * values),
         ]
     )
     g = torch.Generator().manual_seed(seed)

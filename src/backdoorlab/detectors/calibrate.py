@@ -15,7 +15,7 @@ beside the fitted one, which extrapolates into a tail that R references do not r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
+from statistics import NormalDist, fmean, stdev
 from typing import Any
 
 import torch
@@ -65,9 +65,9 @@ class Calibration:
 
 
 def _z_all(
-    suspect: dict[str, list[float]], refs: dict[str, torch.Tensor], sides: dict[str, str]
+    suspect: dict[str, torch.Tensor], refs: dict[str, torch.Tensor], sides: dict[str, str]
 ) -> dict[str, torch.Tensor]:
-    return {d: robust_z(torch.tensor(v), refs[d], sides[d]) for d, v in suspect.items()}
+    return {d: robust_z(v, refs[d], sides[d]) for d, v in suspect.items()}
 
 
 def _top(z: dict[str, torch.Tensor]) -> tuple[float, int]:
@@ -91,18 +91,16 @@ def calibrate(
     if not 0 < fpr < 1:
         raise ConfigError(f"fpr: a false-positive rate in (0, 1), not {fpr}")
     sides = {d: det.side for d, det in suspect.items()}
-    values = {d: det.values for d, det in suspect.items()}
+    values = {d: torch.tensor(det.values) for d, det in suspect.items()}
     ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
     z = _z_all(values, ref_values, sides)
     score, target = _top(z)
     null = []
     for i in range(len(references)):
         others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
-        own = {d: t[i].tolist() for d, t in ref_values.items()}
+        own = {d: t[i] for d, t in ref_values.items()}
         null.append(_top(_z_all(own, others, sides))[0])
-    mu = sum(null) / len(null)
-    sigma = max((sum((s - mu) ** 2 for s in null) / (len(null) - 1)) ** 0.5, 1e-6)
-    fitted = NormalDist(mu, sigma)
+    fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
     threshold = fitted.inv_cdf(1 - fpr)
     p_value = 1 - fitted.cdf(score)
     p_empirical = (1 + sum(s >= score for s in null)) / (len(null) + 1)

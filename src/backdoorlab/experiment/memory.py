@@ -10,7 +10,7 @@ from torch import nn
 from backdoorlab.data.base import InputSpec
 from backdoorlab.experiment.config import ExperimentConfig
 from backdoorlab.limits import Need, check_memory
-from backdoorlab.models.base import MODELS, parameter_count
+from backdoorlab.models.base import meta_model
 
 # a training batch keeps each layer's output for backward, and its gradient; PGD and the
 # defenses that craft inputs add a few image-sized buffers per sample
@@ -18,9 +18,9 @@ ACTIVATION_COPIES = 3
 IMAGE_BUFFERS = 6
 
 
-def activations_per_sample(cfg: ExperimentConfig, spec: InputSpec) -> int:
-    """Bytes of float32 layer outputs of one image's forward pass (the model run on the meta
-    device: no memory taken)."""
+def activations_per_sample(model: nn.Module, spec: InputSpec) -> int:
+    """Bytes of float32 layer outputs of one image's forward pass through `model`, a model on
+    the meta device (no memory taken)."""
     total = 0
 
     def count(_module: nn.Module, _inputs: object, out: object) -> None:
@@ -28,12 +28,13 @@ def activations_per_sample(cfg: ExperimentConfig, spec: InputSpec) -> int:
         if isinstance(out, torch.Tensor):
             total += out[0].numel() * 4
 
-    with torch.device("meta"):
-        model = MODELS.get(cfg.model.name)(cfg.model, spec).eval()
-        handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
-        model(torch.empty(1, spec.channels, *spec.size))
-    for h in handles:
-        h.remove()
+    model.eval()
+    handles = [m.register_forward_hook(count) for m in model.modules() if m is not model]
+    try:
+        model(torch.empty(1, spec.channels, *spec.size, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
     return total
 
 
@@ -60,13 +61,14 @@ def estimate(cfg: ExperimentConfig, spec: InputSpec, n_train: int, n_test: int) 
     if p or cfg.train.flip:
         padded = copies * n_train * c * (h + 2 * p) * (w + 2 * p)
         needs.append(Need("train.crop_padding", "the padded (and mirrored) copy", padded))
-    params = parameter_count(cfg.model, spec)
+    model = meta_model(cfg.model, spec)
+    params = sum(p.numel() for p in model.parameters())
     needs.append(
         Need("model", f"{params:,} parameters with gradients and optimiser state", 16 * params)
     )
     key, batch = max(batch_sizes(cfg).items(), key=lambda kv: kv[1])
     batch = min(batch, max(n_train, n_test))  # a batch larger than the data is the data
-    per_sample = ACTIVATION_COPIES * activations_per_sample(cfg, spec) + IMAGE_BUFFERS * image * 4
+    per_sample = ACTIVATION_COPIES * activations_per_sample(model, spec) + IMAGE_BUFFERS * image * 4
     needs.append(
         Need(key, f"a batch of {batch:,} with activations and buffers", batch * per_sample)
     )

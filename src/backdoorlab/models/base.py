@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -99,17 +100,29 @@ def batchnorm_to_groupnorm(module: nn.Module, groups: int = 8) -> nn.Module:
     return module
 
 
-def parameter_count(section: ModelConfig, spec: InputSpec) -> int:
-    """How many parameters the model of `section` has, built on the meta device (no memory)."""
+def on_meta(build: Callable[[], nn.Module], what: str) -> nn.Module:
+    """`build()` on the meta device: shapes without memory. Sizes past 64 bits are a
+    ConfigError saying `what` cannot be built."""
     try:
         with torch.device("meta"):
-            model = MODELS.get(section.name)(section, spec)
-    except RuntimeError:  # sizes past 64 bits
-        sizes = ", ".join(
-            f"{k}={v}" for k, v in section.model_dump().items() if isinstance(v, int) and v > 1
-        )
-        raise ConfigError(f"model {section.name}: cannot be built at {sizes}") from None
-    return sum(p.numel() for p in model.parameters())
+            return build()
+    except RuntimeError:
+        raise ConfigError(f"{what} cannot be built: its sizes pass 64 bits") from None
+
+
+def meta_model(section: ModelConfig, spec: InputSpec) -> nn.Module:
+    """The model of `section` on the meta device (no memory taken)."""
+    sizes = ", ".join(
+        f"{k}={v}" for k, v in section.model_dump().items() if isinstance(v, int) and v > 1
+    )
+    return on_meta(
+        lambda: MODELS.get(section.name)(section, spec), f"model {section.name} at {sizes}"
+    )
+
+
+def parameter_count(section: ModelConfig, spec: InputSpec) -> int:
+    """How many parameters the model of `section` has, counted on the meta device."""
+    return sum(p.numel() for p in meta_model(section, spec).parameters())
 
 
 def build_model(section: ModelConfig, spec: InputSpec) -> Classifier:
