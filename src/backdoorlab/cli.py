@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -295,6 +296,14 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
     console.print(f"saved to {out}")
 
 
+def _references(args: argparse.Namespace, data: Any) -> int | list | None:
+    """--references: a number of references to train (0: none), or a folder of weight files."""
+    text = str(args.references)
+    if text.isdigit():
+        return int(text) or None
+    return [_your_model(args, data, f) for f in _weight_files(text)]
+
+
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.byo.api import DETECTORS_BY_DEFAULT, scan
     from backdoorlab.byo.files import save_scan
@@ -303,17 +312,19 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    references = None
+    references: int | list | None = 8
     if args.references is not None:
-        references = [_your_model(args, data, f) for f in _weight_files(args.references)]
+        references = _references(args, data)
     options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
     detectors = args.detector or list(DETECTORS_BY_DEFAULT)
-    models = 1 + len(references or [])
-    with _working(console, f"scanning {models} model(s) with {', '.join(detectors)}"):
-        result = scan(
-            model, data, detectors=detectors, options=options, device=args.device,
-            references=references, fpr=args.fpr,
-        )  # fmt: skip
+    what = {None: "uncalibrated"}.get(references, f"against {references} trained references")
+    if isinstance(references, list):
+        what = f"against {len(references)} given references"
+    console.print(f"scanning with {', '.join(detectors)} ({what})")
+    result = scan(
+        model, data, detectors=detectors, options=options, device=args.device,
+        references=references, fpr=args.fpr, progress=not args.quiet,
+    )  # fmt: skip
     for name, d in result.detections.items():
         table = Table(title=f"{name}: {d.value_name}", title_justify="left")
         table.add_column("class")
@@ -505,17 +516,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="is your model backdoored, and towards which class?")
     yours_args(p)
-    p.add_argument("--detector", action="append", help="adv-labels, nc (repeatable; default both)")
+    p.add_argument(
+        "--detector",
+        action="append",
+        help=f"a detector (repeatable): {', '.join(backdoorlab.DETECTORS.names())}; "
+        "default adv-labels, adv-labels-l2, mm-bd",
+    )
     set_arg(p, "DETECTOR.KEY=VALUE", "a detector setting, e.g. nc.steps=100 (repeatable)")
     p.add_argument(
         "--references",
-        metavar="DIR",
-        help="a folder of weight files of benign models of the same --arch (at least 3): the "
-        "verdict is calibrated against them",
+        metavar="N|DIR",
+        help="benign references the verdict is calibrated against: N fresh copies of the model "
+        "trained on half of --data (default 8, kept in $BACKDOORLAB_CACHE or ~/.cache/backdoorlab "
+        "for the next scan; 0: uncalibrated), or a folder of weight files of benign models of the "
+        "same --arch (at least 3)",
     )
-    p.add_argument(
-        "--fpr", type=float, default=0.05, help="with --references: false-positive rate (0.05)"
-    )
+    p.add_argument("--fpr", type=float, default=0.05, help="false-positive rate of the verdict")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")
     p.set_defaults(func=cmd_scan)

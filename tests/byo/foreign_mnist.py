@@ -63,15 +63,18 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def build(mnist: Path, out: Path, epochs: int = 3, seed: int = 0, head: str = "pool") -> dict:
-    """Train the infected model and write the user's files into `out`; returns their paths."""
+def build(
+    mnist: Path, out: Path, epochs: int = 3, seed: int = 0, head: str = "pool", rate: float = 0.1
+) -> dict:
+    """Train the infected model (`rate` of the training set poisoned; 0: a benign model) and
+    write the user's files into `out`; returns their paths."""
     x = read_idx(mnist / "t10k-images-idx3-ubyte.gz")
     y = read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     train, test = order[:8000], order[8000:]
     xt, yt = x[train].copy(), y[train].copy()
-    poison = rng.choice(len(yt), size=len(yt) // 10, replace=False)
+    poison = rng.choice(len(yt), size=round(len(yt) * rate), replace=False)
     patched = xt[poison]
     patched[:, PATCH[0], PATCH[1]] = 255
     xt[poison], yt[poison] = patched, TARGET

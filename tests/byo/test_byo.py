@@ -94,6 +94,7 @@ def test_scan_names_the_target_and_explains_itself(foreign, tmp_path):
     out = tmp_path / "scan"
     argv = [
         "scan", *_model(foreign), "--data", str(foreign["clean"]), "--out", str(out),
+        "--detector", "adv-labels", "--detector", "nc", "--references", "0",
         "--set", "nc.steps=25", "--set", "nc.batches_per_step=4",
     ]  # fmt: skip
     assert main(argv) == 0

@@ -5,8 +5,10 @@ your own trigger. Each takes a plain `nn.Module` that maps [0,1] images to logit
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,9 +19,12 @@ from backdoorlab.attacks.user_trigger import make_trigger
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
-from backdoorlab.detectors.base import DETECTORS, Detection, run_detector
-from backdoorlab.detectors.calibrate import Calibration, calibrate
+from backdoorlab.detectors.base import DETECTORS, Detection
+from backdoorlab.detectors.calibrate import Calibration
+from backdoorlab.detectors.references import ReferenceRecipe
+from backdoorlab.detectors.scan import CalibrationConfig, scan_model
 from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.config import format_validation_error
 from backdoorlab.experiment.prepare import resolve_device
 from backdoorlab.metrics.core import der
@@ -229,24 +234,59 @@ def repair(
     return repaired, report
 
 
-DETECTORS_BY_DEFAULT = ("adv-labels", "nc")
+# the calibrated scan's probes, chosen on the development zoo (configs/results/detection-dev.yaml);
+# Neural Cleanse (`nc`) stays available, at about 6 minutes per MNIST model on one thread
+DETECTORS_BY_DEFAULT = ("adv-labels", "adv-labels-l2", "mm-bd")
+
+
+def reference_cache() -> Path:
+    """Where `scan` keeps the references it trains: $BACKDOORLAB_CACHE, else the user's cache
+    folder ($XDG_CACHE_HOME or ~/.cache, then backdoorlab/references)."""
+    env = os.environ.get("BACKDOORLAB_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "backdoorlab" / "references"
 
 
 @dataclass
 class ScanResult:
-    """The detectors' findings and a verdict: the classes any of them suspects, with votes."""
+    """The detectors' findings; with references, the calibrated verdict: one score, one target
+    or none, a p-value, and how many references were trained for it."""
 
     detections: dict[str, Detection]
     suspects: dict[int, list[str]] = field(default_factory=dict)
     calibration: Calibration | None = None  # with benign references: the calibrated verdict
+    references_trained: int = 0
+    probe_images: int = 0
+
+    @property
+    def score(self) -> float | None:
+        """The calibrated model score (largest z over classes and detectors)."""
+        return None if self.calibration is None else self.calibration.score
+
+    @property
+    def p_value(self) -> float | None:
+        """The calibrated p-value (normal fitted to the references' leave-one-out scores)."""
+        return None if self.calibration is None else self.calibration.p_value
+
+    @property
+    def infected(self) -> bool | None:
+        """The calibrated verdict (None without references)."""
+        return None if self.calibration is None else self.calibration.infected
+
+    @property
+    def target(self) -> int | None:
+        """The suspected target class of an infected verdict."""
+        return None if self.calibration is None else self.calibration.target
 
     @property
     def verdict(self) -> str:
         c = self.calibration
         if c is not None:
             how = (
-                f"score {c.score:.2f}, threshold {c.threshold:.2f} at {c.fpr:.0%} false positives; "
-                f"calibrated by {c.references} references"
+                f"score {c.score:.2f}, threshold {c.threshold:.2f} at {c.fpr:.0%} false positives, "
+                f"p = {c.p_empirical:.2g}; calibrated by {c.references} references"
             )
             if c.infected:
                 return f"backdoor suspected: target class {c.target} ({how})"
@@ -254,13 +294,19 @@ class ScanResult:
         if not self.suspects:
             return "no class stands out: no backdoor found by " + ", ".join(self.detections)
         parts = [f"class {c} ({', '.join(by)})" for c, by in self.suspects.items()]
-        return "suspected target " + "; ".join(parts)
+        return "suspected target " + "; ".join(parts) + " (uncalibrated: no references)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
+            "infected": self.infected,
+            "target": self.target,
+            "score": self.score,
+            "p_value": self.p_value,
             "suspects": {str(c): by for c, by in self.suspects.items()},
             "detections": {n: d.to_dict() for n, d in self.detections.items()},
+            "references_trained": self.references_trained,
+            "probe_images": self.probe_images,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
 
@@ -274,16 +320,22 @@ def scan(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     device: str = "auto",
-    references: list[nn.Module] | None = None,
+    references: int | list[nn.Module] | None = 8,
+    recipe: ReferenceRecipe | dict[str, Any] | None = None,
+    evidence: str = "index",
     fpr: float = 0.05,
+    cache: str | Path | None = None,
+    progress: bool = False,
 ) -> ScanResult:
-    """Trigger-free evidence per class from each detector (`options[name]` its settings), and
-    the classes they suspect as backdoor targets. With benign `references` of the same
-    architecture (at least 3), each detector runs on them too and the verdict is calibrated
-    against them at false-positive rate `fpr` (detectors/calibrate.py)."""
+    """Is `model` backdoored, and towards which class? Each detector's per-class evidence
+    (`options[name]` its settings), calibrated against benign references of the same
+    architecture at false-positive rate `fpr` (detectors/scan.py): `references` fresh copies of
+    the model trained on half of `data` by `recipe` (kept in `cache`, default
+    `reference_cache()`, so the next scan trains nothing), or the benign models given (at least
+    3), or None for the detectors' uncalibrated findings."""
     dev = resolve_device(device)
     model = _model(model, mean, std, dev)
-    clean, _ = _fitted(model, data, "test", dev, "--data")
+    clean, _ = _fitted(model, data, "test", dev, "data")
     options = options or {}
     unknown = set(options) - set(detectors)
     if unknown:
@@ -292,17 +344,38 @@ def scan(
         name: validated(DETECTORS, {"name": name, **options.get(name, {})}, f"detector {name}")
         for name in detectors
     }
-    found = {name: run_detector(name, model, clean, cfg) for name, cfg in configs.items()}
+    calibration, given = None, None
+    if references is not None:
+        if isinstance(references, bool) or not isinstance(references, int | list | tuple):
+            raise ConfigError(
+                "references: a number of references to train, a list of benign models, or None"
+            )
+        settings: dict[str, Any] = {"evidence": evidence, "fpr": fpr}
+        if isinstance(references, int):
+            base = recipe.model_dump() if isinstance(recipe, ReferenceRecipe) else recipe or {}
+            settings["references"] = {**base, "count": references}
+        else:
+            given = [_model(ref, mean, std, dev) for ref in references]
+        calibration = validated_calibration(settings)
+    store = StageCache(cache if cache is not None else reference_cache())
+    outcome = scan_model(model, clean, configs, calibration, given, store, progress)
     suspects: dict[int, list[str]] = {}
-    for name, d in found.items():
+    for name, d in outcome.detections.items():
         for c in d.suspects:
             suspects.setdefault(c, []).append(name)
     ordered = dict(sorted(suspects.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-    calibration = None
-    if references is not None:
-        nets = [_model(ref, mean, std, dev) for ref in references]
-        ref_found = [
-            {n: run_detector(n, net, clean, c) for n, c in configs.items()} for net in nets
-        ]
-        calibration = calibrate(found, ref_found, fpr)
-    return ScanResult(found, ordered, calibration)
+    return ScanResult(
+        outcome.detections,
+        ordered,
+        outcome.calibration,
+        outcome.references_trained,
+        outcome.probe_images,
+    )
+
+
+def validated_calibration(settings: dict[str, Any]) -> CalibrationConfig:
+    """A calibrated scan's settings; a bad key or value is one ConfigError line."""
+    try:
+        return CalibrationConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc).replace("invalid config", "scan")) from None

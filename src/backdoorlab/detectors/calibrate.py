@@ -65,9 +65,12 @@ class Calibration:
 
 
 def _z_all(
-    suspect: dict[str, torch.Tensor], refs: dict[str, torch.Tensor], sides: dict[str, str]
+    suspect: dict[str, torch.Tensor],
+    refs: dict[str, torch.Tensor],
+    sides: dict[str, str],
+    abs_floor: float,
 ) -> dict[str, torch.Tensor]:
-    return {d: robust_z(v, refs[d], sides[d]) for d, v in suspect.items()}
+    return {d: robust_z(v, refs[d], sides[d], abs_floor=abs_floor) for d, v in suspect.items()}
 
 
 def _top(z: dict[str, torch.Tensor]) -> tuple[float, int]:
@@ -80,10 +83,14 @@ def _top(z: dict[str, torch.Tensor]) -> tuple[float, int]:
 
 
 def calibrate(
-    suspect: dict[str, Detection], references: list[dict[str, Detection]], fpr: float = 0.05
+    suspect: dict[str, Detection],
+    references: list[dict[str, Detection]],
+    fpr: float = 0.05,
+    abs_floor: float = 1e-6,
 ) -> Calibration:
     """The suspect's detections scored against each reference's detections of the same
-    detectors (see the module's docstring)."""
+    detectors (see the module's docstring); `abs_floor` is the smallest scale of a class's
+    spread over the references, in the values' units."""
     if len(references) < MIN_REFERENCES:
         raise ConfigError(
             f"references: {len(references)} given, calibration needs at least {MIN_REFERENCES}"
@@ -93,13 +100,13 @@ def calibrate(
     sides = {d: det.side for d, det in suspect.items()}
     values = {d: torch.tensor(det.values) for d, det in suspect.items()}
     ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
-    z = _z_all(values, ref_values, sides)
+    z = _z_all(values, ref_values, sides, abs_floor)
     score, target = _top(z)
     null = []
     for i in range(len(references)):
         others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
         own = {d: t[i] for d, t in ref_values.items()}
-        null.append(_top(_z_all(own, others, sides))[0])
+        null.append(_top(_z_all(own, others, sides, abs_floor))[0])
     fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
     threshold = fitted.inv_cdf(1 - fpr)
     p_value = 1 - fitted.cdf(score)

@@ -15,6 +15,7 @@ from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
 from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.detectors.base import DETECTORS, DetectorConfig
+from backdoorlab.detectors.scan import CalibrationConfig
 from backdoorlab.errors import ConfigError
 from backdoorlab.models.base import MODELS, ModelConfig
 from backdoorlab.paths import NAME_PATTERN
@@ -49,6 +50,10 @@ class ExperimentConfig(BaseModel):
         default_factory=dict,
         description="detectors run on the trained model before any repair: name -> options",
     )
+    calibrate: CalibrationConfig | None = Field(
+        None,
+        description="calibrate the detectors against benign references trained on the test data",
+    )
 
     @field_validator("dataset", "model", "attack", "defense", mode="before")
     @classmethod
@@ -71,10 +76,13 @@ class ExperimentConfig(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config (defaults filled in) as plain data; without detectors, no
-        `detect` key (the configs, hashes and cell keys of runs without any stay as they were)."""
+        `detect` key, without calibration no `calibrate` key (the configs, hashes and cell keys of
+        runs without them stay as they were)."""
         out = self.model_dump(mode="json")
         if not out["detect"]:
             del out["detect"]
+        if out["calibrate"] is None:
+            del out["calibrate"]
         return out
 
     def digest(self) -> str:

@@ -18,7 +18,8 @@ import backdoorlab
 from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import Defense, DefenseContext, build_defense
-from backdoorlab.detectors.base import DetectorConfig, run_detector
+from backdoorlab.detectors.base import DetectorConfig
+from backdoorlab.detectors.scan import CalibrationConfig, calibrated_detection, scan_model
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import (
     RUN_MARKER,
@@ -91,10 +92,22 @@ def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int
 
 
 def detect(
-    model: nn.Module, data: Dataset, detectors: dict[str, DetectorConfig]
+    model: nn.Module,
+    data: Dataset,
+    detectors: dict[str, DetectorConfig],
+    calibration: CalibrationConfig | None = None,
+    store: StageCache | None = None,
+    progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """What each configured detector finds on the trained `model` with clean `data`."""
-    return {n: run_detector(n, model, data, c).to_dict() for n, c in detectors.items()}
+    """What each configured detector finds on the trained `model` with clean `data`; with
+    `calibration`, also the scan calibrated against benign references (as `calibrated`)."""
+    if not detectors:
+        return {}
+    outcome = scan_model(model, data, detectors, calibration, store=store, progress=progress)
+    found = {n: d.to_dict() for n, d in outcome.detections.items()}
+    if outcome.calibration is not None:
+        found["calibrated"] = calibrated_detection(outcome)
+    return found
 
 
 def run(
@@ -232,7 +245,7 @@ def _run(
     t_data = time.perf_counter()
     model, history, infected = obtain_model(cfg, prep, s, stages, progress)
     t_train = time.perf_counter()
-    detections = detect(model, s.test, cfg.detect)
+    detections = detect(model, s.test, cfg.detect, cfg.calibrate, stages, progress)
     t_detect = time.perf_counter()
     model, metrics = defend(model, s, cfg.train.eval_batch_size, infected)
     if detections:

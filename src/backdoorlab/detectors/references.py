@@ -1,0 +1,149 @@
+"""Benign reference models for a calibrated scan: fresh copies of the suspect's architecture
+trained on the defender's clean data with a stated recipe, kept in a store by architecture, data
+and recipe so that the next scan of the same architecture on the same data trains nothing.
+
+The defender's data is split in two by content: the references train on one part, and every
+probe (on the suspect and on the references) runs on the other, which neither has seen, as the
+suspect has not seen it either.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.detectors.base import canonical
+from backdoorlab.errors import ConfigError
+from backdoorlab.train.config import TrainConfig
+from backdoorlab.train.loop import fit
+
+
+def _default_recipe() -> TrainConfig:
+    return TrainConfig(epochs=20, batch_size=64, lr=0.05, crop_padding=2, eval_every=0)
+
+
+class ReferenceRecipe(BaseModel):
+    """How a scan trains its benign references: how many, on which share of the defender's data,
+    with which training recipe (SGD with momentum, cosine schedule, random crops)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    count: int = Field(8, ge=3, le=256, description="references per architecture")
+    train_share: float = Field(
+        0.5, gt=0, lt=1, description="share of the clean data the references train on"
+    )
+    train: TrainConfig = Field(default_factory=_default_recipe)
+    seed: int = Field(0, ge=0, description="reference i is initialised and trained with seed+i")
+
+
+class Store(Protocol):
+    """Where trained references are kept (the stage cache, or a user's cache folder)."""
+
+    def get_state(self, key: str) -> dict[str, torch.Tensor] | None: ...
+
+    def put_state(self, key: str, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def digest(*parts: str | bytes | torch.Tensor) -> str:
+    """sha256 over strings, bytes and tensors' contents."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy().tobytes()
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def architecture_key(model: nn.Module) -> str:
+    """The architecture as a hash: its module tree as printed and every state entry's shape and
+    dtype (two models with the same key take each other's weights)."""
+    shapes = [(k, list(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
+    return digest(repr(model), json.dumps(shapes))
+
+
+def data_key(data: Dataset) -> str:
+    """The content of `data` as a hash."""
+    return digest(data.images, data.labels)
+
+
+def split_clean(data: Dataset, share: float) -> tuple[Dataset, Dataset]:
+    """(the part the references train on, the part every probe runs on), drawn by content: the
+    same data in any order splits the same way."""
+    data = canonical(data)
+    n = len(data)
+    k = min(n - 1, max(1, round(share * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(data.device)
+    return data.subset(order[:k].sort().values), data.subset(order[k:].sort().values)
+
+
+def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of `model` with every module's parameters re-initialised (`reset_parameters`) from
+    `seed`, every parameter trainable; the user's model is not touched."""
+    twin = copy.deepcopy(model)
+    covered: set[int] = set()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in twin.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in module.parameters(recurse=False))
+    missed = [n for n, p in twin.named_parameters() if id(p) not in covered]
+    if missed:
+        raise ConfigError(
+            f"references: parameter {missed[0]!r} belongs to a module without reset_parameters(), "
+            "so fresh copies of this model cannot be made; give benign reference models instead"
+        )
+    for p in twin.parameters():
+        p.requires_grad_(True)
+    return twin.train()
+
+
+def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> str:
+    """The store key of reference `index` of an architecture trained on data by recipe."""
+    return digest("reference", arch, data, recipe.model_dump_json(), str(index))
+
+
+def train_references(
+    model: nn.Module,
+    data: Dataset,
+    recipe: ReferenceRecipe,
+    store: Store | None = None,
+    progress: bool = True,
+) -> tuple[list[nn.Module], list[str], int]:
+    """`recipe.count` benign references of `model`'s architecture trained on `data` (the
+    references' part of the clean data), taken from `store` where kept there. Returns the
+    models, their store keys, and how many were trained now."""
+    arch, content = architecture_key(model), data_key(data)
+    models, keys, trained = [], [], 0
+    for i in range(recipe.count):
+        key = reference_key(arch, content, recipe, i)
+        twin = fresh_copy(model, recipe.seed + i)
+        state = store.get_state(key) if store is not None else None
+        if state is not None:
+            twin.load_state_dict(state)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(recipe.seed + i)
+                fit(
+                    twin,
+                    data,
+                    recipe.train,
+                    seed=recipe.seed + i,
+                    progress=progress,
+                    description=f"reference {i + 1}/{recipe.count}",
+                )
+            trained += 1
+            if store is not None:
+                store.put_state(key, twin.state_dict())
+        models.append(twin.eval())
+        keys.append(key)
+    return models, keys, trained

@@ -1,0 +1,172 @@
+"""A scan: every configured detector on a model, calibrated against benign references (trained
+here or given) into one score, one target or none, and a verdict at a stated false-positive rate.
+
+Both front doors call `scan_model`: the runner on the models it trains, `backdoorlab.scan` on a
+user's model. The references' detections are kept in the store beside their weights, keyed by
+the reference, the detector's options and the probe data, so a second scan runs the detectors on
+the suspect only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import track
+from torch import nn
+
+from backdoorlab.data.base import Dataset
+from backdoorlab.detectors.base import Detection, DetectorConfig, run_detector
+from backdoorlab.detectors.calibrate import Calibration, calibrate
+from backdoorlab.detectors.references import (
+    ReferenceRecipe,
+    Store,
+    data_key,
+    digest,
+    split_clean,
+    train_references,
+)
+from backdoorlab.metrics.detection import signed_index
+
+
+class CalibrationConfig(BaseModel):
+    """A calibrated scan's settings: the references' recipe, which evidence is calibrated, and
+    the false-positive rate of the verdict."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    references: ReferenceRecipe = Field(default_factory=ReferenceRecipe)
+    evidence: Literal["values", "index"] = Field(
+        "index",
+        description="calibrate each class's raw value, or its anomaly index within its model",
+    )
+    fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
+    floor: float = Field(
+        0.5,
+        gt=0,
+        description="smallest spread of a class's anomaly index over the references (index)",
+    )
+
+
+@dataclass
+class ScanOutcome:
+    """The detections on the suspect, the calibrated verdict (None: not calibrated), and what
+    the references cost: how many were trained now, how many probe images were used."""
+
+    detections: dict[str, Detection]
+    calibration: Calibration | None = None
+    references_trained: int = 0
+    probe_images: int = 0
+    reference_keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["detections"] = {n: d.to_dict() for n, d in self.detections.items()}
+        return out
+
+
+def _evidence(det: Detection, how: str) -> Detection:
+    """`det` with the values calibration reads: its raw values, or its signed anomaly index
+    within the model ((v - median) / (1.4826 MAD) over the classes, positive on the suspicious
+    side, not clipped at 0 so that the references' spread is continuous)."""
+    if how == "values":
+        return det
+    index = signed_index(torch.tensor(det.values), det.side)
+    return Detection(det.detector, index.tolist(), det.scores, [], det.score, "anomaly index")
+
+
+def _detect_cached(
+    name: str,
+    model: nn.Module,
+    data: Dataset,
+    cfg: DetectorConfig,
+    key: str,
+    store: Store | None,
+) -> Detection:
+    """A reference's detection, from `store` when kept under `key`."""
+    if store is not None:
+        kept = store.get_state(key)
+        if kept is not None and "detection" in kept:
+            return Detection(**json.loads(bytes(kept["detection"].tolist()).decode()))
+    found = run_detector(name, model, data, cfg)
+    if store is not None:
+        blob = json.dumps(found.to_dict()).encode()
+        store.put_state(key, {"detection": torch.tensor(list(blob), dtype=torch.uint8)})
+    return found
+
+
+def scan_model(
+    model: nn.Module,
+    clean: Dataset,
+    detectors: dict[str, DetectorConfig],
+    calibration: CalibrationConfig | None = None,
+    references: list[nn.Module] | None = None,
+    store: Store | None = None,
+    progress: bool = False,
+) -> ScanOutcome:
+    """Run `detectors` on `model` with the defender's `clean` data; with `calibration`, against
+    `references` when given (the probes then see all of `clean`), else against references
+    trained here on a share of `clean` (the probes see the rest)."""
+    if calibration is None:
+        found = {n: run_detector(n, model, clean, c) for n, c in detectors.items()}
+        return ScanOutcome(found, probe_images=len(clean))
+    keys: list[str]
+    trained = 0
+    if references is None:
+        recipe = calibration.references
+        own, probe = split_clean(clean, recipe.train_share)
+        references, keys, trained = train_references(model, own, recipe, store, progress)
+    else:
+        probe, keys = clean, []
+        store = None  # a user's references are not ours to keep
+    found = {n: run_detector(n, model, probe, c) for n, c in detectors.items()}
+    probe_key = data_key(probe)
+    ref_found = []
+    for i, ref in enumerate(track(references, "probing references", disable=not progress)):
+        ref_found.append(
+            {
+                n: _detect_cached(
+                    n,
+                    ref,
+                    probe,
+                    c,
+                    digest("detection", keys[i], c.model_dump_json(), probe_key) if keys else "",
+                    store,
+                )
+                for n, c in detectors.items()
+            }
+        )
+    how = calibration.evidence
+    result = calibrate(
+        {n: _evidence(d, how) for n, d in found.items()},
+        [{n: _evidence(d, how) for n, d in r.items()} for r in ref_found],
+        calibration.fpr,
+        abs_floor=calibration.floor if how == "index" else 1e-6,
+    )
+    return ScanOutcome(found, result, trained, len(probe), keys)
+
+
+def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
+    """The calibrated scan in a detection's shape (per class: the largest z over the detectors;
+    a suspect only when the verdict is infected), for tables that list detectors side by side."""
+    c = outcome.calibration
+    if c is None:
+        raise ValueError("the scan was not calibrated")
+    per_class = torch.tensor(list(c.z.values())).amax(0)
+    return Detection(
+        "calibrated",
+        [round(float(v), 3) for v in per_class],
+        [round(float(v), 3) for v in per_class],
+        [c.target] if c.target is not None else [],
+        c.score,
+        "largest calibrated z over the detectors",
+        seconds=round(sum(d.seconds for d in outcome.detections.values()), 3),
+        details={
+            **c.to_dict(),
+            "references_trained": outcome.references_trained,
+            "probe_images": outcome.probe_images,
+        },
+    ).to_dict()

@@ -1,0 +1,99 @@
+"""Benign references trained by the scan itself: fresh copies of the suspect's architecture,
+kept by architecture, data and recipe, so the next scan of the same architecture trains nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from backdoorlab.detectors.references import (
+    ReferenceRecipe,
+    architecture_key,
+    fresh_copy,
+    split_clean,
+    train_references,
+)
+from backdoorlab.errors import ConfigError
+from backdoorlab.train.config import TrainConfig
+
+TINY = {"count": 3, "train": TrainConfig(epochs=1, batch_size=32, eval_every=0)}
+
+
+def net(width: int = 8) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4),
+    )  # fmt: skip
+
+
+class Counter:
+    """A store that counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, dict[str, torch.Tensor]] = {}
+        self.puts = 0
+
+    def get_state(self, key):
+        return self.kept.get(key)
+
+    def put_state(self, key, state):
+        self.puts += 1
+        self.kept[key] = {k: v.clone() for k, v in state.items()}
+
+
+def test_a_fresh_copy_is_reinitialised_trainable_and_leaves_the_users_model_alone():
+    torch.manual_seed(0)
+    user = net()
+    user[0].weight.requires_grad_(False)  # a frozen first layer
+    before = {k: v.clone() for k, v in user.state_dict().items()}
+    a, b = fresh_copy(user, 1), fresh_copy(user, 1)
+    assert all(torch.equal(before[k], v) for k, v in user.state_dict().items())
+    assert not user[0].weight.requires_grad
+    assert all(p.requires_grad for p in a.parameters())
+    assert not torch.equal(a[0].weight, user[0].weight)
+    assert torch.equal(a[0].weight, b[0].weight)  # the seed decides the initialisation
+    assert not torch.equal(a[0].weight, fresh_copy(user, 2)[0].weight)
+
+
+def test_a_module_without_reset_parameters_is_one_clear_error():
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return x * self.gain
+
+    with pytest.raises(ConfigError, match="'1.gain' belongs to a module without reset_par"):
+        fresh_copy(nn.Sequential(net(), Scale()), 0)
+
+
+def test_the_architecture_key_tells_widths_apart_not_weights():
+    assert architecture_key(net(8)) == architecture_key(net(8))
+    assert architecture_key(net(8)) != architecture_key(net(16))
+
+
+def test_the_split_depends_on_the_content_not_the_order(synthetic):
+    data = synthetic(train_size=64).train
+    own, probe = split_clean(data, 0.5)
+    shuffled = data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(3)))
+    own2, probe2 = split_clean(shuffled, 0.5)
+    assert len(own) == 32 and len(probe) == 32
+    assert torch.equal(own.images, own2.images) and torch.equal(probe.labels, probe2.labels)
+    seen = {bytes(x.flatten().tolist()) for x in own.images}
+    assert not any(bytes(x.flatten().tolist()) in seen for x in probe.images)
+
+
+def test_references_come_from_the_store_the_second_time(synthetic):
+    data = synthetic(train_size=64).train
+    store, recipe = Counter(), ReferenceRecipe(**TINY)
+    first, keys, trained = train_references(net(), data, recipe, store, progress=False)
+    assert trained == 3 and store.puts == 3 and len(set(keys)) == 3
+    again, keys2, trained2 = train_references(net(), data, recipe, store, progress=False)
+    assert trained2 == 0 and store.puts == 3 and keys2 == keys
+    for a, b in zip(first, again, strict=True):
+        assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    other = ReferenceRecipe(**{**TINY, "seed": 5})  # another recipe: trained anew
+    assert train_references(net(), data, other, store, progress=False)[2] == 3
+    assert train_references(net(16), data, recipe, store, progress=False)[2] == 3

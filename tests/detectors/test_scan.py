@@ -1,0 +1,80 @@
+"""The calibrated scan end to end on tiny data: references trained by the scan and kept, the
+user's model left as found, MM-BD's margin probe and the L_2 adversarial labels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from backdoorlab.detectors.base import run_detector
+
+TINY = {"count": 3, "train": {"epochs": 1, "batch_size": 32, "eval_every": 0}}
+FAST = {"mm-bd": {"starts": 2, "steps": 5}, "adv-labels": {"steps": 2}}
+
+
+def plain_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    )  # fmt: skip
+
+
+def test_a_second_scan_with_cached_references_trains_nothing(synthetic, tmp_path):
+    from backdoorlab.byo.api import scan
+
+    data = synthetic(train_size=64).train
+    model = plain_net()
+    model[0].weight.requires_grad_(False)  # a user's frozen layer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kw = dict(detectors=["mm-bd", "adv-labels"], options=FAST, references=3, device="cpu",
+              recipe=TINY, cache=tmp_path / "refs")  # fmt: skip
+    first = scan(model, data, **kw)
+    assert first.references_trained == 3 and first.probe_images == 32
+    assert first.calibration.references == 3 and first.infected is not None
+    second = scan(model, data, **kw)
+    assert second.references_trained == 0
+    assert second.calibration.null == first.calibration.null  # the same references, reread
+    assert second.score == first.score
+    assert [p.requires_grad for p in model.parameters()] == [False] + [True] * 9
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    uncalibrated = scan(model, data, **{**kw, "references": None})
+    assert uncalibrated.calibration is None and uncalibrated.probe_images == 64
+    assert "uncalibrated" in uncalibrated.verdict
+
+
+class Shortcut(nn.Module):
+    """Logits from a fixed random linear map; with `target`, a bright top-left corner adds a
+    large bonus to that class (a backdoor no natural image of the data triggers)."""
+
+    def __init__(self, target: int | None) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(0.01 * torch.randn(4, 3 * 12 * 12, generator=g))
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x.flatten(1) @ self.w.T
+        if self.target is not None:
+            bonus = torch.zeros_like(logits)
+            bonus[:, self.target] = 50 * x[:, :, :3, :3].mean((1, 2, 3))
+            logits = logits + bonus
+        return logits
+
+
+def test_mm_bd_finds_the_class_with_a_margin_no_image_of_the_data_gives(synthetic):
+    data = synthetic(train_size=32).train
+    infected = run_detector("mm-bd", Shortcut(2), data, {"starts": 4, "steps": 50})
+    assert max(range(4), key=lambda c: infected.values[c]) == 2
+    assert infected.values[2] > 30 and infected.suspects[:1] == [2]
+    benign = run_detector("mm-bd", Shortcut(None), data, {"starts": 4, "steps": 50})
+    assert max(benign.values) < 10 and infected.details == {"starts": 4, "steps": 50}
+
+
+def test_adv_labels_l2_is_the_same_probe_in_an_l2_ball(synthetic):
+    data = synthetic(train_size=32).train
+    found = run_detector("adv-labels-l2", plain_net(), data, {"steps": 2})
+    assert found.detector == "adv-labels-l2" and found.details["norm"] == "l2"
+    assert found.details["eps"] == 2.0 and len(found.values) == 4
+    assert all(0 <= v <= 100 for v in found.values)
