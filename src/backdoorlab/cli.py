@@ -317,9 +317,10 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
         references = _references(args, data)
     options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
     detectors = args.detector or list(DETECTORS_BY_DEFAULT)
-    what = {None: "uncalibrated"}.get(references, f"against {references} trained references")
     if isinstance(references, list):
         what = f"against {len(references)} given references"
+    else:
+        what = f"against {references} trained references" if references else "uncalibrated"
     console.print(f"scanning with {', '.join(detectors)} ({what})")
     result = scan(
         model, data, detectors=detectors, options=options, device=args.device,

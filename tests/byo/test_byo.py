@@ -208,6 +208,10 @@ def test_scan_with_a_folder_of_references_gives_a_calibrated_verdict(untrained, 
     assert c["references"] == 3 and len(c["null"]) == 3 and len(c["z"]["adv-labels"]) == 10
     assert result["verdict"].endswith("calibrated by 3 references)")
     assert result["verdict"] in capsys.readouterr().out
+    assert result["verdict"] in (out / "scan.html").read_text()  # the page a user opens
+    for png in ("scan.png", "margins.png", "adv-labels.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    assert result["margin_class"] in range(10)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([*argv[:-1], str(empty), "--out", str(tmp_path / "o2")]) == 2

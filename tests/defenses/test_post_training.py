@@ -163,5 +163,6 @@ def test_the_trigger_search_leaves_frozen_layers_frozen_and_the_mode_as_found(sy
     reverse_trigger(net, data, 1, NCConfig(name="nc", steps=3, batches_per_step=1), seed=0)
     assert net.training
     assert [p.requires_grad for p in net.parameters()] == [False, False] + [True] * 8
-    scan(net, data, detectors=["nc"], options={"nc": {"steps": 3, "batches_per_step": 1}})
+    scan(net, data, detectors=["nc"], options={"nc": {"steps": 3, "batches_per_step": 1}},
+         references=None)  # fmt: skip
     assert [p.requires_grad for p in net.parameters()] == [False, False] + [True] * 8

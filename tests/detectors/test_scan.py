@@ -3,6 +3,7 @@ user's model left as found, MM-BD's margin probe and the L_2 adversarial labels.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -78,3 +79,14 @@ def test_adv_labels_l2_is_the_same_probe_in_an_l2_ball(synthetic):
     assert found.detector == "adv-labels-l2" and found.details["norm"] == "l2"
     assert found.details["eps"] == 2.0 and len(found.values) == 4
     assert all(0 <= v <= 100 for v in found.values)
+
+
+def test_mm_bd_for_one_class_is_its_share_of_the_run_for_all(synthetic):
+    from backdoorlab.detectors.mm_bd import MMBDConfig, max_margins
+
+    cfg = MMBDConfig(name="mm-bd", starts=3, steps=10)
+    model = Shortcut(2)
+    every, images = max_margins(model, (3, 12, 12), 4, cfg, torch.device("cpu"))
+    one, image = max_margins(model, (3, 12, 12), 4, cfg, torch.device("cpu"), classes=[2])
+    assert one.tolist() == pytest.approx(every[2:3].tolist())
+    assert torch.allclose(image[0], images[2]) and 0 <= image.min() and image.max() <= 1

@@ -259,6 +259,8 @@ class ScanResult:
     calibration: Calibration | None = None  # with benign references: the calibrated verdict
     references_trained: int = 0
     probe_images: int = 0
+    margin_inputs: torch.Tensor | None = None  # suspect, then references (detectors/scan.py)
+    margin_class: int | None = None
 
     @property
     def score(self) -> float | None:
@@ -307,6 +309,7 @@ class ScanResult:
             "detections": {n: d.to_dict() for n, d in self.detections.items()},
             "references_trained": self.references_trained,
             "probe_images": self.probe_images,
+            "margin_class": self.margin_class,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
 
@@ -370,6 +373,8 @@ def scan(
         outcome.calibration,
         outcome.references_trained,
         outcome.probe_images,
+        outcome.margin_inputs,
+        outcome.margin_class,
     )
 
 

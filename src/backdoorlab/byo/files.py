@@ -138,13 +138,103 @@ def plot_detection(d: Detection, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_calibrated(result: ScanResult, path: Path) -> Path:
+    """Per class, each detector's calibrated z (bars) against the verdict's threshold (line)."""
+    c = result.calibration
+    assert c is not None
+    plt = pyplot()
+    k = len(next(iter(c.z.values())))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * k + 2), 3.6))
+    width = 0.8 / len(c.z)
+    for i, (name, z) in enumerate(c.z.items()):
+        ax.bar([x + (i - (len(c.z) - 1) / 2) * width for x in range(k)], z, width, label=name)
+    ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1,
+               label=f"threshold at {c.fpr:.0%} false positives")  # fmt: skip
+    ax.set_xticks(range(k))
+    ax.set_xlabel("class")
+    ax.set_ylabel("z against the references", fontsize=8)
+    ax.set_title(result.verdict.split(" (")[0] + f" (score {c.score:.2f})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_margin_inputs(result: ScanResult, path: Path) -> Path:
+    """The input of largest margin for the scan's class: the suspect's beside the references'."""
+    images = result.margin_inputs
+    assert images is not None
+    plt = pyplot()
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.2), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        img = images[i].float()
+        if img.shape[0] == 1:
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("your model" if i == 0 else f"reference {i}", fontsize=8)
+    fig.suptitle(f"input of largest margin for class {result.margin_class}", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def scan_page(result: ScanResult) -> str:
+    """The scan as Markdown: verdict, per-class calibrated z, the figures."""
+    c = result.calibration
+    lines = ["# Backdoor scan", "", f"**{result.verdict}**", ""]
+    if c is None:
+        lines += ["Uncalibrated: no benign references were given or trained.", ""]
+    else:
+        k = len(next(iter(c.z.values())))
+        lines += [
+            f"Calibrated against {c.references} benign references "
+            f"({result.references_trained} trained for this scan); probes ran on "
+            f"{result.probe_images} clean images. Score {c.score:.2f} against threshold "
+            f"{c.threshold:.2f} (fitted p = {c.p_value:.2g}, empirical p = {c.p_empirical:.2g}).",
+            "",
+            "| detector | " + " | ".join(str(i) for i in range(k)) + " |",
+            "| --- |" + " ---: |" * k,
+            *(f"| {n} | " + " | ".join(f"{v:.2f}" for v in z) + " |" for n, z in c.z.items()),
+            "",
+            "![calibrated z per class](scan.png)",
+            "",
+        ]
+    if result.margin_inputs is not None:
+        lines += [
+            "The input that gives the class the largest margin over the others (MM-BD's "
+            "probe), for your model and for the references: a shortcut the references lack "
+            "shows as a pattern they do not draw.",
+            "",
+            "![input of largest margin](margins.png)",
+            "",
+        ]
+    lines += ["Per detector (raw values and the within-model anomaly index):", ""]
+    lines += [f"![{n}]({n}.png)" for n in result.detections]
+    return "\n".join(lines) + "\n"
+
+
 def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write OUT/scan.json and OUT/<detector>.png (one folder, written whole)."""
+    """Write OUT/scan.json, OUT/<detector>.png and the page (scan.md, scan.html with scan.png
+    and margins.png) in one folder, written whole."""
+    import markdown
+
     out = Path(out)
     record = {"kind": "scan", **result.to_dict()}
     with new_run_folder(out, overwrite) as tmp:
         write_json(tmp / "scan.json", record)
         for name, d in result.detections.items():
             plot_detection(d, tmp / f"{name}.png")
+        if result.calibration is not None:
+            plot_calibrated(result, tmp / "scan.png")
+        if result.margin_inputs is not None:
+            plot_margin_inputs(result, tmp / "margins.png")
+        page = scan_page(result)
+        (tmp / "scan.md").write_text(page)
+        body = markdown.markdown(page, extensions=["tables"], output_format="html")
+        (tmp / "scan.html").write_text(
+            "<!doctype html><meta charset='utf-8'><title>Backdoor scan</title>\n" + body
+        )
         write_json(tmp / RUN_MARKER, record)
     return out

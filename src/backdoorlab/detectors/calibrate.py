@@ -64,13 +64,72 @@ class Calibration:
         return asdict(self)
 
 
+EVIDENCE = ("values", "index", "profile")
+
+
+def within_index(values: torch.Tensor, side: str) -> torch.Tensor:
+    """Each row's signed anomaly index over its classes (positive on `side`), the scale at
+    least 1% of the row's largest value so that a row whose classes mostly tie stays finite."""
+    rows = values.double().reshape(-1, values.shape[-1])
+    median = rows.median(1, keepdim=True).values
+    mad = MAD_CONSISTENCY * (rows - median).abs().median(1, keepdim=True).values
+    floor = (0.01 * rows.abs().amax(1, keepdim=True)).clamp_min(1e-6)
+    index = (rows - median) / torch.maximum(mad, floor)
+    return (index if side == "high" else -index).reshape(values.shape)
+
+
+def _suspicious_up(values: torch.Tensor, side: str) -> torch.Tensor:
+    """Values on a scale where larger is more suspicious and profiles compare linearly: shares
+    and norms in log space (log1p; NC's norms negated), anything else as it is."""
+    v = values.double()
+    if side == "low":
+        return -torch.log1p(v.clamp_min(0))
+    return torch.log1p(v.clamp_min(0)) if bool((v >= 0).all()) else v
+
+
+def _residual(row: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+    """`row` [K] minus its least-squares fit a + b * `profile` over the classes: what the
+    references' class profile, scaled to this model, does not explain."""
+    design = torch.stack([torch.ones_like(profile), profile], 1)
+    coef = torch.linalg.lstsq(design, row[:, None]).solution[:, 0]
+    return row - design @ coef
+
+
+def transform(
+    suspect: torch.Tensor, refs: torch.Tensor, side: str, evidence: str
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The suspect's [K] and the references' [R,K] evidence, and the side it is suspicious on:
+    raw `values`; the within-model anomaly `index`; or the `profile` residual (each model's
+    class profile fitted to the median profile of the references, itself excluded)."""
+    if evidence == "values":
+        return suspect.double(), refs.double(), side
+    if evidence == "index":
+        return within_index(suspect, side), within_index(refs, side), "high"
+    if evidence == "profile":
+        s, r = _suspicious_up(suspect, side), _suspicious_up(refs, side)
+        mine = _residual(s, r.median(0).values)
+        theirs = torch.stack(
+            [
+                _residual(r[i], torch.cat([r[:i], r[i + 1 :]]).median(0).values)
+                for i in range(len(r))
+            ]
+        )
+        return mine, theirs, "high"
+    raise ConfigError(f"evidence: one of {', '.join(EVIDENCE)}, not {evidence!r}")
+
+
 def _z_all(
     suspect: dict[str, torch.Tensor],
     refs: dict[str, torch.Tensor],
     sides: dict[str, str],
+    evidence: str,
     abs_floor: float,
 ) -> dict[str, torch.Tensor]:
-    return {d: robust_z(v, refs[d], sides[d], abs_floor=abs_floor) for d, v in suspect.items()}
+    out = {}
+    for d, v in suspect.items():
+        mine, theirs, side = transform(v, refs[d], sides[d], evidence)
+        out[d] = robust_z(mine, theirs, side, abs_floor=abs_floor)
+    return out
 
 
 def _top(z: dict[str, torch.Tensor]) -> tuple[float, int]:
@@ -87,10 +146,11 @@ def calibrate(
     references: list[dict[str, Detection]],
     fpr: float = 0.05,
     abs_floor: float = 1e-6,
+    evidence: str = "values",
 ) -> Calibration:
     """The suspect's detections scored against each reference's detections of the same
-    detectors (see the module's docstring); `abs_floor` is the smallest scale of a class's
-    spread over the references, in the values' units."""
+    detectors (see the module's docstring) on the `evidence` of `transform`; `abs_floor` is the
+    smallest scale of a class's spread over the references, in the evidence's units."""
     if len(references) < MIN_REFERENCES:
         raise ConfigError(
             f"references: {len(references)} given, calibration needs at least {MIN_REFERENCES}"
@@ -100,13 +160,13 @@ def calibrate(
     sides = {d: det.side for d, det in suspect.items()}
     values = {d: torch.tensor(det.values) for d, det in suspect.items()}
     ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
-    z = _z_all(values, ref_values, sides, abs_floor)
+    z = _z_all(values, ref_values, sides, evidence, abs_floor)
     score, target = _top(z)
     null = []
     for i in range(len(references)):
         others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
         own = {d: t[i] for d, t in ref_values.items()}
-        null.append(_top(_z_all(own, others, sides, abs_floor))[0])
+        null.append(_top(_z_all(own, others, sides, evidence, abs_floor))[0])
     fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
     threshold = fitted.inv_cdf(1 - fpr)
     p_value = 1 - fitted.cdf(score)

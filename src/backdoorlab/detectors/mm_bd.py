@@ -26,28 +26,40 @@ class MMBDConfig(DetectorConfig):
 
 
 def max_margins(
-    model: nn.Module, shape: tuple[int, ...], k: int, cfg: MMBDConfig, device: torch.device
-) -> torch.Tensor:
-    """Per class, the largest margin f_c(x) - max_{j != c} f_j(x) reached from `cfg.starts`
-    random images (MM-BD Eq. 2), as a [k] tensor on the CPU."""
+    model: nn.Module,
+    shape: tuple[int, ...],
+    k: int,
+    cfg: MMBDConfig,
+    device: torch.device,
+    classes: list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class (all `k`, or those listed), the largest margin f_c(x) - max_{j != c} f_j(x)
+    reached from `cfg.starts` random images (MM-BD Eq. 2), as a tensor on the CPU, and the
+    image that reached it [classes, *shape] in [0, 1]."""
+    wanted = torch.tensor(classes if classes is not None else range(k), device=device)
+    n = len(wanted)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    start = torch.rand((k * cfg.starts, *shape), generator=gen).to(device)
+    # each class draws its own block of starts: one class alone starts where it does among all
+    start = torch.rand((k, cfg.starts, *shape), generator=gen)[wanted.cpu()].flatten(0, 1)
+    start = start.to(device)
     # optimise in logit space so that the image stays in [0, 1] without clipping the gradient
     z = torch.logit(start.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
-    classes = torch.arange(k, device=device).repeat_interleave(cfg.starts)
+    classes_ = wanted.repeat_interleave(cfg.starts)
     opt = torch.optim.Adam([z], lr=cfg.lr / 0.25)  # sigmoid' <= 0.25: steps of about lr pixels
-    others = torch.ones(k * cfg.starts, k, dtype=torch.bool, device=device)
-    others[torch.arange(len(classes)), classes] = False
+    others = torch.ones(n * cfg.starts, k, dtype=torch.bool, device=device)
+    others[torch.arange(len(classes_)), classes_] = False
 
     def margins() -> torch.Tensor:
         logits = model(torch.sigmoid(z))
-        own = logits.gather(1, classes[:, None]).squeeze(1)
+        own = logits.gather(1, classes_[:, None]).squeeze(1)
         rival = logits.masked_fill(~others, -float("inf")).amax(1)
         return own - rival
 
     params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:  # the model is only read: leave its own flags as they were
+    for p in params:  # the model is only read: leave its own flags and mode as they were
         p.requires_grad_(False)
+    was = model.training
+    model.eval()
     try:
         for _ in range(cfg.steps):
             opt.zero_grad(set_to_none=True)
@@ -56,9 +68,12 @@ def max_margins(
         with torch.no_grad():
             final = margins()
     finally:
+        model.train(was)
         for p in params:
             p.requires_grad_(True)
-    return final.view(k, cfg.starts).amax(1).double().cpu()
+    best, where = final.view(n, cfg.starts).max(1)
+    images = torch.sigmoid(z.detach()).view(n, cfg.starts, *shape)[torch.arange(n), where]
+    return best.double().cpu(), images.cpu()
 
 
 @register_detector("mm-bd", config=MMBDConfig)
@@ -66,7 +81,7 @@ def maximum_margin(model: nn.Module, data: Dataset, cfg: MMBDConfig) -> Detectio
     """MM-BD: per class the largest logit margin any input reaches; large outliers are suspects
     (the MAD anomaly index on the high side; MM-BD fits a gamma null instead)."""
     shape = tuple(data.images.shape[1:])
-    values = max_margins(model, shape, data.num_classes, cfg, data.device)
+    values, _ = max_margins(model, shape, data.num_classes, cfg, data.device)
     return Detection.from_values(
         "mm-bd",
         values,

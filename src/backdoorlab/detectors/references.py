@@ -26,7 +26,7 @@ from backdoorlab.train.loop import fit
 
 
 def _default_recipe() -> TrainConfig:
-    return TrainConfig(epochs=20, batch_size=64, lr=0.05, crop_padding=2, eval_every=0)
+    return TrainConfig(epochs=20, batch_size=64, lr=0.05, eval_every=0)
 
 
 class ReferenceRecipe(BaseModel):
@@ -40,7 +40,20 @@ class ReferenceRecipe(BaseModel):
         0.5, gt=0, lt=1, description="share of the clean data the references train on"
     )
     train: TrainConfig = Field(default_factory=_default_recipe)
+    crop_padding: int | None = Field(
+        None,
+        ge=0,
+        description="random crops after this much zero padding (replaces train.crop_padding); "
+        "None: a 14th of the image side (2 pixels on MNIST, none on 8x8 digits)",
+    )
     seed: int = Field(0, ge=0, description="reference i is initialised and trained with seed+i")
+
+    def resolved(self, data: Dataset) -> ReferenceRecipe:
+        """The recipe with its crop padding settled for `data`'s image size."""
+        pad = self.crop_padding if self.crop_padding is not None else min(data.size) // 14
+        return self.model_copy(
+            update={"train": self.train.model_copy(update={"crop_padding": pad})}
+        )
 
 
 class Store(Protocol):
@@ -108,8 +121,10 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
 
 
 def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> str:
-    """The store key of reference `index` of an architecture trained on data by recipe."""
-    return digest("reference", arch, data, recipe.model_dump_json(), str(index))
+    """The store key of reference `index` of an architecture trained on data by a resolved
+    recipe."""
+    blob = recipe.model_dump_json(exclude={"crop_padding"})  # settled in train.crop_padding
+    return digest("reference", arch, data, blob, str(index))
 
 
 def train_references(
@@ -123,6 +138,7 @@ def train_references(
     references' part of the clean data), taken from `store` where kept there. Returns the
     models, their store keys, and how many were trained now."""
     arch, content = architecture_key(model), data_key(data)
+    recipe = recipe.resolved(data)
     models, keys, trained = [], [], 0
     for i in range(recipe.count):
         key = reference_key(arch, content, recipe, i)

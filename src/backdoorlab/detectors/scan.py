@@ -21,6 +21,7 @@ from torch import nn
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import Detection, DetectorConfig, run_detector
 from backdoorlab.detectors.calibrate import Calibration, calibrate
+from backdoorlab.detectors.mm_bd import MMBDConfig, max_margins
 from backdoorlab.detectors.references import (
     ReferenceRecipe,
     Store,
@@ -29,7 +30,6 @@ from backdoorlab.detectors.references import (
     split_clean,
     train_references,
 )
-from backdoorlab.metrics.detection import signed_index
 
 
 class CalibrationConfig(BaseModel):
@@ -39,15 +39,17 @@ class CalibrationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     references: ReferenceRecipe = Field(default_factory=ReferenceRecipe)
-    evidence: Literal["values", "index"] = Field(
+    evidence: Literal["values", "index", "profile"] = Field(
         "index",
-        description="calibrate each class's raw value, or its anomaly index within its model",
+        description="what is compared per class with the references: the raw value, the "
+        "anomaly index within the model, or the residual of the model's class profile fitted to "
+        "the references' (detectors/calibrate.py)",
     )
     fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
     floor: float = Field(
         0.5,
         gt=0,
-        description="smallest spread of a class's anomaly index over the references (index)",
+        description="smallest spread of a class's evidence over the references (index, profile)",
     )
 
 
@@ -61,21 +63,16 @@ class ScanOutcome:
     references_trained: int = 0
     probe_images: int = 0
     reference_keys: list[str] = field(default_factory=list)
+    reference_values: dict[str, list[list[float]]] = field(default_factory=dict)
+    # the input of largest margin for the flagged (or most suspicious) class: the suspect's
+    # first, then up to three references' [n, C, H, W]; a data-free picture of the shortcut
+    margin_inputs: torch.Tensor | None = None
+    margin_class: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {k: v for k, v in asdict(self).items() if k != "margin_inputs"}
         out["detections"] = {n: d.to_dict() for n, d in self.detections.items()}
         return out
-
-
-def _evidence(det: Detection, how: str) -> Detection:
-    """`det` with the values calibration reads: its raw values, or its signed anomaly index
-    within the model ((v - median) / (1.4826 MAD) over the classes, positive on the suspicious
-    side, not clipped at 0 so that the references' spread is continuous)."""
-    if how == "values":
-        return det
-    index = signed_index(torch.tensor(det.values), det.side)
-    return Detection(det.detector, index.tolist(), det.scores, [], det.score, "anomaly index")
 
 
 def _detect_cached(
@@ -139,14 +136,27 @@ def scan_model(
                 for n, c in detectors.items()
             }
         )
-    how = calibration.evidence
     result = calibrate(
-        {n: _evidence(d, how) for n, d in found.items()},
-        [{n: _evidence(d, how) for n, d in r.items()} for r in ref_found],
+        found,
+        ref_found,
         calibration.fpr,
-        abs_floor=calibration.floor if how == "index" else 1e-6,
+        abs_floor=calibration.floor if calibration.evidence != "values" else 1e-6,
+        evidence=calibration.evidence,
     )
-    return ScanOutcome(found, result, trained, len(probe), keys)
+    c = result.target if result.target is not None else _top_class(result)
+    shape = tuple(probe.images.shape[1:])
+    cfg = MMBDConfig(name="mm-bd")
+    device = probe.device
+    inputs = [max_margins(m, shape, probe.num_classes, cfg, device, [c])[1][0]
+              for m in [model, *references[:3]]]  # fmt: skip
+    raw = {n: [r[n].values for r in ref_found] for n in detectors}
+    return ScanOutcome(found, result, trained, len(probe), keys, raw, torch.stack(inputs), c)
+
+
+def _top_class(c: Calibration) -> int:
+    """The class of the largest calibrated z over the detectors."""
+    per_class = torch.tensor(list(c.z.values())).amax(0)
+    return int(per_class.argmax())
 
 
 def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
@@ -168,5 +178,6 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
             **c.to_dict(),
             "references_trained": outcome.references_trained,
             "probe_images": outcome.probe_images,
+            "reference_values": outcome.reference_values,
         },
     ).to_dict()

@@ -14,19 +14,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
 
 
-def signed_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
-    """(v - median) / (1.4826 * MAD) per class (NC Sec. IV-C), positive on `side`: 'low' for
-    small values (NC's trigger norms), 'high' for large ones (adversarial-label shares)."""
+def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
+    """Signed-side anomaly index (v - median) / (1.4826 * MAD) per class (NC Sec. IV-C); `side`
+    'low' scores small values (NC's trigger norms), 'high' large ones (adversarial-label shares);
+    the other side scores 0."""
     values = values.double()
     median = values.median()
     mad = MAD_CONSISTENCY * (values - median).abs().median()
     dev = values - median if side == "high" else median - values
-    return dev / mad.clamp_min(1e-12)
-
-
-def mad_index(values: torch.Tensor, side: str = "high") -> torch.Tensor:
-    """The anomaly index of NC Sec. IV-C: `signed_index`, the other side scoring 0."""
-    return signed_index(values, side).clamp_min(0)
+    return (dev / mad.clamp_min(1e-12)).clamp_min(0)
 
 
 @dataclass(frozen=True)
