@@ -11,7 +11,7 @@ TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 endif
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test install install-dev lint clean bench bench-quick docs
+.PHONY: quickstart test install install-dev lint clean bench bench-quick bench-scan docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-quick: $(VENV)/.installed-bench
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py --json docs/performance/cpu.json
+
+# the calibrated scan: references of one architecture, then a scan that reuses them (2 threads)
+bench-scan: install
+	$(BIN)/python bench/scan.py --json docs/performance/scan-cpu.json
 
 # the API reference, from the docstrings (build/api/index.html); a pdoc warning fails it
 docs: install-dev

@@ -78,13 +78,13 @@ def within_index(values: torch.Tensor, side: str) -> torch.Tensor:
     return (index if side == "high" else -index).reshape(values.shape)
 
 
-def _suspicious_up(values: torch.Tensor, side: str) -> torch.Tensor:
-    """Values on a scale where larger is more suspicious and profiles compare linearly: shares
-    and norms in log space (log1p; NC's norms negated), anything else as it is."""
+def _suspicious_up(values: torch.Tensor, side: str, logs: bool) -> torch.Tensor:
+    """Values on a scale where larger is more suspicious and profiles compare linearly: with
+    `logs`, in log space (log1p of shares; of NC's norms, negated), else as they are."""
     v = values.double()
-    if side == "low":
-        return -torch.log1p(v.clamp_min(0))
-    return torch.log1p(v.clamp_min(0)) if bool((v >= 0).all()) else v
+    if logs:
+        v = torch.log1p(v.clamp_min(0))
+    return -v if side == "low" else v
 
 
 def _residual(row: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,10 @@ def transform(
     if evidence == "index":
         return within_index(suspect, side), within_index(refs, side), "high"
     if evidence == "profile":
-        s, r = _suspicious_up(suspect, side), _suspicious_up(refs, side)
+        # log space only where every value of suspect and references is non-negative (shares,
+        # norms); a margin can be negative and stays linear, for all models alike
+        logs = bool((suspect >= 0).all() and (refs >= 0).all())
+        s, r = _suspicious_up(suspect, side, logs), _suspicious_up(refs, side, logs)
         mine = _residual(s, r.median(0).values)
         theirs = torch.stack(
             [
@@ -147,10 +150,13 @@ def calibrate(
     fpr: float = 0.05,
     abs_floor: float = 1e-6,
     evidence: str = "values",
+    min_threshold: float = 0.0,
 ) -> Calibration:
     """The suspect's detections scored against each reference's detections of the same
     detectors (see the module's docstring) on the `evidence` of `transform`; `abs_floor` is the
-    smallest scale of a class's spread over the references, in the evidence's units."""
+    smallest scale of a class's spread over the references, in the evidence's units; the
+    threshold is never below `min_threshold` (a few references agree more with each other than
+    with a suspect trained on other data by another recipe)."""
     if len(references) < MIN_REFERENCES:
         raise ConfigError(
             f"references: {len(references)} given, calibration needs at least {MIN_REFERENCES}"
@@ -168,7 +174,7 @@ def calibrate(
         own = {d: t[i] for d, t in ref_values.items()}
         null.append(_top(_z_all(own, others, sides, evidence, abs_floor))[0])
     fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
-    threshold = fitted.inv_cdf(1 - fpr)
+    threshold = max(fitted.inv_cdf(1 - fpr), min_threshold)
     p_value = 1 - fitted.cdf(score)
     p_empirical = (1 + sum(s >= score for s in null)) / (len(null) + 1)
     infected = score > threshold

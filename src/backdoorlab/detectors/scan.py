@@ -46,6 +46,9 @@ class CalibrationConfig(BaseModel):
         "the references' (detectors/calibrate.py)",
     )
     fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
+    min_threshold: float = Field(
+        0.0, ge=0, description="the verdict's threshold is never below this z"
+    )
     floor: float = Field(
         0.5,
         gt=0,
@@ -142,6 +145,7 @@ def scan_model(
         calibration.fpr,
         abs_floor=calibration.floor if calibration.evidence != "values" else 1e-6,
         evidence=calibration.evidence,
+        min_threshold=calibration.min_threshold,
     )
     c = result.target if result.target is not None else _top_class(result)
     shape = tuple(probe.images.shape[1:])
