@@ -102,3 +102,23 @@ def test_a_wired_backdoor_is_flagged_with_its_target_beside_wired_references(syn
     assert not benign.calibration.infected and benign.verdict.startswith("no backdoor found (")
     assert benign.detections["adv-labels"].values[0] > 50  # class 0 dominates, as for them all
     assert 0 in benign.detections["adv-labels"].suspects  # which the uncalibrated index flags
+
+
+def test_profile_evidence_forgives_a_model_that_is_sharper_everywhere_not_one_class():
+    """A suspect whose class profile is the references' scaled up (a stronger model trained on
+    more data) is not flagged on profile evidence, though raw values flag class 8; one class
+    above the scaled profile is."""
+    refs = [{"mm-bd": det(shares(s))} for s in range(1, 9)]
+    sharper = [2 * v for v in shares(0)]  # every class twice the margin
+    assert calibrate({"mm-bd": det(sharper)}, refs, evidence="values").infected
+    calm = calibrate({"mm-bd": det(sharper)}, refs, evidence="profile", abs_floor=0.05)
+    assert not calm.infected
+    shortcut = list(sharper)
+    shortcut[4] = 60.0
+    c = calibrate({"mm-bd": det(shortcut)}, refs, evidence="profile", abs_floor=0.05)
+    assert c.infected and c.target == 4
+
+
+def test_the_threshold_never_falls_below_its_floor():
+    c = calibrate({"adv-labels": det(shares(0, c3=60.0))}, REFERENCES, min_threshold=1e3)
+    assert c.threshold == 1e3 and not c.infected and c.target is None

@@ -90,3 +90,26 @@ def test_mm_bd_for_one_class_is_its_share_of_the_run_for_all(synthetic):
     one, image = max_margins(model, (3, 12, 12), 4, cfg, torch.device("cpu"), classes=[2])
     assert one.tolist() == pytest.approx(every[2:3].tolist())
     assert torch.allclose(image[0], images[2]) and 0 <= image.min() and image.max() <= 1
+
+
+def test_the_runner_scans_through_the_same_path_and_keeps_the_references(digits_config, tmp_path):
+    from backdoorlab.experiment.runner import run
+
+    cfg = {
+        **digits_config,
+        "train": {**digits_config["train"], "epochs": 2},
+        "detect": {"mm-bd": FAST["mm-bd"]},
+        "calibrate": {"references": TINY, "evidence": "profile", "min_threshold": 3.0},
+    }
+    cache = tmp_path / "cache"
+    first = run(cfg, out=tmp_path / "a", db=False, cache=cache, progress=False)
+    found = first.metrics["detect"]
+    assert set(found) == {"mm-bd", "calibrated"}
+    details = found["calibrated"]["details"]
+    assert details["references_trained"] == 3 and details["references"] == 3
+    assert details["threshold"] >= 3.0 and len(details["reference_values"]["mm-bd"]) == 3
+    assert details["probe_images"] == 180  # half of digits' 360 test images; the rest trains
+    second = run(cfg, out=tmp_path / "b", db=False, cache=cache, progress=False)
+    again = second.metrics["detect"]["calibrated"]["details"]
+    assert again["references_trained"] == 0 and again["null"] == details["null"]
+    assert first.config.to_dict()["calibrate"]["evidence"] == "profile"
