@@ -255,7 +255,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
         console.print(f"saved to {out}")
 
 
-def cmd_repair(args: argparse.Namespace, console: Console) -> None:
+def cmd_repair(args: argparse.Namespace, console: Console) -> int:
     from backdoorlab.byo.api import repair
     from backdoorlab.byo.files import save_repair
     from backdoorlab.experiment.artifacts import check_out
@@ -263,17 +263,18 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
     options = _overrides(args.set, "defense")
-    with _working(console, f"repairing with {args.defense} on {len(data)} clean images"):
-        repaired, report = repair(
-            model,
-            data,
-            args.defense,
-            test=args.test,
-            device=args.device,
-            seed=args.seed,
-            **_trigger_options(args),
-            **options,
-        )
+    console.print(f"repairing with {args.defense} on {len(data)} clean images")
+    repaired, report = repair(
+        model,
+        data,
+        args.defense,
+        test=args.test,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+        **_trigger_options(args),
+        **options,
+    )
     source = {
         "model": str(args.model),
         "arch": args.arch,
@@ -293,7 +294,18 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> None:
         console.print("(give --test, and --trigger for ASR, to measure before and after)")
     elif report.measured_on == "clean":
         console.print("(measured on the repair's own clean data; --test gives held-out numbers)")
+    if report.held_out is not None:
+        h = report.held_out
+        line = (f"held-out clean data ({h['images']} images): ACC {h['acc_before']:.2f} -> "
+                f"{h['acc_after']:.2f}")  # fmt: skip
+        if "reversed_trigger_asr_before" in h:
+            line += (f"; reversed trigger of class {h['reversed_trigger_target']}: ASR "
+                     f"{h['reversed_trigger_asr_before']:.2f} -> "
+                     f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
+        console.print(line)
+    console.print(report.summary)
     console.print(f"saved to {out}")
+    return 1 if args.strict and report.still_flagged else 0
 
 
 def _references(args: argparse.Namespace, data: Any) -> int | list | None:
@@ -507,7 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("repair", help="repair your model with a post-training defense")
     yours_args(p)
     trigger_args(p)
-    p.add_argument("--defense", default="aft", help="ft, aft, fp, nad, nc (default aft)")
+    p.add_argument(
+        "--defense",
+        default="auto",
+        help="auto (default: scan, repair what it flags, rescan), or ft, aft, fp, nad, nc",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when the rescan still flags the model"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     set_arg(p, "defense.KEY=VALUE", "a defense setting (repeatable)")
     p.add_argument("--test", help="held-out data to measure ACC/ASR before and after")
     p.add_argument("--seed", type=int, default=0)
@@ -553,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=width, markup=False)
     err = Console(stderr=True, markup=False)
     try:
-        args.func(args, console)
+        status = args.func(args, console)  # a command may return a status of its own
     except BackdoorlabError as exc:
         err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
         return 2
@@ -567,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -109,13 +109,15 @@ def test_profile_evidence_forgives_a_model_that_is_sharper_everywhere_not_one_cl
     more data) is not flagged on profile evidence, though raw values flag class 8; one class
     above the scaled profile is."""
     refs = [{"mm-bd": det(shares(s))} for s in range(1, 9)]
-    sharper = [2 * v for v in shares(0)]  # every class twice the margin
+    median = torch.tensor([shares(s) for s in range(1, 9)]).median(0).values
+    own = torch.tensor(shares(0)) - median  # a model's own deviations, as large as theirs
+    sharper = (2 * median + own).tolist()  # the references' profile at twice the margin
     assert calibrate({"mm-bd": det(sharper)}, refs, evidence="values").infected
-    calm = calibrate({"mm-bd": det(sharper)}, refs, evidence="profile", abs_floor=0.05)
+    calm = calibrate({"mm-bd": det(sharper)}, refs, evidence="profile", floor=0.5)
     assert not calm.infected
     shortcut = list(sharper)
     shortcut[4] = 60.0
-    c = calibrate({"mm-bd": det(shortcut)}, refs, evidence="profile", abs_floor=0.05)
+    c = calibrate({"mm-bd": det(shortcut)}, refs, evidence="profile", floor=0.5)
     assert c.infected and c.target == 4
 
 

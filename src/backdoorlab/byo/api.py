@@ -21,7 +21,7 @@ from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
 from backdoorlab.detectors.base import DETECTORS, Detection
 from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import ReferenceRecipe
+from backdoorlab.detectors.references import ReferenceRecipe, split_clean
 from backdoorlab.detectors.scan import CalibrationConfig, scan_model
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
@@ -150,6 +150,33 @@ class RepairReport:
     after: dict[str, Any] | None = None
     seconds: float = 0.0
     measured_on: str | None = None
+    # trigger-free evidence (defense "auto"): the calibrated scan before and after, the steps
+    # taken, ACC on a held-out share of the clean data, the reversed trigger's ASR there
+    scan_before: dict[str, Any] | None = None
+    scan_after: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    held_out: dict[str, Any] | None = None
+
+    @property
+    def still_flagged(self) -> bool:
+        """Whether the calibrated scan still flags the repaired model."""
+        return bool(self.scan_after and self.scan_after["infected"])
+
+    @property
+    def summary(self) -> str:
+        """One line: what the trigger-free evidence says about the repair."""
+        if self.scan_before is None:
+            return f"{self.defense}: no scan before or after (trigger-free evidence: defense auto)"
+        b = self.scan_before
+        if not b["infected"]:
+            return f"no backdoor found ({_scan_line(b)}): the model is left unchanged"
+        a = self.scan_after or b
+        done = " then ".join(st["defense"] for st in self.steps) or "nothing"
+        if a["infected"]:
+            return (f"STILL FLAGGED after {done}: target class {a['target']} "
+                    f"({_scan_line(a)}; before: {_scan_line(b)})")  # fmt: skip
+        return (f"repaired by {done}: the rescan finds no backdoor ({_scan_line(a)}; "
+                f"before: target class {b['target']}, {_scan_line(b)})")  # fmt: skip
 
     @property
     def der(self) -> float | None:
@@ -157,13 +184,22 @@ class RepairReport:
         return None if self.before is None or self.after is None else der(self.before, self.after)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "der": self.der}
+        return {
+            **asdict(self),
+            "der": self.der,
+            "still_flagged": self.still_flagged,
+            "summary": self.summary,
+        }
+
+
+def _scan_line(c: dict[str, Any]) -> str:
+    return f"score {c['score']:.2f}, threshold {c['threshold']:.2f}, p = {c['p_empirical']:.2g}"
 
 
 def repair(
     model: nn.Module,
     clean: DataSource,
-    defense: str = "aft",
+    defense: str = "auto",
     *,
     test: DataSource | None = None,
     trigger: Any = None,
@@ -176,23 +212,39 @@ def repair(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     device: str = "auto",
+    references: int = 8,
+    fpr: float = 0.05,
+    rounds: int = 2,
+    cache: str | Path | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> tuple[nn.Module, RepairReport]:
-    """Repair `model` with post-training defense `defense` (ft, aft, fp, nad, nc, or one you
-    registered) on the defender's `clean` data; `options` are the defense's settings (e.g.
-    eps=0.2, layer="layer4"), `train` the fine-tuning basics (momentum, weight decay,
-    crop_padding, flip). ACC (and ASR/RA with a trigger) before and after are measured on
-    `test`, or with a trigger and no `test` on the clean data itself.
-    The model is copied first unless `copy_model` is False."""
+    """Repair `model` on the defender's `clean` data. `defense` "auto" (the default) scans the
+    model calibrated against `references` benign references (see `scan`); finding nothing, it
+    leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
+    rescans, and goes on with AFT while the scan still flags it, at most `rounds` steps, and
+    reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
+    trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
+    registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4").
+    `train` holds the fine-tuning basics (momentum, weight decay, crop_padding, flip). ACC (and
+    ASR/RA with a trigger) before and after are measured on `test`, or with a trigger and no
+    `test` on the clean data itself. The model is copied first unless `copy_model` is False."""
     dev = resolve_device(device)
-    cfg = validated(DEFENSES, {"name": defense, **options}, "defense")
-    chosen = build_defense(cfg)
-    if not chosen.post_training or chosen.identity:
-        known = [e.name for e in DEFENSES if e.obj.post_training and not e.obj.identity]
+    auto = defense == "auto"
+    if auto and options:
         raise ConfigError(
-            f"defense {defense!r} trains a model from scratch; repair takes a post-training "
-            f"defense ({', '.join(known)})"
+            f"defense auto chooses its own settings; {sorted(options)} belong to a named defense"
         )
+    chosen, cfg = None, None
+    if not auto:
+        cfg = validated(DEFENSES, {"name": defense, **options}, "defense")
+        chosen = build_defense(cfg)
+        if not chosen.post_training or chosen.identity:
+            known = [e.name for e in DEFENSES if e.obj.post_training and not e.obj.identity]
+            raise ConfigError(
+                f"defense {defense!r} trains a model from scratch; repair takes a post-training "
+                f"defense ({', '.join(known)}) or auto"
+            )
     try:
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
     except ValidationError as exc:
@@ -201,7 +253,7 @@ def repair(
     clean_data, k = _fitted(model, clean, "train", dev, "clean data")
     test_data, backdoor = None, None
     if test is not None:
-        test_data, _ = _fitted(model, test, "test", dev, "--test", k)
+        test_data, _ = _fitted(model, test, "test", dev, "test data", k)
     if trigger is not None:
         if test_data is None:  # before/after on the repair's own data: still shows the ASR
             test_data = clean_data
@@ -214,10 +266,20 @@ def repair(
         return None if test_data is None else measure(m, test_data, backdoor)
 
     before = metrics(model)
+    t0 = time.perf_counter()
+    if auto:
+        auto_cfg = AutoRepair(references=references, fpr=fpr, rounds=rounds, seed=seed)
+        store = StageCache(cache if cache is not None else reference_cache())
+        repaired, evidence = auto_repair(model, clean_data, tcfg, dev, auto_cfg, store, progress)
+        report = RepairReport(
+            "auto", {"name": "auto", **auto_cfg.to_dict()}, len(clean_data), {}, before,
+            metrics(repaired),
+            round(time.perf_counter() - t0, 3), measured_on, **evidence,
+        )  # fmt: skip
+        return repaired, report
     ctx = DefenseContext(
         clean_data, tcfg, dev, seed, None, clean_data, metrics if test_data else None
     )
-    t0 = time.perf_counter()
     torch.manual_seed(seed)
     repaired = chosen.repair(model, ctx).eval()
     seconds = round(time.perf_counter() - t0, 3)
@@ -232,6 +294,102 @@ def repair(
         measured_on,
     )
     return repaired, report
+
+
+@dataclass
+class AutoRepair:
+    """The settings of defense auto: the scan's references and false-positive rate, how many
+    repair steps at most, the seed, and the share of the clean data held out for evidence."""
+
+    references: int = 8
+    fpr: float = 0.05
+    rounds: int = 2
+    seed: int = 0
+    held_out: float = 0.2
+    plan: tuple[str, ...] = ("nc", "aft")  # unlearn the flagged class's trigger, then AFT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scan_summary(c: Calibration) -> dict[str, Any]:
+    keep = ("score", "threshold", "target", "infected", "p_value", "p_empirical", "references")
+    return {key: getattr(c, key) for key in keep}
+
+
+@torch.no_grad()
+def reversed_trigger_asr(model: nn.Module, data: Dataset, trigger: tuple, target: int) -> float:
+    """% of `data`'s images of other classes that `model` sends to `target` with a reversed
+    trigger (mask, pattern) stamped on them: an ASR that needs no true trigger."""
+    mask, pattern, _ = trigger
+    keep = (data.labels != target).nonzero().flatten()
+    if len(keep) == 0:
+        return 0.0
+    was = model.training
+    model.eval()
+    hits = 0
+    for part in keep.split(512):
+        x = (1 - mask) * data.floats(part) + mask * pattern
+        hits += int((model(x.clamp(0, 1)).argmax(1) == target).sum())
+    model.train(was)
+    return 100.0 * hits / len(keep)
+
+
+def auto_repair(
+    model: nn.Module,
+    clean: Dataset,
+    tcfg: TrainConfig,
+    device: torch.device,
+    cfg: AutoRepair,
+    store: StageCache,
+    progress: bool = False,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Scan, then repair step by step (cfg.plan) while the calibrated scan flags the model, and
+    the evidence: scan before and after, the steps, held-out ACC and reversed-trigger ASR."""
+    if cfg.rounds < 1:
+        raise ConfigError(f"rounds: at least 1 repair step, not {cfg.rounds}")
+    work, held = split_clean(clean, 1 - cfg.held_out)
+    detectors = {n: DETECTORS.validate({"name": n}) for n in DETECTORS_BY_DEFAULT}
+    calibration = validated_calibration({"references": {"count": cfg.references}, "fpr": cfg.fpr})
+
+    def rescan(m: nn.Module) -> Calibration:
+        outcome = scan_model(m, work, detectors, calibration, store=store, progress=progress)
+        assert outcome.calibration is not None
+        return outcome.calibration
+
+    first = rescan(model)
+    evidence: dict[str, Any] = {"scan_before": _scan_summary(first), "steps": []}
+    held_before = measure(model, held, None)["acc"]
+    if not first.infected:
+        evidence["scan_after"] = evidence["scan_before"]
+        evidence["held_out"] = {"images": len(held), "acc_before": held_before,
+                                "acc_after": held_before}  # fmt: skip
+        return model, evidence
+    original, target = copy.deepcopy(model), first.target
+    trigger, now = None, first
+    for name in cfg.plan[: cfg.rounds]:
+        options = {"target": target} if name == "nc" else {}
+        chosen = build_defense(validated(DEFENSES, {"name": name, **options}, f"defense {name}"))
+        ctx = DefenseContext(work, tcfg, device, cfg.seed, None, work, None)
+        torch.manual_seed(cfg.seed)
+        model = chosen.repair(model, ctx).eval()
+        if name == "nc":
+            trigger = chosen.triggers.get(target)
+        now = rescan(model)
+        evidence["steps"].append({"defense": name, "options": options, "scan": _scan_summary(now)})
+        if not now.infected:
+            break
+    evidence["scan_after"] = _scan_summary(now)
+    held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
+                                "acc_after": measure(model, held, None)["acc"]}  # fmt: skip
+    if trigger is not None:
+        held_out["reversed_trigger_target"] = target
+        held_out["reversed_trigger_asr_before"] = reversed_trigger_asr(
+            original, held, trigger, target
+        )
+        held_out["reversed_trigger_asr_after"] = reversed_trigger_asr(model, held, trigger, target)
+    evidence["held_out"] = held_out
+    return model, evidence
 
 
 # the calibrated scan's probes, chosen on the development zoo (configs/results/detection-dev.yaml);

@@ -16,6 +16,7 @@ from backdoorlab.defenses.base import (
     register_defense,
 )
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
+from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.detection import mad_index
 from backdoorlab.train.distributed import agree
 
@@ -26,6 +27,12 @@ class NCConfig(DefenseConfig, TriggerSearch):
     epochs: int = Field(5, ge=0, description="unlearning fine-tuning epochs (0: detect only)")
     unlearn_batch_size: int = Field(128, ge=1)
     unlearn_lr: float = Field(0.01, gt=0)
+    target: int | None = Field(
+        None,
+        ge=0,
+        description="search and unlearn only this class's trigger (e.g. the class a calibrated "
+        "scan flagged); None: every class, flagged by the anomaly index",
+    )
 
 
 @register_defense("nc", config=NCConfig)
@@ -34,17 +41,28 @@ class NeuralCleanse(CleanRepair):
 
     def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        triggers = [reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)]
-        # several ranks: rank 0's triggers decide and are unlearned
-        triggers = agree(triggers, ctx.device)
-        norms = torch.tensor([t[2] for t in triggers])
-        index = mad_index(norms, "low")  # only a small trigger is suspect
-        flagged = [k for k in range(len(norms)) if index[k] > c.anomaly_threshold]
-        self.result = {
-            "nc_norms": norms.tolist(),
-            "nc_anomaly_index": index.tolist(),
-            "nc_flagged": flagged,
-        }
+        if c.target is not None:
+            if c.target >= clean.num_classes:
+                raise ConfigError(f"target: class {c.target} of {clean.num_classes} classes")
+            trigger = agree([reverse_trigger(model, clean, c.target, c, ctx.seed)], ctx.device)[0]
+            triggers = {c.target: trigger}
+            flagged = [c.target]
+            self.result = {"nc_norms": {c.target: trigger[2]}, "nc_flagged": flagged}
+        else:
+            found = [
+                reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)
+            ]
+            # several ranks: rank 0's triggers decide and are unlearned
+            triggers = dict(enumerate(agree(found, ctx.device)))
+            norms = torch.tensor([t[2] for t in triggers.values()])
+            index = mad_index(norms, "low")  # only a small trigger is suspect
+            flagged = [k for k in range(len(norms)) if index[k] > c.anomaly_threshold]
+            self.result = {
+                "nc_norms": norms.tolist(),
+                "nc_anomaly_index": index.tolist(),
+                "nc_flagged": flagged,
+            }
+        self.triggers = {k: triggers[k] for k in flagged}  # mask, pattern, norm per class
         if not flagged or c.epochs == 0:
             return model
         # unlearning: the reversed triggers stamped on a share of the clean subset, true labels

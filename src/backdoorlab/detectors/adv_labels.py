@@ -63,4 +63,5 @@ def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) ->
         cfg,
         "% of other classes' adversarial examples labelled as the class",
         {"norm": cfg.norm, "eps": cfg.eps, "steps": cfg.steps, "images": len(data)},
+        scale="log",
     )

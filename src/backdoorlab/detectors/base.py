@@ -43,6 +43,7 @@ class Detection:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     side: str = "high"  # which values are suspicious: 'high' (adv-labels) or 'low' (nc)
+    scale: str = "linear"  # how profiles compare: 'log' (shares, norms) or 'linear' (margins)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +57,7 @@ class Detection:
         cfg: DetectorConfig,
         value_name: str,
         details: dict[str, Any],
+        scale: str = "linear",
     ) -> Detection:
         """Per-class `values`, scored by their MAD anomaly index on `side`; classes above the
         threshold are suspects, most anomalous first."""
@@ -70,6 +72,7 @@ class Detection:
             value_name,
             details=details,
             side=side,
+            scale=scale,
         )
 
 

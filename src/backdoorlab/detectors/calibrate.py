@@ -33,13 +33,16 @@ def robust_z(
     side: str,
     rel_floor: float = 0.05,
     abs_floor: float = 1e-6,
+    spread_floor: float = 0.0,
 ) -> torch.Tensor:
     """Per-class z [K] of `values` [K] against `references` [R,K], positive on `side` ('high':
     larger than the references is suspicious, 'low': smaller)."""
     refs = references.double()
     median = refs.quantile(0.5, dim=0)
     mad = MAD_CONSISTENCY * (refs - median).abs().quantile(0.5, dim=0)
-    scale = torch.maximum(mad, rel_floor * median.abs()).clamp_min(abs_floor)
+    scale = torch.maximum(mad, rel_floor * median.abs())
+    # a class the few references happen to agree on closely is judged on the typical spread
+    scale = torch.maximum(scale, spread_floor * mad.median()).clamp_min(abs_floor)
     z = (values.double() - median) / scale
     return z if side == "high" else -z
 
@@ -78,11 +81,11 @@ def within_index(values: torch.Tensor, side: str) -> torch.Tensor:
     return (index if side == "high" else -index).reshape(values.shape)
 
 
-def _suspicious_up(values: torch.Tensor, side: str, logs: bool) -> torch.Tensor:
-    """Values on a scale where larger is more suspicious and profiles compare linearly: with
-    `logs`, in log space (log1p of shares; of NC's norms, negated), else as they are."""
+def _suspicious_up(values: torch.Tensor, side: str, scale: str) -> torch.Tensor:
+    """Values where larger is more suspicious, on the detector's `scale`: 'log' (log1p; shares
+    and norms, whose profiles scale multiplicatively) or 'linear' (margins)."""
     v = values.double()
-    if logs:
+    if scale == "log":
         v = torch.log1p(v.clamp_min(0))
     return -v if side == "low" else v
 
@@ -96,7 +99,7 @@ def _residual(row: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
 
 
 def transform(
-    suspect: torch.Tensor, refs: torch.Tensor, side: str, evidence: str
+    suspect: torch.Tensor, refs: torch.Tensor, side: str, evidence: str, scale: str = "linear"
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The suspect's [K] and the references' [R,K] evidence, and the side it is suspicious on:
     raw `values`; the within-model anomaly `index`; or the `profile` residual (each model's
@@ -106,10 +109,7 @@ def transform(
     if evidence == "index":
         return within_index(suspect, side), within_index(refs, side), "high"
     if evidence == "profile":
-        # log space only where every value of suspect and references is non-negative (shares,
-        # norms); a margin can be negative and stays linear, for all models alike
-        logs = bool((suspect >= 0).all() and (refs >= 0).all())
-        s, r = _suspicious_up(suspect, side, logs), _suspicious_up(refs, side, logs)
+        s, r = _suspicious_up(suspect, side, scale), _suspicious_up(refs, side, scale)
         mine = _residual(s, r.median(0).values)
         theirs = torch.stack(
             [
@@ -124,14 +124,15 @@ def transform(
 def _z_all(
     suspect: dict[str, torch.Tensor],
     refs: dict[str, torch.Tensor],
-    sides: dict[str, str],
+    kinds: dict[str, tuple[str, str]],
     evidence: str,
-    abs_floor: float,
+    floor: float,
 ) -> dict[str, torch.Tensor]:
     out = {}
     for d, v in suspect.items():
-        mine, theirs, side = transform(v, refs[d], sides[d], evidence)
-        out[d] = robust_z(mine, theirs, side, abs_floor=abs_floor)
+        side, scale = kinds[d]
+        mine, theirs, side = transform(v, refs[d], side, evidence, scale)
+        out[d] = robust_z(mine, theirs, side, spread_floor=floor)
     return out
 
 
@@ -148,13 +149,13 @@ def calibrate(
     suspect: dict[str, Detection],
     references: list[dict[str, Detection]],
     fpr: float = 0.05,
-    abs_floor: float = 1e-6,
+    floor: float = 0.0,
     evidence: str = "values",
     min_threshold: float = 0.0,
 ) -> Calibration:
     """The suspect's detections scored against each reference's detections of the same
-    detectors (see the module's docstring) on the `evidence` of `transform`; `abs_floor` is the
-    smallest scale of a class's spread over the references, in the evidence's units; the
+    detectors (see the module's docstring) on the `evidence` of `transform`; a class's spread
+    over the references counts as at least `floor` times the median spread of the classes; the
     threshold is never below `min_threshold` (a few references agree more with each other than
     with a suspect trained on other data by another recipe)."""
     if len(references) < MIN_REFERENCES:
@@ -163,16 +164,16 @@ def calibrate(
         )
     if not 0 < fpr < 1:
         raise ConfigError(f"fpr: a false-positive rate in (0, 1), not {fpr}")
-    sides = {d: det.side for d, det in suspect.items()}
+    kinds = {d: (det.side, det.scale) for d, det in suspect.items()}
     values = {d: torch.tensor(det.values) for d, det in suspect.items()}
     ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
-    z = _z_all(values, ref_values, sides, evidence, abs_floor)
+    z = _z_all(values, ref_values, kinds, evidence, floor)
     score, target = _top(z)
     null = []
     for i in range(len(references)):
         others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
         own = {d: t[i] for d, t in ref_values.items()}
-        null.append(_top(_z_all(own, others, sides, evidence, abs_floor))[0])
+        null.append(_top(_z_all(own, others, kinds, evidence, floor))[0])
     fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
     threshold = max(fitted.inv_cdf(1 - fpr), min_threshold)
     p_value = 1 - fitted.cdf(score)

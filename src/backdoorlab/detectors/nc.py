@@ -25,5 +25,11 @@ def neural_cleanse(model: nn.Module, data: Dataset, cfg: NCDetectorConfig) -> De
         [reverse_trigger(model, data, t, cfg, cfg.seed)[2] for t in range(data.num_classes)]
     )
     return Detection.from_values(
-        "nc", norms, "low", cfg, "L1 norm of the reversed trigger's mask", {"steps": cfg.steps}
+        "nc",
+        norms,
+        "low",
+        cfg,
+        "L1 norm of the reversed trigger's mask",
+        {"steps": cfg.steps},
+        scale="log",
     )

@@ -51,8 +51,9 @@ class CalibrationConfig(BaseModel):
     )
     floor: float = Field(
         0.5,
-        gt=0,
-        description="smallest spread of a class's evidence over the references (index, profile)",
+        ge=0,
+        description="a class's spread over the references counts as at least this share of the "
+        "median spread of the classes",
     )
 
 
@@ -143,7 +144,7 @@ def scan_model(
         found,
         ref_found,
         calibration.fpr,
-        abs_floor=calibration.floor if calibration.evidence != "values" else 1e-6,
+        floor=calibration.floor,
         evidence=calibration.evidence,
         min_threshold=calibration.min_threshold,
     )
