@@ -392,9 +392,10 @@ def auto_repair(
     return model, evidence
 
 
-# the calibrated scan's probes, chosen on the development zoo (configs/results/detection-dev.yaml);
-# Neural Cleanse (`nc`) stays available, at about 6 minutes per MNIST model on one thread
-DETECTORS_BY_DEFAULT = ("adv-labels", "adv-labels-l2", "mm-bd")
+# the calibrated scan's probe, chosen on the development zoo (configs/results/detection-dev.yaml,
+# scripts/calibration_choices.py); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`, about 6
+# minutes per MNIST model on one thread) stay available
+DETECTORS_BY_DEFAULT = ("mm-bd",)
 
 
 def reference_cache() -> Path:
@@ -483,7 +484,7 @@ def scan(
     device: str = "auto",
     references: int | list[nn.Module] | None = 8,
     recipe: ReferenceRecipe | dict[str, Any] | None = None,
-    evidence: str = "index",
+    evidence: str = "profile",
     fpr: float = 0.05,
     cache: str | Path | None = None,
     progress: bool = False,

@@ -30,6 +30,7 @@ from backdoorlab.detectors.references import (
     split_clean,
     train_references,
 )
+from backdoorlab.errors import ConfigError
 
 
 class CalibrationConfig(BaseModel):
@@ -40,14 +41,22 @@ class CalibrationConfig(BaseModel):
 
     references: ReferenceRecipe = Field(default_factory=ReferenceRecipe)
     evidence: Literal["values", "index", "profile"] = Field(
-        "index",
+        "profile",
         description="what is compared per class with the references: the raw value, the "
         "anomaly index within the model, or the residual of the model's class profile fitted to "
         "the references' (detectors/calibrate.py)",
     )
     fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
+    detectors: list[str] | None = Field(
+        None,
+        description="the detectors whose evidence is calibrated (None: every one that runs); the "
+        "others are reported raw",
+    )
     min_threshold: float = Field(
-        0.0, ge=0, description="the verdict's threshold is never below this z"
+        10.0,
+        ge=0,
+        description="the verdict's threshold is never below this z (set on the development zoo: "
+        "its benign models reached 8.5, its infected ones 12.5 and more)",
     )
     floor: float = Field(
         0.5,
@@ -114,6 +123,10 @@ def scan_model(
     if calibration is None:
         found = {n: run_detector(n, model, clean, c) for n, c in detectors.items()}
         return ScanOutcome(found, probe_images=len(clean))
+    used = calibration.detectors or list(detectors)
+    missing = sorted(set(used) - set(detectors))
+    if missing:
+        raise ConfigError(f"calibrate.detectors: {missing} do not run ({sorted(detectors)} do)")
     keys: list[str]
     trained = 0
     if references is None:
@@ -140,9 +153,15 @@ def scan_model(
                 for n, c in detectors.items()
             }
         )
+    used = calibration.detectors or list(detectors)
+    missing = sorted(set(used) - set(detectors))
+    if missing:
+        raise ConfigError(
+            f"calibrate.detectors: {missing} do not run (detect: {sorted(detectors)})"
+        )
     result = calibrate(
-        found,
-        ref_found,
+        {n: found[n] for n in used},
+        [{n: r[n] for n in used} for r in ref_found],
         calibration.fpr,
         floor=calibration.floor,
         evidence=calibration.evidence,
