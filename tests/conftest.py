@@ -17,6 +17,19 @@ def _threads():
     torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _reference_cache(tmp_path_factory):
+    """Scans keep the references they train in a folder of this session, never the user's
+    ~/.cache (one per worker: a second scan of the same architecture and data reuses them)."""
+    saved = os.environ.get("BACKDOORLAB_CACHE")
+    os.environ["BACKDOORLAB_CACHE"] = str(tmp_path_factory.mktemp("reference-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("BACKDOORLAB_CACHE", None)
+    else:
+        os.environ["BACKDOORLAB_CACHE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _registries():
     """Components a test registers from its own code are gone after it: the suite runs in a

@@ -35,14 +35,19 @@ def test_the_bring_your_own_model_example_prints_what_the_readme_shows(capsys):
     assert len(printed) == len(shown)
     # 1: evaluate on the 360 test digits; the counts exactly, the rates within TOLERANCE
     _close(ast.literal_eval(printed[0]), ast.literal_eval(shown[0]))
-    # 2: the verdict names the target, found by Neural Cleanse; which other classes the
-    # uncalibrated adversarial labels add moves with the CPU family, so it is not pinned
-    assert re.match(r"suspected target class 0 \(adv-labels, nc\)", printed[1]), printed[1]
-    # 3: before / after the repair, and the classes NC flagged: exactly the target
-    before, after, flagged = ast.literal_eval(
-        printed[2].replace("} {", "}, {").replace("} [", "}, [")
+    # 2, 3: the calibrated verdicts: the infected model's target, nothing in the clean model
+    verdict = (
+        r"\(score ([0-9.]+), threshold 10\.00, empirical p = [0-9.]+; calibrated by 8 references\)"
     )
-    want = ast.literal_eval(shown[2].replace("} {", "}, {").replace("} [", "}, ["))
+    infected = re.fullmatch(r"backdoor suspected: target class 0 " + verdict, printed[1])
+    benign = re.fullmatch(r"no backdoor found " + verdict, printed[2])
+    assert infected and benign, printed[1:3]
+    assert float(infected.group(1)) > 10 > float(benign.group(1))
+    # 4: before / after the repair, and the classes NC flagged: exactly the target
+    before, after, flagged = ast.literal_eval(
+        printed[3].replace("} {", "}, {").replace("} [", "}, [")
+    )
+    want = ast.literal_eval(shown[3].replace("} {", "}, {").replace("} [", "}, ["))
     _close(before, want[0])
     _close(after, want[1])
     assert flagged == want[2] == [0]

@@ -193,7 +193,7 @@ class RepairReport:
 
 
 def _scan_line(c: dict[str, Any]) -> str:
-    return f"score {c['score']:.2f}, threshold {c['threshold']:.2f}, p = {c['p_empirical']:.2g}"
+    return f"score {c['score']:.2f}, threshold {c['threshold']:.2f}"
 
 
 def repair(
@@ -446,8 +446,8 @@ class ScanResult:
         c = self.calibration
         if c is not None:
             how = (
-                f"score {c.score:.2f}, threshold {c.threshold:.2f} at {c.fpr:.0%} false positives, "
-                f"p = {c.p_empirical:.2g}; calibrated by {c.references} references"
+                f"score {c.score:.2f}, threshold {c.threshold:.2f}, empirical p = "
+                f"{c.p_empirical:.2g}; calibrated by {c.references} references"
             )
             if c.infected:
                 return f"backdoor suspected: target class {c.target} ({how})"
