@@ -113,3 +113,30 @@ def test_the_runner_scans_through_the_same_path_and_keeps_the_references(digits_
     again = second.metrics["detect"]["calibrated"]["details"]
     assert again["references_trained"] == 0 and again["null"] == details["null"]
     assert first.config.to_dict()["calibrate"]["evidence"] == "profile"
+
+
+def test_auto_repair_leaves_a_model_the_scan_clears_unchanged(synthetic, tmp_path):
+    from backdoorlab.byo.api import repair
+
+    data = synthetic(train_size=80).train
+    model = plain_net().eval()
+    fixed, report = repair(model, data, references=3, cache=tmp_path, device="cpu")
+    assert report.defense == "auto" and report.steps == []
+    assert report.scan_before == report.scan_after and not report.scan_before["infected"]
+    assert report.summary.startswith("no backdoor found (score ")
+    assert report.summary.endswith("the model is left unchanged") and not report.still_flagged
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 fixed.state_dict().values(), strict=True))  # fmt: skip
+    assert (
+        report.held_out["images"] == 16
+        and report.held_out["acc_before"] == report.held_out["acc_after"]
+    )
+    assert report.to_dict()["summary"] == report.summary
+
+
+def test_auto_repair_refuses_a_named_defenses_options(synthetic):
+    from backdoorlab.byo.api import repair
+    from backdoorlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"auto chooses its own settings; \['eps'\] belong"):
+        repair(plain_net(), synthetic(train_size=32).train, eps=0.1)
