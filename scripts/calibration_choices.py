@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 from backdoorlab.detectors.base import Detection
@@ -94,7 +93,6 @@ def main() -> None:
                 head = f"| {' + '.join(detectors)} | {evidence} | {auroc} | {hits}/{infected} | "
                 rows.append(head + " | ".join(cells) + " |")
     print("\n".join(rows))
-    print(json.dumps({"models": [m["name"] for m in zoo]}))
 
 
 if __name__ == "__main__":
