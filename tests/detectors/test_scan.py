@@ -125,12 +125,10 @@ def test_auto_repair_leaves_a_model_the_scan_clears_unchanged(synthetic, tmp_pat
     assert report.scan_before == report.scan_after and not report.scan_before["infected"]
     assert report.summary.startswith("no backdoor found (score ")
     assert report.summary.endswith("the model is left unchanged") and not report.still_flagged
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 fixed.state_dict().values(), strict=True))  # fmt: skip
-    assert (
-        report.held_out["images"] == 16
-        and report.held_out["acc_before"] == report.held_out["acc_after"]
-    )
+    pairs = zip(model.state_dict().values(), fixed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    held = report.held_out
+    assert held["images"] == 16 and held["acc_before"] == held["acc_after"]
     assert report.to_dict()["summary"] == report.summary
 
 
