@@ -138,3 +138,30 @@ def test_auto_repair_refuses_a_named_defenses_options(synthetic):
 
     with pytest.raises(ConfigError, match=r"auto chooses its own settings; \['eps'\] belong"):
         repair(plain_net(), synthetic(train_size=32).train, eps=0.1)
+
+
+def _scan(z: list[float], threshold: float = 10.0) -> dict:
+    top = max(range(len(z)), key=lambda k: z[k])
+    infected = z[top] > threshold
+    return {"score": z[top], "threshold": threshold, "target": top if infected else None,
+            "infected": infected, "p_empirical": 0.11, "class_z": z}  # fmt: skip
+
+
+def test_the_repair_summary_follows_the_class_the_first_scan_flagged():
+    from backdoorlab.byo.api import RepairReport
+
+    before = _scan([1.0, 2.0, 40.0, 3.0])
+    steps = [{"defense": "nc", "options": {"target": 2}, "scan": {}}]
+
+    def report(after):
+        return RepairReport("auto", {}, 100, {}, scan_before=before, scan_after=after, steps=steps)
+
+    cleared = report(_scan([1.0, 2.0, -5.0, 3.0]))
+    assert cleared.summary.startswith("repaired by nc: the rescan finds no backdoor (class 2: z ")
+    assert not cleared.still_flagged
+    kept = report(_scan([1.0, 2.0, 30.0, 3.0]))
+    assert kept.summary.startswith("STILL FLAGGED after nc: the rescan still finds class 2")
+    assert kept.still_flagged
+    moved = report(_scan([25.0, 2.0, -5.0, 3.0]))
+    assert moved.still_flagged and "class 2 is cleared" in moved.summary
+    assert "but class 0 stands out (z 1.00 before the repair, 25.00 after)" in moved.summary

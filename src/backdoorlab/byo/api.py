@@ -172,11 +172,17 @@ class RepairReport:
             return f"no backdoor found ({_scan_line(b)}): the model is left unchanged"
         a = self.scan_after or b
         done = " then ".join(st["defense"] for st in self.steps) or "nothing"
-        if a["infected"]:
-            return (f"STILL FLAGGED after {done}: target class {a['target']} "
-                    f"({_scan_line(a)}; before: {_scan_line(b)})")  # fmt: skip
-        return (f"repaired by {done}: the rescan finds no backdoor ({_scan_line(a)}; "
-                f"before: target class {b['target']}, {_scan_line(b)})")  # fmt: skip
+        t = b["target"]
+        moved = (f"class {t}: z {b['class_z'][t]:.2f} -> {a['class_z'][t]:.2f}, "
+                 f"threshold {a['threshold']:.2f}")  # fmt: skip
+        if not _cleared(a, t):
+            return f"STILL FLAGGED after {done}: the rescan still finds class {t} ({moved})"
+        if a["infected"]:  # another class stands out, whether or not it did before
+            other = a["target"]
+            return (f"STILL FLAGGED after {done}: class {t} is cleared ({moved}), but class "
+                    f"{other} stands out (z {b['class_z'][other]:.2f} before the repair, "
+                    f"{a['class_z'][other]:.2f} after)")  # fmt: skip
+        return f"repaired by {done}: the rescan finds no backdoor ({moved})"
 
     @property
     def der(self) -> float | None:
@@ -190,6 +196,11 @@ class RepairReport:
             "still_flagged": self.still_flagged,
             "summary": self.summary,
         }
+
+
+def _cleared(scan: dict[str, Any], target: int | None) -> bool:
+    """Whether the class the first scan flagged is below the threshold in `scan`."""
+    return target is None or scan["class_z"][target] <= scan["threshold"]
 
 
 def _scan_line(c: dict[str, Any]) -> str:
@@ -314,7 +325,9 @@ class AutoRepair:
 
 def _scan_summary(c: Calibration) -> dict[str, Any]:
     keep = ("score", "threshold", "target", "infected", "p_value", "p_empirical", "references")
-    return {key: getattr(c, key) for key in keep}
+    per_class = torch.tensor(list(c.z.values())).amax(0)  # the largest z over the probes
+    return {**{key: getattr(c, key) for key in keep},
+            "class_z": [round(float(v), 4) for v in per_class]}  # fmt: skip
 
 
 @torch.no_grad()
@@ -377,7 +390,7 @@ def auto_repair(
             trigger = chosen.triggers.get(target)
         now = rescan(model)
         evidence["steps"].append({"defense": name, "options": options, "scan": _scan_summary(now)})
-        if not now.infected:
+        if _cleared(_scan_summary(now), target):  # the backdoor found is gone: stop repairing
             break
     evidence["scan_after"] = _scan_summary(now)
     held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
