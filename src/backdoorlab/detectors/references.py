@@ -23,6 +23,7 @@ from backdoorlab.detectors.base import canonical
 from backdoorlab.errors import ConfigError
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.loop import fit
+from backdoorlab.train.perf import prepare_model
 
 
 def _default_recipe() -> TrainConfig:
@@ -146,6 +147,7 @@ def train_references(
         state = store.get_state(key) if store is not None else None
         if state is not None:
             twin.load_state_dict(state)
+            prepare_model(twin)  # the memory layout training leaves: the same kernels, same sums
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(recipe.seed + i)
