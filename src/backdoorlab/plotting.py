@@ -18,6 +18,17 @@ def pyplot():
     return plt
 
 
+def show_image(ax, image: torch.Tensor) -> None:
+    """One [C,H,W] image in [0,1] on a matplotlib axis, without ticks (grey for one channel)."""
+    img = image.detach().cpu().float()
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def save_trigger_grid(
     clean: torch.Tensor,
     triggered: torch.Tensor,
@@ -38,13 +49,7 @@ def save_trigger_grid(
     for r, (label, imgs) in enumerate(rows):
         for c in range(n):
             ax = axes[r][c]
-            img = imgs[c].detach().cpu().float()
-            if img.shape[0] == 1:
-                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            show_image(ax, imgs[c])
             if c == 0:
                 ax.set_ylabel(label)
             if r == 1:

@@ -25,7 +25,7 @@ from backdoorlab.experiment.artifacts import (
 from backdoorlab.experiment.runner import store_row, versions
 from backdoorlab.experiment.store import ResultStore
 from backdoorlab.models.foreign import Normalized, load_foreign
-from backdoorlab.plotting import pyplot, save_figure
+from backdoorlab.plotting import pyplot, save_figure, show_image
 
 
 def user_model(
@@ -148,8 +148,7 @@ def plot_calibrated(result: ScanResult, path: Path) -> Path:
     width = 0.8 / len(c.z)
     for i, (name, z) in enumerate(c.z.items()):
         ax.bar([x + (i - (len(c.z) - 1) / 2) * width for x in range(k)], z, width, label=name)
-    ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1,
-               label=f"threshold at {c.fpr:.0%} false positives")  # fmt: skip
+    ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1, label="threshold")
     ax.set_xticks(range(k))
     ax.set_xlabel("class")
     ax.set_ylabel("z against the references", fontsize=8)
@@ -167,13 +166,7 @@ def plot_margin_inputs(result: ScanResult, path: Path) -> Path:
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.2), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        img = images[i].float()
-        if img.shape[0] == 1:
-            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        else:
-            ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        show_image(ax, images[i])
         ax.set_title("your model" if i == 0 else f"reference {i}", fontsize=8)
     fig.suptitle(f"input of largest margin for class {result.margin_class}", fontsize=9)
     fig.tight_layout()
