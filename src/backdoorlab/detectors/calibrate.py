@@ -1,15 +1,20 @@
 """Detector evidence calibrated against benign reference models of the suspect's architecture.
 
 A MAD index over the classes of one model cannot tell a property of the data (every benign
-MNIST model's adversarial examples pile up on 8) from a backdoor. Here each class's raw value is
-a robust z-score against the same class on the references: (v - median) / (1.4826 * MAD), the
-scale floored at a share of the median so that classes the references agree on exactly do not
-divide by zero. The model's score is the largest z over classes and detectors, its target the
-class where it occurs. The references' own leave-one-out scores (each against the others) are
-the null: a normal fitted to them gives the threshold at the stated false-positive rate and the
-suspect's p-value. With R references the empirical null alone cannot state p below 1/(R+1),
-hence the fit for the threshold; the empirical p-value, (1 + #null >= score) / (R + 1), is kept
-beside the fitted one, which extrapolates into a tail that R references do not reach.
+MNIST model's adversarial examples pile up on 8) from a backdoor. Here each class's evidence is
+a robust z-score against the same class on the references: (e - median) / (1.4826 * MAD). The
+scale is floored at a share of the median and at a share of the classes' median spread, so that
+a class the few references happen to agree on does not divide by almost nothing. The evidence
+(`transform`) is the raw value, the anomaly index within the model, or the class-profile
+residual: the model's values minus their least-squares fit to the references' median profile
+(a model sharper on every class, as one trained on more data is, is not an outlier).
+
+The model's score is the largest z over classes and detectors, its target the class where it
+occurs. The references' own leave-one-out scores (each against the others) are the null. A
+normal fitted to them gives the threshold at the stated false-positive rate, never below
+`min_threshold` (references agree with each other more than with a suspect trained on other
+data by another recipe), and the fitted p-value. The empirical p-value, (1 + #null >= score) /
+(R + 1), is kept beside it; with R references it cannot go below 1/(R+1).
 """
 
 from __future__ import annotations
