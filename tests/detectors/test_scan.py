@@ -165,3 +165,13 @@ def test_the_repair_summary_follows_the_class_the_first_scan_flagged():
     moved = report(_scan([25.0, 2.0, -5.0, 3.0]))
     assert moved.still_flagged and "class 2 is cleared" in moved.summary
     assert "but class 0 stands out (z 1.00 before the repair, 25.00 after)" in moved.summary
+
+
+def test_a_config_that_calibrates_nothing_is_one_clear_error(digits_config):
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.experiment.config import load_config
+
+    with pytest.raises(ConfigError, match="calibrate needs detectors to calibrate"):
+        load_config({**digits_config, "calibrate": {}})
+    with pytest.raises(ConfigError, match=r"calibrate.detectors \['nc'\] are not in detect"):
+        load_config({**digits_config, "detect": {"mm-bd": {}}, "calibrate": {"detectors": ["nc"]}})

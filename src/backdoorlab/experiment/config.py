@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
 from backdoorlab.data.base import DATASETS, DatasetConfig
@@ -73,6 +81,17 @@ class ExperimentConfig(BaseModel):
                 problem = format_validation_error(exc).split(": ", 1)[1]
                 raise ValueError(f"{n}: {problem}") from None
         return out
+
+    @model_validator(mode="after")
+    def _calibrated_detectors(self) -> ExperimentConfig:
+        if self.calibrate is None:
+            return self
+        if not self.detect:
+            raise ValueError("calibrate needs detectors to calibrate (detect: {name: options})")
+        missing = sorted(set(self.calibrate.detectors or []) - set(self.detect))
+        if missing:
+            raise ValueError(f"calibrate.detectors {missing} are not in detect")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config (defaults filled in) as plain data; without detectors, no
