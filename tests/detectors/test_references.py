@@ -97,3 +97,9 @@ def test_references_come_from_the_store_the_second_time(synthetic):
     other = ReferenceRecipe(**{**TINY, "seed": 5})  # another recipe: trained anew
     assert train_references(net(), data, other, store, progress=False)[2] == 3
     assert train_references(net(16), data, recipe, store, progress=False)[2] == 3
+
+
+def test_one_clean_image_cannot_be_split_between_references_and_probes(synthetic):
+    data = synthetic(train_size=8).train
+    with pytest.raises(ConfigError, match="clean data: 1 image"):
+        split_clean(data.subset(torch.tensor([0])), 0.5)

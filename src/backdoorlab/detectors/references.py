@@ -93,6 +93,11 @@ def split_clean(data: Dataset, share: float) -> tuple[Dataset, Dataset]:
     same data in any order splits the same way."""
     data = canonical(data)
     n = len(data)
+    if n < 2:
+        raise ConfigError(
+            f"clean data: {n} image(s); references train on one part and the probes run on the "
+            "other, so at least 2 are needed (far more for a useful verdict)"
+        )
     k = min(n - 1, max(1, round(share * n)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(data.device)
     return data.subset(order[:k].sort().values), data.subset(order[k:].sort().values)
