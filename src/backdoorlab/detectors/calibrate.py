@@ -97,10 +97,13 @@ def _suspicious_up(values: torch.Tensor, side: str, scale: str) -> torch.Tensor:
 
 def _residual(row: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
     """`row` [K] minus its least-squares fit a + b * `profile` over the classes: what the
-    references' class profile, scaled to this model, does not explain."""
-    design = torch.stack([torch.ones_like(profile), profile], 1)
-    coef = torch.linalg.lstsq(design, row[:, None]).solution[:, 0]
-    return row - design @ coef
+    references' class profile, scaled to this model, does not explain. The fit in closed form
+    (b = cov / var; b = 0 for a flat profile), so that the same numbers give the same residual."""
+    x, y = profile.double(), row.double()
+    dx, dy = x - x.mean(), y - y.mean()
+    var = float((dx * dx).sum())
+    slope = float((dx * dy).sum()) / var if var > 1e-12 else 0.0
+    return dy - slope * dx
 
 
 def transform(

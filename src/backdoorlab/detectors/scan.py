@@ -31,6 +31,7 @@ from backdoorlab.detectors.references import (
     train_references,
 )
 from backdoorlab.errors import ConfigError
+from backdoorlab.train.perf import prepare_model
 
 
 class CalibrationConfig(BaseModel):
@@ -120,6 +121,11 @@ def scan_model(
     """Run `detectors` on `model` with the defender's `clean` data; with `calibration`, against
     `references` when given (the probes then see all of `clean`), else against references
     trained here on a share of `clean` (the probes see the rest)."""
+    # the layout PGD and training put a model in (channels_last), before any probe: a probe run
+    # before PGD converts the model would otherwise see other kernels than the same probe after
+    prepare_model(model)
+    for ref in references or []:
+        prepare_model(ref)
     if calibration is None:
         found = {n: run_detector(n, model, clean, c) for n, c in detectors.items()}
         return ScanOutcome(found, probe_images=len(clean))
