@@ -12,7 +12,6 @@ About half a minute on 2 CPU cores (8 references are trained on 200 of the clean
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import backdoorlab
+from backdoorlab.data.mnist import read_idx
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 3
@@ -54,9 +54,6 @@ def main() -> None:
         help="then AFT alone over eps 0.1-0.3 and 5 or 20 epochs",
     )
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO / "tests" / "byo"))
-    from foreign_mnist import read_idx
-
     x = read_idx(Path(args.mnist) / "t10k-images-idx3-ubyte.gz")
     y = read_idx(Path(args.mnist) / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     rng = np.random.default_rng(args.seed)

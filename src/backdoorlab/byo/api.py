@@ -325,9 +325,8 @@ class AutoRepair:
 
 def _scan_summary(c: Calibration) -> dict[str, Any]:
     keep = ("score", "threshold", "target", "infected", "p_value", "p_empirical", "references")
-    per_class = torch.tensor(list(c.z.values())).amax(0)  # the largest z over the probes
     return {**{key: getattr(c, key) for key in keep},
-            "class_z": [round(float(v), 4) for v in per_class]}  # fmt: skip
+            "class_z": [round(v, 4) for v in c.class_z()]}  # fmt: skip
 
 
 @torch.no_grad()

@@ -68,6 +68,10 @@ class Calibration:
     z: dict[str, list[float]]
     null: list[float]
 
+    def class_z(self) -> list[float]:
+        """Per class, the largest z over the detectors."""
+        return torch.tensor(list(self.z.values())).amax(0).tolist()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

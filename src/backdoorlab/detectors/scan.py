@@ -76,7 +76,6 @@ class ScanOutcome:
     calibration: Calibration | None = None
     references_trained: int = 0
     probe_images: int = 0
-    reference_keys: list[str] = field(default_factory=list)
     reference_values: dict[str, list[list[float]]] = field(default_factory=dict)
     # the input of largest margin for the flagged (or most suspicious) class: the suspect's
     # first, then up to three references' [n, C, H, W]; a data-free picture of the shortcut
@@ -180,13 +179,13 @@ def scan_model(
     inputs = [max_margins(m, shape, probe.num_classes, cfg, device, [c])[1][0]
               for m in [model, *references[:3]]]  # fmt: skip
     raw = {n: [r[n].values for r in ref_found] for n in detectors}
-    return ScanOutcome(found, result, trained, len(probe), keys, raw, torch.stack(inputs), c)
+    return ScanOutcome(found, result, trained, len(probe), raw, torch.stack(inputs), c)
 
 
 def _top_class(c: Calibration) -> int:
     """The class of the largest calibrated z over the detectors."""
-    per_class = torch.tensor(list(c.z.values())).amax(0)
-    return int(per_class.argmax())
+    per_class = c.class_z()
+    return max(range(len(per_class)), key=per_class.__getitem__)
 
 
 def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
@@ -195,7 +194,7 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
     c = outcome.calibration
     if c is None:
         raise ValueError("the scan was not calibrated")
-    per_class = torch.tensor(list(c.z.values())).amax(0)
+    per_class = c.class_z()
     return Detection(
         "calibrated",
         [round(float(v), 3) for v in per_class],
