@@ -10,7 +10,14 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from backdoorlab.detectors.zoo import HEADER, Member, detection_rows, split
+from backdoorlab.detectors.zoo import (
+    CONFOUND_HEADER,
+    HEADER,
+    Member,
+    confound_rows,
+    detection_rows,
+    split,
+)
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.report import report
 
@@ -18,11 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "configs" / "sweeps" / "digits-zoo.yaml"
 
 
-def _member(name, group, target, score, top, suspects=(), asr=100.0, seconds=1.0):
+def _member(name, group, target, score, top, suspects=(), asr=100.0, seconds=1.0, features=None):
     scores = [0.0] * 10
     scores[top] = score
     d = {"score": score, "scores": scores, "suspects": list(suspects), "seconds": seconds}
-    return Member(name, group, target, None if group is None else asr, {"x": d})
+    return Member(name, group, target, None if group is None else asr, {"x": d}, features)
 
 
 # fixed numbers: benign scores and infected scores overlap, so every metric is informative
@@ -69,6 +76,32 @@ def test_metrics_match_scikit_learn_on_fixed_numbers():
         roc_auc_score(only_a, BENIGN + [4.0, 2.2]), abs=5e-4
     )
     assert table["a"]["target acc %"] == "50.0" and table["b"]["infected"] == "3"
+    # intervals hold their point estimates; Wilson's for 2 of 6 benign flagged is 9.7-70.0
+    low, high = map(float, every["AUROC 95% CI"].split("-"))
+    assert low <= float(every["AUROC"]) <= high and 0 < low < high <= 1
+    assert every["flagged benign 95% CI"] == "9.7-70.0"
+    low, high = map(float, every["target acc 95% CI"].split("-"))
+    assert low < 60.0 < high
+
+
+def test_confound_rows_show_what_a_feature_alone_separates():
+    benign = [
+        _member(f"b{i}", None, 0, 1.0, 0, features={"width": w, "seed": i})
+        for i, w in enumerate([24, 32, 48, 24])
+    ]
+    infected = [
+        _member(f"i{i}", "a", 3, 2.0, 3, features={"width": w, "seed": 100 + i})
+        for i, w in enumerate([32, 24, 48, 32])
+    ]
+    rows = confound_rows(benign, infected)
+    assert rows[0] == CONFOUND_HEADER
+    table = {r[0]: dict(zip(CONFOUND_HEADER, r, strict=True)) for r in rows[1:]}
+    # width: infected 32 32 24 48 against benign 24 32 48 24 -> (8 + 2.5 * ...) / 16
+    expected = roc_auc_score([0] * 4 + [1] * 4, [24, 32, 48, 24, 32, 24, 48, 32])
+    assert float(table["width"]["AUROC"]) == pytest.approx(expected, abs=5e-4)
+    assert table["width"]["benign values"] == "24 32 48"
+    assert table["seed"]["AUROC"] == "1.000"  # seeds 0-3 against 100-103: a perfect confound
+    assert table["seed"]["AUROC 95% CI"] == "1.000-1.000"
 
 
 def test_split_sets_apart_attacked_models_whose_backdoor_did_not_take():
@@ -104,7 +137,10 @@ def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
     assert len(accs) == 6 and all(len(v) == 1 for v in accs.values())  # the same models
 
     path, sections = report(out / "results.db", tmp_path / "page", sweep="digits-zoo")
-    (section,) = sections
+    by_id = {part.id: part for part in sections}
+    section, confounds = by_id["detection"], by_id["confounds"]
+    assert [r[0] for r in confounds.table[1:]] == ["seed", "acc"]
+    assert confounds.table[1][1:4] == ["3", "3", "1.000"]  # benign seeds 1-3, infected 5-7
     assert [r[:2] for r in section.table[1:4]] == [
         ["adv-labels", "all attacks"],
         ["adv-labels", "badnets"],

@@ -1,6 +1,7 @@
 """A model zoo's detection results as the Trojan Detection Challenge reports them: per detector
 and per attack, AUROC, AUPR, FPR at 95% TPR, target-label accuracy and seconds per model, with
-ROC curves.
+95% intervals and ROC curves; and a confound check (can a model's width, seed or accuracy alone
+tell infected from benign?).
 
 Every infected model is scored against every benign model; an attack's row uses the benign
 models and that attack's infected models only. A model trained on poisoned data whose backdoor
@@ -15,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from backdoorlab.metrics.detection import roc_points, separation
+from backdoorlab.metrics.detection import auroc_interval, roc_points, separation, share_interval
 from backdoorlab.plotting import pyplot
 
 ALL = "all attacks"
@@ -25,12 +26,24 @@ HEADER = [
     "benign",
     "infected",
     "AUROC",
+    "AUROC 95% CI",
     "AUPR",
     "FPR@95TPR",
     "target acc %",
+    "target acc 95% CI",
     "flagged benign %",
+    "flagged benign 95% CI",
     "flagged infected %",
     "s / model",
+]
+CONFOUND_HEADER = [
+    "feature",
+    "benign",
+    "infected",
+    "AUROC",
+    "AUROC 95% CI",
+    "benign values",
+    "infected values",
 ]
 
 
@@ -43,6 +56,7 @@ class Member:
     target: int | None
     asr: float | None
     detections: dict[str, dict[str, Any]]
+    features: dict[str, float] | None = None
 
 
 def _top(d: dict[str, Any]) -> int:
@@ -55,10 +69,10 @@ def _row(detector: str, group: str, benign: list[Member], infected: list[Member]
     labels = [0] * len(benign) + [1] * len(infected)
     sep = separation(labels, [d["score"] for d in found])
     hits = [_top(m.detections[detector]) == m.target for m in infected]
+    flagged_benign = [bool(m.detections[detector]["suspects"]) for m in benign]
 
-    def share(ms: list[Member]) -> str:
-        flagged = [bool(m.detections[detector]["suspects"]) for m in ms]
-        return f"{100 * sum(flagged) / len(flagged):.1f}" if flagged else "-"
+    def share(flags: list[bool]) -> str:
+        return f"{100 * sum(flags) / len(flags):.1f}" if flags else "-"
 
     return [
         detector,
@@ -66,13 +80,20 @@ def _row(detector: str, group: str, benign: list[Member], infected: list[Member]
         str(len(benign)),
         str(len(infected)),
         "-" if sep is None else f"{sep.auroc:.3f}",
+        _interval(auroc_interval(labels, [d["score"] for d in found]), 1, 3),
         "-" if sep is None else f"{sep.aupr:.3f}",
         "-" if sep is None else f"{sep.fpr_at_95:.3f}",
-        f"{100 * sum(hits) / len(hits):.1f}" if hits else "-",
-        share(benign),
-        share(infected),
+        share(hits),
+        _interval(share_interval(sum(hits), len(hits)), 100, 1),
+        share(flagged_benign),
+        _interval(share_interval(sum(flagged_benign), len(flagged_benign)), 100, 1),
+        share([bool(m.detections[detector]["suspects"]) for m in infected]),
         f"{sum(d['seconds'] for d in found) / len(found):.1f}",
     ]
+
+
+def _interval(ci: tuple[float, float] | None, scale: float, digits: int) -> str:
+    return "-" if ci is None else f"{scale * ci[0]:.{digits}f}-{scale * ci[1]:.{digits}f}"
 
 
 def split(members: list[Member], planted: float) -> tuple[list[Member], list[Member], list[Member]]:
@@ -93,6 +114,40 @@ def detection_rows(
         for g in groups:
             rows.append(_row(det, g, benign, [m for m in infected if m.group == g]))
     return rows
+
+
+def confound_rows(benign: list[Member], infected: list[Member]) -> list[list[str]]:
+    """CONFOUND_HEADER first, then per feature (a model's width, seed, accuracy...) the AUROC it
+    reaches alone as a score: near 0.5 means it cannot tell infected from benign."""
+    rows = [CONFOUND_HEADER]
+    names = list(dict.fromkeys(k for m in (*benign, *infected) for k in (m.features or {})))
+    for name in names:
+        b = [m for m in benign if name in (m.features or {})]
+        i = [m for m in infected if name in (m.features or {})]
+        labels = [0] * len(b) + [1] * len(i)
+        values = [m.features[name] for m in (*b, *i)]  # type: ignore[index]
+        sep = separation(labels, values)
+
+        rows.append(
+            [
+                name,
+                str(len(b)),
+                str(len(i)),
+                "-" if sep is None else f"{sep.auroc:.3f}",
+                _interval(auroc_interval(labels, values), 1, 3),
+                _spread([m.features[name] for m in b]),  # type: ignore[index]
+                _spread([m.features[name] for m in i]),  # type: ignore[index]
+            ]
+        )
+    return rows
+
+
+def _spread(values: list[float]) -> str:
+    """A few distinct values listed, many as their range."""
+    vs = sorted(set(values))
+    if not vs:
+        return "-"
+    return " ".join(f"{v:g}" for v in vs) if len(vs) <= 4 else f"{vs[0]:g}-{vs[-1]:g}"
 
 
 def per_model_csv(members: list[Member], detectors: list[str]) -> str:

@@ -1,6 +1,6 @@
 """Detection metrics: the MAD anomaly index of per-class values, and how well model-level scores
 separate infected from benign models (the Trojan Detection Challenge's AUROC, AUPR and FPR at
-95% TPR)."""
+95% TPR), with 95% intervals (a stratified bootstrap for AUROC, Wilson's for shares)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
@@ -57,3 +58,35 @@ def roc_points(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarr
     """(false-positive rates, true-positive rates) of the ROC curve."""
     fpr, tpr, _ = roc_curve(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float))
     return fpr, tpr
+
+
+def auroc_interval(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    level: float = 0.95,
+    draws: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the AUROC, resampling benign and infected models
+    separately (fixed seed); None unless both kinds are present. A zoo that separates perfectly
+    gives [1, 1]: the interval says nothing about models the zoo lacks."""
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    benign, infected = s[y == 0], s[y == 1]
+    if not len(benign) or not len(infected):
+        return None
+    rng = np.random.default_rng(seed)
+    # scipy.stats.bootstrap refuses a family of one model, which a zoo's rows can have
+    b = benign[rng.integers(0, len(benign), (draws, len(benign)))][:, :, None]
+    i = infected[rng.integers(0, len(infected), (draws, len(infected)))][:, None, :]
+    aurocs = (i > b).mean(axis=(1, 2)) + 0.5 * (i == b).mean(axis=(1, 2))  # Mann-Whitney form
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(aurocs, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def share_interval(hits: int, total: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of the share hits / total (in [0, 1]); None when total is 0."""
+    if total == 0:
+        return None
+    ci = binomtest(hits, total).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)

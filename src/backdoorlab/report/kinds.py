@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backdoorlab.detectors.zoo import Member, detection_rows, per_model_csv, roc_figure, split
+from backdoorlab.detectors.zoo import (
+    Member,
+    confound_rows,
+    detection_rows,
+    per_model_csv,
+    roc_figure,
+    split,
+)
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.experiment.sweep_spec import excluded_by
@@ -210,17 +217,23 @@ def _curve(
     )
 
 
-def _detect(
-    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
-) -> Part:
-    """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
+def _feature(cell: Row, name: str) -> float:
+    """A cell's metric `name`, or its config value at dotted key `name`, as a number."""
+    raw = cell.metrics[name] if name in cell.metrics else cell.value(name)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"report: {name!r} of {cell.label} is not a number ({raw!r})") from None
 
-    `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
-    benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
-    chosen = [c for c in select(entry, cells) if c.metrics.get("detect")]
-    group, planted = entry.get("group", "attack.name"), float(entry.get("planted", 50))
+
+def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
+    """The zoo's models: cells with detector results, their attack family (None: benign),
+    target, ASR and the `features` the entry names."""
+    group = entry.get("group", "attack.name")
     members = []
-    for c in chosen:
+    for c in select(entry, cells):
+        if not c.metrics.get("detect"):
+            continue
         attacked = c.config["attack"]["name"] != "none"
         members.append(
             Member(
@@ -229,8 +242,42 @@ def _detect(
                 c.config["attack"].get("target") if attacked else None,
                 c.metrics.get("asr"),
                 c.metrics["detect"],
+                {f: _feature(c, f) for f in entry.get("features", [])},
             )
         )
+    return members
+
+
+def _confounds(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """How well each of a zoo's `features` (config keys or metrics: width, seed, ACC) separates
+    infected from benign models on its own: a confound check for the detection table."""
+    if not entry.get("features"):
+        raise ConfigError(f"report {rid}: a confounds report needs a list of features")
+    benign, infected, _ = split(_members(entry, cells), float(entry.get("planted", 50)))
+    title = entry.get("title", rid)
+    if not benign or not infected:
+        return Part(rid, title, notes=["The zoo needs benign and infected models."])
+    table = confound_rows(benign, infected)
+    write_csv(out, rid, table)
+    notes = [
+        "AUROC of each feature used alone as the detection score (infected = positive). Near 0.5 "
+        "the feature cannot tell the two kinds apart; near 0 or 1 it could, and a detector that "
+        "reads it would look better than it is."
+    ]
+    return Part(rid, title, table=table, notes=notes)
+
+
+def _detect(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
+
+    `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
+    benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
+    members = _members(entry, cells)
+    planted = float(entry.get("planted", 50))
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
     missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
@@ -258,7 +305,7 @@ def _detect(
     return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
-TABLES = ("runs", "grid", "detect")  # the kinds --table may name
+TABLES = ("runs", "grid", "detect", "confounds")  # the kinds --table may name
 FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
 # (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
@@ -268,6 +315,7 @@ REPORT_KINDS: dict[str, Callable[..., Part]] = {
     "lines": _lines,
     "curve": _curve,
     "detect": _detect,
+    "confounds": _confounds,
 }
 
 

@@ -8,6 +8,7 @@ sweep), each entry one of REPORT_KINDS:
     fig2:   {kind: lines, x: defense.eps, panels: defense.threat, lines: attack}
     fig3:   {kind: curve, lines: attack, where: {defense: aft}}
     zoo:    {kind: detect, group: attack.name, planted: 50}
+    check:  {kind: confounds, features: [model.width, seed, acc]}
 
 `rows`, `columns`, `x`, `panels` and `lines` name an axis of the sweep or a dotted config key;
 `where` keeps the cells with those labels (or config values).
