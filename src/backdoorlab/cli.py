@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ def _table_of_run(result: backdoorlab.RunResult) -> Table:
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
     result = backdoorlab.run(
         args.config,
-        overrides=args.set,
+        overrides=args.overrides,
         out=args.out,
         db=args.db,
         progress=not args.quiet,
@@ -60,7 +61,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
     path = backdoorlab.plot_triggers(
-        args.config, args.out, overrides=args.set, count=args.count, run_dir=args.run
+        args.config, args.out, overrides=args.overrides, count=args.count, run_dir=args.run_dir
     )
     console.print(f"wrote {path}")
 
@@ -153,7 +154,7 @@ def _report(args: argparse.Namespace, console: Console, db, out, **options) -> N
     from backdoorlab.report import report
 
     command = shlex.join(["backdoorlab", *args.argv]) if args.record_command else None
-    path, sections = report(db, out, fmt=args.format, command=command, notes=args.notes, **options)
+    path, sections = report(db, out, fmt=args.fmt, command=command, notes=args.notes, **options)
     _print_sections(sections, console)
     if path is not None:
         console.print(f"wrote {path}")
@@ -162,7 +163,7 @@ def _report(args: argparse.Namespace, console: Console, db, out, **options) -> N
 def cmd_report(args: argparse.Namespace, console: Console) -> None:
     _report(
         args, console, args.db, args.out,
-        sweep=args.sweep, tables=args.table, figures=args.figure, runs=args.run,
+        sweep=args.sweep, tables=args.table, figures=args.figure, runs=args.runs,
     )  # fmt: skip
 
 
@@ -204,7 +205,7 @@ def _yours(args: argparse.Namespace):
     from backdoorlab.data.user import load_user_data
 
     data = load_user_data(args.data, num_classes=args.classes)
-    return _your_model(args, data, args.model), data
+    return _your_model(args, data, args.weights), data
 
 
 def _your_model(args: argparse.Namespace, data, weights):
@@ -247,10 +248,10 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
     model, data = _yours(args)
     with _working(console, f"evaluating on {len(data)} images"):
         m = evaluate(model, data, device=args.device, **_trigger_options(args))
-    title = f"{args.model} on {args.data} ({m['images']} images)"
+    title = f"{args.weights} on {args.data} ({m['images']} images)"
     console.print(_metrics_table(title, [("yours", m)]))
     if args.out:
-        source = {"model": str(args.model), "arch": args.arch, "data": str(args.data)}
+        source = {"model": str(args.weights), "arch": args.arch, "data": str(args.data)}
         out = save_evaluation(m, args.out, source=source, overwrite=args.overwrite)
         console.print(f"saved to {out}")
 
@@ -262,7 +263,7 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    options = _overrides(args.set, "defense")
+    options = _overrides(args.overrides, "defense")
     console.print(f"repairing with {args.defense} on {len(data)} clean images")
     repaired, report = repair(
         model,
@@ -276,7 +277,7 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
         **options,
     )
     source = {
-        "model": str(args.model),
+        "model": str(args.weights),
         "arch": args.arch,
         "data": str(args.data),
         "test": None if args.test is None else str(args.test),
@@ -327,7 +328,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     references: int | list | None = 8
     if args.references is not None:
         references = _references(args, data)
-    options = apply_overrides({}, args.set)  # detector.key=value -> {detector: {key: value}}
+    options = apply_overrides({}, args.overrides)  # detector.key=value -> {detector: {key: value}}
     detectors = args.detector or list(DETECTORS_BY_DEFAULT)
     if isinstance(references, list):
         what = f"against {len(references)} given references"
@@ -390,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def set_arg(p: argparse.ArgumentParser, metavar: str, what: str) -> None:
-        p.add_argument("--set", action="append", default=[], metavar=metavar, help=what)
+        p.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar=metavar, help=what
+        )
 
     def config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
         p.add_argument("config", nargs="?" if optional else None, help="experiment YAML file")
@@ -408,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("triggers", help="PNG grid of clean vs triggered samples")
     config_args(p, optional=True)
-    p.add_argument("--run", help="take the config and the learned trigger from this run folder")
+    p.add_argument(
+        "--run", dest="run_dir", help="take the config and the learned trigger from this run folder"
+    )
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=int, default=8, help="samples to show")
     p.set_defaults(func=cmd_triggers)
@@ -447,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="then write its report to PATH (without suffix; default OUT/report/<name>)",
     )
     p.add_argument("--notes", help="with --report: Markdown observations under the tables")
-    p.add_argument("--format", default="md", choices=["md", "html"], help="with --report")
+    p.add_argument(
+        "--format", dest="fmt", default="md", choices=["md", "html"], help="with --report"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -465,10 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", default=[], help="only this table (repeatable)")
     p.add_argument("--figure", action="append", default=[], help="only this figure (repeatable)")
     p.add_argument(
-        "--run", action="append", default=[], help="a database of plain runs: only this run"
+        "--run",
+        dest="runs",
+        action="append",
+        default=[],
+        help="a database of plain runs: only this run",
     )
     p.add_argument(
         "--format",
+        dest="fmt",
         default="md",
         choices=["md", "html", "console"],
         help="html: one page; console: print the tables, write nothing",
@@ -479,7 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     def yours_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, help="weights: .safetensors or a state-dict .pt")
+        p.add_argument(
+            "--model",
+            dest="weights",
+            required=True,
+            help="weights: .safetensors or a state-dict .pt",
+        )
         p.add_argument(
             "--arch",
             required=True,
@@ -563,9 +580,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flags_of(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """The API parameter each option of `command` sets (its dest) -> the option's long flag."""
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {
+        a.dest: max(a.option_strings, key=len)
+        for a in sub.choices[command]._actions
+        if a.option_strings and a.dest != "help"
+    }
+
+
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """A library error in the command line's words: the API names its parameters in backticks
+    (`weights`, `overwrite=True`); each becomes the flag that sets it. The one place where
+    parameters meet flags."""
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        return flags[name] if value in (None, "True") else f"{flags[name]} {value}"
+
+    return re.sub(r"`([A-Za-z_]\w*)(?:=([^`]*))?`", flag, message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # piped into a file or a log, tables keep their columns instead of an 80-column squeeze;
     # markup off: names, labels and messages are user text, never parsed as Rich markup
@@ -575,7 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.func(args, console)  # a command may return a status of its own
     except BackdoorlabError as exc:
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        message = in_flags(str(exc), flags_of(parser, args.command))
+        err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
         return 2
     except OSError as exc:  # a full disk, a folder that cannot be written: one line, not a trace
         where = f" ({exc.filename})" if exc.filename else ""

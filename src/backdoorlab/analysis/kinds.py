@@ -68,7 +68,7 @@ def analyze(
     if unknown:
         raise ConfigError(f"analysis {name}: unknown option {', '.join(unknown)}")
     if a.benign and benign is None:
-        raise ConfigError(f"analysis {name}: needs a benign model's run folder (--benign)")
+        raise ConfigError(f"analysis {name}: needs a benign model's run folder (`benign`)")
     return a.compute(Path(run), None if benign is None else Path(benign), Path(out), **options)
 
 

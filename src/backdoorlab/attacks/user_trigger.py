@@ -87,9 +87,9 @@ def make_trigger(
         try:
             raw = yaml.safe_load(read_file(trigger, MAX_JSON_BYTES, str(trigger)))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--trigger {trigger}: malformed YAML: {exc}") from None
+            raise ConfigError(f"`trigger` {trigger}: malformed YAML: {exc}") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"--trigger {trigger}: an attack config mapping expected")
+            raise ConfigError(f"`trigger` {trigger}: an attack config mapping expected")
         trigger = raw.get("attack", raw)
     if isinstance(trigger, dict):
         cfg = ATTACKS.validate({**trigger, **({"target": target} if target is not None else {})})
@@ -97,23 +97,23 @@ def make_trigger(
         attack.fit(data.to(device))
         return attack
     if target is None:
-        raise ConfigError("trigger: give the target class (--target)")
+        raise ConfigError("`trigger`: give the target class (`target`)")
     if not 0 <= target < data.num_classes:
-        raise ConfigError(f"--target: class {target} does not exist ({data.num_classes} classes)")
+        raise ConfigError(f"`target` {target}: no such class ({data.num_classes} classes)")
     if callable(trigger) and not isinstance(trigger, torch.Tensor):
         return Trigger(trigger, target)
-    pattern = read_image(trigger, c, "--trigger")
+    pattern = read_image(trigger, c, "`trigger`")
     weights = (
-        torch.ones(1, 1, *pattern.shape[2:]) if mask is None else read_image(mask, 1, "--mask")
+        torch.ones(1, 1, *pattern.shape[2:]) if mask is None else read_image(mask, 1, "`mask`")
     )
-    for what, t in (("--trigger", pattern), ("--mask", weights)):
+    for what, t in (("`trigger`", pattern), ("`mask`", weights)):
         if tuple(t.shape[2:]) != tuple(size) or t.shape[1] not in (1, c):
             raise ConfigError(
                 f"{what}: image is {t.shape[1]}x{t.shape[2]}x{t.shape[3]} (CxHxW), the data is "
                 f"{c}x{size[0]}x{size[1]}"
             )
     if weights.shape[1] != 1:
-        raise ConfigError("--mask: one channel (grey) expected")
+        raise ConfigError("`mask`: one channel (grey) expected")
     if not 0 < alpha <= 1:
-        raise ConfigError(f"--alpha: must lie in (0, 1], got {alpha}")
+        raise ConfigError(f"`alpha`: must lie in (0, 1], got {alpha}")
     return Trigger(stamp(pattern.to(device), weights.to(device), alpha), target)

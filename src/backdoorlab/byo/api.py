@@ -49,14 +49,14 @@ def with_normalization(
 ) -> nn.Module:
     """`model` behind (x - mean) / std when both are given."""
     if (mean is None) != (std is None):
-        raise ConfigError("give both --mean and --std (or neither)")
+        raise ConfigError("give both `mean` and `std` (or neither)")
     if mean is None:
         return model
     return Normalized(model, tuple(mean), tuple(std))
 
 
 @torch.no_grad()
-def check_fit(model: nn.Module, data: Dataset, what: str = "--data") -> int:
+def check_fit(model: nn.Module, data: Dataset, what: str = "`data`") -> int:
     """The model's class count, after one forward of two of `data`'s images: images it refuses,
     outputs that are not [B, K] logits, or labels >= K are one ConfigError line."""
     x = data.floats(torch.arange(min(2, len(data)), device=data.device))
@@ -120,7 +120,7 @@ def evaluate(
     target) and RA (share still classified correctly), all in percent."""
     dev = resolve_device(device)
     model = _model(model, mean, std, dev)
-    test, k = _fitted(model, data, "test", dev, "--data")
+    test, k = _fitted(model, data, "test", dev, "`data`")
     backdoor = None
     if trigger is not None:
         backdoor = make_trigger(trigger, test, target=target, mask=mask, alpha=alpha, device=dev)

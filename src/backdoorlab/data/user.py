@@ -166,6 +166,6 @@ def load_user_data(
         return from_tensors(x, y, name=path.stem, num_classes=num_classes)
     if not path.exists():
         raise DataError(
-            f"--data {source}: no such folder or file, and no registered dataset of that name"
+            f"`data` {source}: no such folder or file, and no registered dataset of that name"
         )
-    raise DataError(f"--data {source}: a folder of class folders, an .npz or a .safetensors file")
+    raise DataError(f"`data` {source}: a folder of class folders, an .npz or a .safetensors file")

@@ -43,17 +43,17 @@ def check_out(out: Path, overwrite: bool) -> None:
     for parent in out.parents:  # the folder must be creatable, known before any work
         if parent.exists():
             if not parent.is_dir():
-                raise ConfigError(f"--out {out}: {parent} is not a folder")
+                raise ConfigError(f"`out` {out}: {parent} is not a folder")
             break
     if not out.exists() and not out.is_symlink():
         return
     if not replaceable(out, RUN_MARKER):
         raise ConfigError(
-            f"--out {out}: exists and is not a backdoorlab run folder (no {RUN_MARKER}); "
+            f"`out` {out}: exists and is not a backdoorlab run folder (no {RUN_MARKER}); "
             "refusing to write there (name a new or empty folder)"
         )
     if (out / RUN_MARKER).is_file() and not overwrite:
-        raise ConfigError(f"--out {out}: holds an earlier run; pass --overwrite to replace it")
+        raise ConfigError(f"`out` {out}: holds an earlier run; pass `overwrite=True` to replace it")
 
 
 def replaceable(out: Path, marker: str) -> bool:

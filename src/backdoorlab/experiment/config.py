@@ -127,11 +127,11 @@ def format_validation_error(exc: ValidationError) -> str:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'section.key=value' -> (['section', 'key'], value parsed as YAML)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
+        raise ConfigError(f"`overrides` {text!r}: expected section.key=value")
     key, raw = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"`overrides` {text!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -158,7 +158,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     raw = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        assign(raw, path, value, f"--set {text!r}")
+        assign(raw, path, value, f"`overrides` {text!r}")
     return raw
 
 

@@ -64,7 +64,7 @@ class LocalExecutor:
 
     def __init__(self, address: str | None = None, retries: int = 0) -> None:
         if address is not None:
-            raise ConfigError("--address applies to the ray executor only")
+            raise ConfigError("`address`: applies to the ray executor only")
 
     def map(
         self, tasks: list[Task], progress: bool = True, pending: Pending | None = None

@@ -64,7 +64,7 @@ def prepare(
     if trigger_from is not None:
         path = Path(trigger_from) / "poison.safetensors"
         if not path.is_file():
-            raise ConfigError(f"--run: {trigger_from} holds no poison.safetensors")
+            raise ConfigError(f"`run_dir` {trigger_from}: holds no poison.safetensors")
         saved = load_tensors(path, device)
         return Prepared(config, device, splits, attack, restore_poison(attack, splits, saved))
     if cache is not None:  # a hit skips fitting: IAD's mask network takes minutes per fit

@@ -114,12 +114,12 @@ def sweep(
     spec = source if isinstance(source, SweepSpec) else load_sweep(source, profile)
     if cpus is not None:
         if cpus < 1:
-            raise ConfigError(f"--cpus: must be >= 1 (got {cpus})")
+            raise ConfigError(f"`cpus`: must be >= 1 (got {cpus})")
         spec = spec.model_copy(
             update={"resources": spec.resources.model_copy(update={"cpus": cpus})}
         )
     if executor not in EXECUTORS:
-        raise ConfigError(f"--executor: unknown {executor!r} (known: {', '.join(EXECUTORS)})")
+        raise ConfigError(f"`executor` {executor!r}: unknown (known: {', '.join(EXECUTORS)})")
     cells = expand(spec)
     if out is None:
         out = Path("runs") / (spec.name + (f"-{spec.profile}" if spec.profile else ""))

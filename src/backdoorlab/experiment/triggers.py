@@ -52,7 +52,7 @@ def plot_triggers(
     if run_dir is not None:
         config = read_run(run_dir)["config"]
     if config is None:
-        raise ConfigError("give a config file or --run DIR")
+        raise ConfigError("give a `config` file or a `run_dir`")
     cfg = load_config(config, overrides)
     prep = prepare(cfg, progress=True, trigger_from=run_dir)
     return save_attack_grid(prep, out, count)

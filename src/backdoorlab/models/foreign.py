@@ -32,26 +32,26 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     try:
-        check_size(path.stat().st_size, MAX_FILE_BYTES, f"--model {path}")
+        check_size(path.stat().st_size, MAX_FILE_BYTES, f"`weights` {path}")
     except OSError as exc:
-        raise ConfigError(f"--model {path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"`weights` {path}: cannot read: {exc.strerror or exc}") from None
     if path.suffix == ".safetensors":
         try:
             state: Any = load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise DataError(f"--model {path}: not a readable safetensors file: {exc}") from None
+            raise DataError(f"`weights` {path}: not a readable safetensors file: {exc}") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
             raise DataError(
-                f"--model {path}: refused, the file holds more than weights ({first}); "
+                f"`weights` {path}: refused, the file holds more than weights ({first}); "
                 "save a state dict (torch.save(model.state_dict(), ...)) or safetensors"
             ) from None
         except Exception as exc:  # a malformed file fails in many ways (struct, zip, EOF...)
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DataError(f"--model {path}: not a readable PyTorch file: {why}") from None
+            raise DataError(f"`weights` {path}: not a readable PyTorch file: {why}") from None
     for key in _WRAPPERS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -59,7 +59,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise DataError(f"--model {path}: holds no state dict (a mapping of names to tensors)")
+        raise DataError(f"`weights` {path}: holds no state dict (a mapping of names to tensors)")
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
@@ -114,12 +114,12 @@ def resolve_factory(text: str) -> Callable[..., nn.Module]:
     """The function `package.module:function` or `path/to/file.py:function` names."""
     module_name, _, func = text.partition(":")
     if not module_name or not func:
-        raise ConfigError(f"--arch {text!r}: give a registered model or MODULE:FUNCTION")
+        raise ConfigError(f"`arch` {text!r}: give a registered model or MODULE:FUNCTION")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name).resolve()
             if not path.is_file():
-                raise ConfigError(f"--arch {text!r}: {path} does not exist")
+                raise ConfigError(f"`arch` {text!r}: {path} does not exist")
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
@@ -127,12 +127,12 @@ def resolve_factory(text: str) -> Callable[..., nn.Module]:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"--arch {text!r}: cannot import {module_name} ({exc}); install it or put it on "
+            f"`arch` {text!r}: cannot import {module_name} ({exc}); install it or put it on "
             "PYTHONPATH"
         ) from None
     factory = getattr(module, func, None)
     if not callable(factory):
-        raise ConfigError(f"--arch {text!r}: {module_name} has no function {func}")
+        raise ConfigError(f"`arch` {text!r}: {module_name} has no function {func}")
     return factory
 
 
@@ -145,9 +145,9 @@ def build_arch(arch: str, spec: InputSpec, options: dict[str, Any] | None = None
     try:
         model = resolve_factory(arch)(**options)
     except TypeError as exc:
-        raise ConfigError(f"--arch {arch}: the factory refused the options: {exc}") from None
+        raise ConfigError(f"`arch` {arch}: the factory refused the options: {exc}") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"--arch {arch}: the factory returned {type(model).__name__}")
+        raise ConfigError(f"`arch` {arch}: the factory returned {type(model).__name__}")
     return model
 
 
@@ -191,12 +191,12 @@ def load_foreign(
     state = weights if isinstance(weights, dict) else read_state_dict(weights)
     if key_map is not None:
         if key_map not in KEY_MAPS:
-            raise ConfigError(f"--key-map: unknown {key_map!r} (known: {', '.join(KEY_MAPS)})")
+            raise ConfigError(f"`key_map` {key_map!r}: unknown (known: {', '.join(KEY_MAPS)})")
         state = KEY_MAPS[key_map](state)
     model = build_arch(arch, spec, options)
     problem = _fit_report(model, state)
     if problem is not None:
-        raise ConfigError(f"--model: the weights do not fit --arch {arch}: {problem}")
+        raise ConfigError(f"`weights`: they do not fit `arch` {arch}: {problem}")
     model.load_state_dict(state, strict=not isinstance(model, Classifier))
     if normalize and not isinstance(model, Classifier):
         model = Normalized(model, spec.mean, spec.std)

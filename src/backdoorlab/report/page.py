@@ -43,13 +43,13 @@ def written_by(command: str | None) -> list[str]:
 
 
 def read_notes(notes: str | Path | None) -> str | None:
-    """The text of a --notes file; a missing file is one ConfigError line."""
+    """The text of a notes file; a missing file is one ConfigError line."""
     if notes is None:
         return None
     try:
         return Path(notes).read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"--notes: cannot read {notes}: {exc.strerror}") from None
+        raise ConfigError(f"`notes` {notes}: cannot read: {exc.strerror}") from None
 
 
 NOT_RUN = "No cell of this part has run yet."
@@ -188,7 +188,7 @@ def report(
     sections.
     """
     if fmt not in ("md", "html", "console"):
-        raise ConfigError(f"--format: unknown {fmt!r} (md, html or console)")
+        raise ConfigError(f"`fmt` {fmt!r}: unknown (md, html or console)")
     findings = read_notes(notes)
     db = Path(db)
     if not db.is_file():
@@ -196,7 +196,7 @@ def report(
     store = ResultStore(db)
     specs = store.sweeps()
     if runs and specs:
-        raise ConfigError(f"--run: {db} holds sweeps; name their cells' reports instead")
+        raise ConfigError(f"`runs`: {db} holds sweeps; name their cells' reports instead")
     if not specs:
         if sweep is not None:
             raise ConfigError(f"{db} holds no sweep {sweep!r} (it holds plain runs)")
