@@ -16,9 +16,9 @@ from pathlib import Path
 from backdoorlab.detectors import run_detector
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.runner import load_model
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.metrics.detection import separation
+from backdoorlab.records.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = [(eps, steps) for eps in (0.05, 0.1, 0.2, 0.3) for steps in (10, 20)]

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 import backdoorlab
-from backdoorlab.experiment.artifacts import write_text
 from backdoorlab.metrics.core import der
+from backdoorlab.records.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 # the MNIST settings of docs/results/post-training-mnist.md and configs/paper/mu2022/table2.yaml

@@ -180,3 +180,18 @@ def test_a_write_that_fails_is_one_line(config_file, tmp_path, capsys):
     assert main(["run", str(config_file), "--out", str(blocker / "r"), "--quiet"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+
+
+def test_every_analysis_option_has_a_flag_and_help_lists_the_registries():
+    import backdoorlab
+    from backdoorlab.cli import build_parser, flags_of
+
+    parser = build_parser()
+    analyze_flags = flags_of(parser, "analyze")
+    options = {o for a in backdoorlab.ANALYSES.values() for o in a.options}
+    assert options <= set(analyze_flags), options - set(analyze_flags)  # none dropped silently
+    (sub,) = (a for a in parser._actions if a.dest == "command")
+    repair_help = sub.choices["repair"].format_help()
+    repairs = [e.name for e in backdoorlab.DEFENSES if e.obj.post_training and e.name != "none"]
+    assert all(name in repair_help for name in repairs)
+    assert "cat" not in repairs and "abl" not in repairs  # training-time defenses are not offered

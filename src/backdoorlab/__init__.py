@@ -5,18 +5,16 @@ result = backdoorlab.run("configs/quickstart.yaml", out="runs/quickstart")
 result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
 """
 
-__version__ = "0.1.0"
-
-from backdoorlab.analysis import ANALYSES, analyze  # noqa: E402  (registers the analysis report kind)
-from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack  # noqa: E402
-from backdoorlab.attacks.user_trigger import Trigger, make_trigger  # noqa: E402
-from backdoorlab.byo import evaluate, repair, scan  # noqa: E402
-from backdoorlab.data import DATASETS, Dataset, DatasetConfig, load_dataset, register_dataset  # noqa: E402
-from backdoorlab.data.user import load_user_data  # noqa: E402
-from backdoorlab.defenses import DEFENSES, Defense, DefenseConfig, register_defense  # noqa: E402
-from backdoorlab.detectors import DETECTORS, register_detector  # noqa: E402
-from backdoorlab.errors import BackdoorlabError, ConfigError, DataError  # noqa: E402
-from backdoorlab.experiment import (  # noqa: E402
+from backdoorlab.analysis import ANALYSES, analyze  # (registers the analysis report kind)
+from backdoorlab.attacks import ATTACKS, Attack, AttackConfig, register_attack
+from backdoorlab.attacks.user_trigger import Trigger, make_trigger
+from backdoorlab.byo import evaluate, repair, scan
+from backdoorlab.data import DATASETS, Dataset, DatasetConfig, load_dataset, register_dataset
+from backdoorlab.data.user import load_user_data
+from backdoorlab.defenses import DEFENSES, Defense, DefenseConfig, register_defense
+from backdoorlab.detectors import DETECTORS, register_detector
+from backdoorlab.errors import BackdoorlabError, ConfigError, DataError
+from backdoorlab.experiment import (
     ExperimentConfig,
     ResultStore,
     RunResult,
@@ -26,9 +24,10 @@ from backdoorlab.experiment import (  # noqa: E402
     run,
     sweep,
 )
-from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model  # noqa: E402
-from backdoorlab.models.foreign import KEY_MAPS, load_foreign  # noqa: E402
-from backdoorlab.report import report  # noqa: E402
+from backdoorlab.models import MODELS, Classifier, ModelConfig, build_model, register_model
+from backdoorlab.models.foreign import KEY_MAPS, load_foreign
+from backdoorlab.report import report
+from backdoorlab.version import __version__ as __version__
 
 REGISTRIES = {
     "datasets": DATASETS,

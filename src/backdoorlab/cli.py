@@ -241,7 +241,7 @@ def _metrics_table(title: str, rows: list[tuple[str, dict | None]]) -> Table:
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.byo.api import evaluate
     from backdoorlab.byo.files import save_evaluation
-    from backdoorlab.experiment.artifacts import check_out
+    from backdoorlab.records.files import check_out
 
     if args.out:
         check_out(Path(args.out), args.overwrite)
@@ -259,7 +259,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
 def cmd_repair(args: argparse.Namespace, console: Console) -> int:
     from backdoorlab.byo.api import repair
     from backdoorlab.byo.files import save_repair
-    from backdoorlab.experiment.artifacts import check_out
+    from backdoorlab.records.files import check_out
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
@@ -320,8 +320,8 @@ def _references(args: argparse.Namespace, data: Any) -> int | list | None:
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.byo.api import DETECTORS_BY_DEFAULT, scan
     from backdoorlab.byo.files import save_scan
-    from backdoorlab.experiment.artifacts import check_out
     from backdoorlab.experiment.config import apply_overrides
+    from backdoorlab.records.files import check_out
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
@@ -428,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the JSON and PNG")
     p.add_argument("--eps", type=float, default=8 / 255, help="L_inf budget of untargeted PGD")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--alpha", type=float, help="PGD step size (default: the threat's rule)")
     p.add_argument("--limit", type=int, help="at most this many test images")
     p.add_argument("--count", type=int, default=500, help="t-SNE: clean and triggered samples")
     p.add_argument("--seed", type=int, default=0)
@@ -539,7 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--defense",
         default="auto",
-        help="auto (default: scan, repair what it flags, rescan), or ft, aft, fp, nad, nc",
+        help="auto (default: scan, repair what it flags, rescan), or a post-training defense: "
+        + ", ".join(
+            e.name for e in backdoorlab.DEFENSES if e.obj.post_training and e.name != "none"
+        ),
     )
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when the rescan still flags the model"

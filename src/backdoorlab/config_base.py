@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Section(BaseModel):
@@ -13,3 +13,17 @@ class Section(BaseModel):
     )
 
     name: str
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending key, e.g. 'attack.rate: must be <= 1 (got 1.5)'."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] != "missing" and not isinstance(err.get("input"), dict | list):
+            msg += f" (got {err['input']!r})"
+        parts.append(f"{key}: {msg}")
+    return "invalid config: " + "; ".join(parts)

@@ -59,7 +59,7 @@ def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
     from safetensors.torch import load_file
 
     import backdoorlab
-    from backdoorlab.experiment.store import ResultStore
+    from backdoorlab.records.store import ResultStore
 
     out = tmp_path / "repaired"
     argv = [

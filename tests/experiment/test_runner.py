@@ -29,7 +29,7 @@ def test_run_writes_folder_row_and_weights(tiny_config, tmp_path):
     rows = ResultStore(tmp_path / "runs" / "results.db").rows()
     assert len(rows) == 1 and rows[0]["acc"] == pytest.approx(result.metrics["acc"])
 
-    poison = backdoorlab.experiment.artifacts.load_tensors(out / "poison.safetensors")
+    poison = backdoorlab.records.files.load_tensors(out / "poison.safetensors")
     assert torch.equal(poison["indices"], result.poisoned.indices)
     assert "trigger.pattern" in poison and "trigger.mask" in poison
     model = load_model(out)
@@ -99,7 +99,7 @@ def test_trigger_grid_from_a_saved_run_uses_its_learned_trigger(tiny_config, tmp
     from backdoorlab.experiment.prepare import prepare
 
     prep = prepare(result.config, trigger_from=tmp_path / "r")
-    saved = backdoorlab.experiment.artifacts.load_tensors(tmp_path / "r" / "poison.safetensors")
+    saved = backdoorlab.records.files.load_tensors(tmp_path / "r" / "poison.safetensors")
     assert torch.equal(prep.attack.pattern, saved["trigger.pattern"])
     assert plot_triggers(None, tmp_path / "g.png", run_dir=tmp_path / "r").is_file()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep import sweep
+from backdoorlab.records.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "sweeps" / "digits-smoke.yaml"

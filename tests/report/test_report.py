@@ -8,7 +8,7 @@ import io
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.store import COLUMNS, ResultStore
+from backdoorlab.records.store import COLUMNS, ResultStore
 from backdoorlab.report import report
 from backdoorlab.report.cells import sweep_cells
 
@@ -179,7 +179,7 @@ def test_the_page_renders_in_a_real_browser_and_a_cell_link_opens_its_config(tmp
 
 def _runs_db(tmp_path, baseline_asr: float | None):
     """Three cells with run folders: a baseline and two attacks (one with a trigger grid)."""
-    from backdoorlab.experiment.artifacts import write_json
+    from backdoorlab.records.files import write_json
 
     store = ResultStore(tmp_path / "results.db")
     spec = {

@@ -11,8 +11,8 @@ import yaml
 from backdoorlab.cli import main
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.runner import run
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.paths import check_name, inside, slug
+from backdoorlab.records.store import ResultStore
 from backdoorlab.report import report
 
 

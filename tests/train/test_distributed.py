@@ -17,8 +17,8 @@ from backdoorlab.data import DATASETS, load_dataset
 from backdoorlab.data.iterator import Augment, BatchIterator
 from backdoorlab.defenses.dpsgd import DPSGDConfig, DPSGDHook
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import load_tensors, save_tensors
 from backdoorlab.models import MODELS, build_model
+from backdoorlab.records.files import load_tensors, save_tensors
 from backdoorlab.train import TrainConfig, fit
 from backdoorlab.train.distributed import agree, distributed, world
 

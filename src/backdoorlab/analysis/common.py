@@ -14,12 +14,12 @@ from backdoorlab.attacks.base import Attack
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run, write_json
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
+from backdoorlab.records.files import read_run, write_json
 
 
 @dataclass

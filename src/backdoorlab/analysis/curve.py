@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run
 from backdoorlab.plotting import pyplot, save_figure
+from backdoorlab.records.files import read_run
 
 
 def aft_curve(run: str | Path, out: str | Path) -> Path:

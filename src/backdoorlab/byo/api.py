@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from backdoorlab.attacks.user_trigger import make_trigger
+from backdoorlab.config_base import format_validation_error
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
@@ -25,7 +26,6 @@ from backdoorlab.detectors.references import ReferenceRecipe, split_clean
 from backdoorlab.detectors.scan import CalibrationConfig, scan_model
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
-from backdoorlab.experiment.config import format_validation_error
 from backdoorlab.experiment.prepare import resolve_device
 from backdoorlab.metrics.core import der
 from backdoorlab.metrics.core import evaluate as measure

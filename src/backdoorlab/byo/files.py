@@ -15,17 +15,17 @@ from torch import nn
 from backdoorlab.byo.api import RepairReport, ScanResult
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.detectors.base import Detection
-from backdoorlab.experiment.artifacts import (
+from backdoorlab.models.foreign import Normalized, load_foreign
+from backdoorlab.plotting import pyplot, save_figure, show_image
+from backdoorlab.records.files import (
     RUN_MARKER,
     new_run_folder,
     new_run_id,
     save_tensors,
     write_json,
 )
-from backdoorlab.experiment.runner import store_row, versions
-from backdoorlab.experiment.store import ResultStore
-from backdoorlab.models.foreign import Normalized, load_foreign
-from backdoorlab.plotting import pyplot, save_figure, show_image
+from backdoorlab.records.record import store_row, versions
+from backdoorlab.records.store import ResultStore
 
 
 def user_model(

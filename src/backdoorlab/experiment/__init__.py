@@ -3,9 +3,9 @@
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import prepare, resolve_device
 from backdoorlab.experiment.runner import RunResult, load_model, run
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.experiment.triggers import plot_triggers
+from backdoorlab.records.store import ResultStore
 
 __all__ = [
     "ExperimentConfig",

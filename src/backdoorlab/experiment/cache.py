@@ -26,9 +26,9 @@ from torch import nn
 from backdoorlab.attacks.base import Attack
 from backdoorlab.defenses.base import DEFENSES
 from backdoorlab.errors import DataError
-from backdoorlab.experiment.artifacts import load_tensors, save_tensors, staged_dir, write_json
 from backdoorlab.experiment.config import ExperimentConfig
 from backdoorlab.limits import read_json
+from backdoorlab.records.files import load_tensors, save_tensors, staged_dir, write_json
 
 # the sections that determine each stage (the defense and the run's name never do)
 POISONED_SECTIONS = ("seed", "dataset", "attack")

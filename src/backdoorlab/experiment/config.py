@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
+from backdoorlab.config_base import format_validation_error
 from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.detectors.base import DETECTORS, DetectorConfig
@@ -108,20 +109,6 @@ class ExperimentConfig(BaseModel):
         """A stable hash of the resolved config."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line naming each offending key, e.g. 'attack.rate: must be <= 1 (got 1.5)'."""
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] != "missing" and not isinstance(err.get("input"), dict | list):
-            msg += f" (got {err['input']!r})"
-        parts.append(f"{key}: {msg}")
-    return "invalid config: " + "; ".join(parts)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -10,10 +10,10 @@ import torch
 from backdoorlab.attacks.base import Attack, PoisonedData, build_attack
 from backdoorlab.data.base import Splits, load_dataset
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import load_tensors
 from backdoorlab.experiment.cache import POISONED_SECTIONS, StageCache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig
 from backdoorlab.experiment.memory import check_config_memory
+from backdoorlab.records.files import load_tensors
 from backdoorlab.train.distributed import world
 
 

@@ -3,25 +3,28 @@ model (trained, or from the stage cache), detect, defend and measure, record."""
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-import backdoorlab
 from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import Defense, DefenseContext, build_defense
 from backdoorlab.detectors.base import DetectorConfig
 from backdoorlab.detectors.scan import CalibrationConfig, calibrated_detection, scan_model
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import (
+from backdoorlab.experiment.cache import StageCache, default_cache, stage_key
+from backdoorlab.experiment.config import ExperimentConfig, load_config
+from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
+from backdoorlab.experiment.triggers import save_attack_grid
+from backdoorlab.metrics.core import der, evaluate
+from backdoorlab.models.base import Classifier, build_model
+from backdoorlab.records.files import (
     RUN_MARKER,
     check_out,
     load_tensors,
@@ -31,13 +34,8 @@ from backdoorlab.experiment.artifacts import (
     staged_dir,
     write_json,
 )
-from backdoorlab.experiment.cache import StageCache, default_cache, stage_key
-from backdoorlab.experiment.config import ExperimentConfig, load_config
-from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
-from backdoorlab.experiment.store import ResultStore
-from backdoorlab.experiment.triggers import save_attack_grid
-from backdoorlab.metrics.core import der, evaluate
-from backdoorlab.models.base import Classifier, build_model
+from backdoorlab.records.record import store_row, versions
+from backdoorlab.records.store import ResultStore
 from backdoorlab.train.distributed import distributed, world
 from backdoorlab.train.hooks import Hook, TrainState
 from backdoorlab.train.loop import fit
@@ -70,16 +68,6 @@ class RunResult:
     poisoned: PoisonedData
     out_dir: Path | None = None
     rank: int = 0  # under torchrun: this process's rank (only rank 0 saves)
-
-
-def versions() -> dict[str, str]:
-    """Versions of backdoorlab, torch, numpy and Python."""
-    return {
-        "backdoorlab": backdoorlab.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int) -> Dataset:
@@ -319,32 +307,6 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any
         write_json(tmp / "result.json", record)
         save_attack_grid(prep, tmp / "triggers.png")
     return record
-
-
-def store_row(record: dict[str, Any], out_dir: str | Path | None) -> dict[str, Any]:
-    """The results-database row of a run from its result.json record."""
-    cfg = record["config"]
-    m = record["metrics"]
-    return {
-        "run_id": record["run_id"],
-        "created": record["created"],
-        "name": cfg["name"],
-        "config_hash": record["config_hash"],
-        "dataset": cfg["dataset"]["name"],
-        "model": cfg["model"]["name"],
-        "attack": cfg["attack"]["name"],
-        "defense": cfg["defense"]["name"],
-        "seed": cfg["seed"],
-        "acc": m.get("acc"),
-        "asr": m.get("asr"),
-        "ra": m.get("ra"),
-        "status": "finished",
-        "out_dir": None if out_dir is None else str(out_dir),
-        "config_json": cfg,
-        "metrics_json": m,
-        "timings_json": record["timings"],
-        "versions_json": record["versions"],
-    }
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

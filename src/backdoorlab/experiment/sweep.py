@@ -24,13 +24,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from backdoorlab.errors import BackdoorlabError, ConfigError
-from backdoorlab.experiment.artifacts import RUN_MARKER, staged_dir
 from backdoorlab.experiment.executors import EXECUTORS, Task
-from backdoorlab.experiment.runner import store_row
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep_spec import Cell, SweepSpec, expand, load_sweep
 from backdoorlab.metrics.core import pct
 from backdoorlab.paths import check_name
+from backdoorlab.records.files import RUN_MARKER, staged_dir
+from backdoorlab.records.record import store_row
+from backdoorlab.records.store import ResultStore
 
 
 @dataclass

@@ -34,11 +34,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from backdoorlab.config_base import format_validation_error
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import (
     ExperimentConfig,
     assign,
-    format_validation_error,
     load_config,
     read_yaml,
 )

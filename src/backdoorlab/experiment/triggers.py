@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, prepare
 from backdoorlab.plotting import save_trigger_grid
+from backdoorlab.records.files import read_run
 
 
 def save_attack_grid(prep: Prepared, out: str | Path, count: int = 8) -> Path:

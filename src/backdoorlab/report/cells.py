@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import read_run, write_text
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.experiment.sweep_spec import axis_values
 from backdoorlab.paths import inside
+from backdoorlab.records.files import read_run, write_text
+from backdoorlab.records.store import ResultStore
 from backdoorlab.report.grid import Grid
 
 

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backdoorlab.detectors.zoo import (
+from backdoorlab.errors import ConfigError
+from backdoorlab.experiment.sweep_spec import excluded_by
+from backdoorlab.metrics.core import der, pct
+from backdoorlab.paths import inside, slug
+from backdoorlab.plotting import pyplot, save_figure
+from backdoorlab.records.files import write_text
+from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
+from backdoorlab.report.grid import Grid
+from backdoorlab.report.zoo import (
     Member,
     confound_rows,
     detection_rows,
@@ -16,14 +24,6 @@ from backdoorlab.detectors.zoo import (
     roc_figure,
     split,
 )
-from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_text
-from backdoorlab.experiment.sweep_spec import excluded_by
-from backdoorlab.metrics.core import der, pct
-from backdoorlab.paths import inside, slug
-from backdoorlab.plotting import pyplot, save_figure
-from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
-from backdoorlab.report.grid import Grid
 
 
 def attack_setting(record: dict[str, Any]) -> str:

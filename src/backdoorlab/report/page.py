@@ -27,10 +27,10 @@ from typing import Any
 import yaml
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.artifacts import write_text
-from backdoorlab.experiment.store import ResultStore
 from backdoorlab.metrics.core import pct
 from backdoorlab.paths import check_name, inside
+from backdoorlab.records.files import write_text
+from backdoorlab.records.store import ResultStore
 from backdoorlab.report.cells import Part, Row, cell_row, select, sweep_cells
 from backdoorlab.report.kinds import FIGURES, REPORT_KINDS, TABLES
 

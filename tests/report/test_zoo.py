@@ -10,7 +10,9 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from backdoorlab.detectors.zoo import (
+from backdoorlab.experiment.sweep import sweep
+from backdoorlab.report import report
+from backdoorlab.report.zoo import (
     CONFOUND_HEADER,
     HEADER,
     Member,
@@ -18,8 +20,6 @@ from backdoorlab.detectors.zoo import (
     detection_rows,
     split,
 )
-from backdoorlab.experiment.sweep import sweep
-from backdoorlab.report import report
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "configs" / "sweeps" / "digits-zoo.yaml"

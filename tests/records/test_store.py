@@ -1,6 +1,6 @@
 import pytest
 
-from backdoorlab.experiment.store import COLUMNS, ResultStore
+from backdoorlab.records.store import COLUMNS, ResultStore
 
 
 def record(i):
