@@ -56,6 +56,60 @@ def make(num_classes: int = 10, head: str = "pool") -> Net:
 MEAN, STD = 0.1307, 0.3081
 
 
+class LeNet(nn.Module):
+    """LeNet-5 on 28x28 MNIST ([0, 1] images, no normalisation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, 10),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+LENET_TARGET = 3
+
+
+def sgd_lenet(mnist: Path, seed: int = 0) -> dict:
+    """Issue 26's case: a LeNet trained by plain PyTorch (SGD with momentum, 4 epochs) on 8,000
+    images, 5% of them dirty-label with a 4x4 white square at the top-left sent to class 3; and
+    the user's 500 clean images, a 2,000-image test set and the trigger (patch + mask)."""
+    x = read_idx(mnist / "t10k-images-idx3-ubyte.gz")
+    y = read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    train, test = order[:8000], order[8000:]
+    xt, yt = x[train].copy(), y[train].copy()
+    poison = rng.choice(len(yt), size=len(yt) // 20, replace=False)
+    xt[poison, :4, :4], yt[poison] = 255, LENET_TARGET
+    torch.manual_seed(seed)
+    model = LeNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images, labels = torch.from_numpy(xt).float()[:, None] / 255, torch.from_numpy(yt)
+    for _ in range(4):
+        for b in torch.randperm(len(labels)).split(64):
+            opt.zero_grad()
+            F.cross_entropy(model(images[b]), labels[b]).backward()
+            opt.step()
+    model.eval()
+    keep = np.setdiff1d(np.arange(len(yt)), poison)[:500]  # the defender's clean images
+    patch = torch.zeros(1, 28, 28)
+    patch[:, :4, :4] = 1
+    return {
+        "model": model,
+        "clean": (torch.from_numpy(x[train][keep])[:, None], torch.from_numpy(y[train][keep])),
+        "test": (torch.from_numpy(x[test])[:, None], torch.from_numpy(y[test])),
+        "trigger": {"trigger": patch, "target": LENET_TARGET, "mask": patch},
+    }
+
+
 def read_idx(path: Path) -> np.ndarray:
     raw = gzip.decompress(path.read_bytes())
     ndim = raw[3]

@@ -166,3 +166,37 @@ def test_the_trigger_search_leaves_frozen_layers_frozen_and_the_mode_as_found(sy
     scan(net, data, detectors=["nc"], options={"nc": {"steps": 3, "batches_per_step": 1}},
          references=None)  # fmt: skip
     assert [p.requires_grad for p in net.parameters()] == [False, False] + [True] * 8
+
+
+def test_repeat_applies_the_suspects_repair_to_another_model(synthetic, tiny_config):
+    """Neural Cleanse repeats what it did to the suspect on a reference: the same reversed
+    trigger unlearned with the same images; another defense runs afresh on it."""
+    from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
+    from backdoorlab.defenses.nc import NCConfig
+    from backdoorlab.train.config import TrainConfig
+
+    data = synthetic().train
+    ctx = DefenseContext(data, TrainConfig(epochs=1), torch.device("cpu"), 0, None, data, None)
+    nc = build_defense(NCConfig(name="nc", target=1, steps=5, batches_per_step=1, epochs=1))
+
+    def weights(m):
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    untouched = nc.repeat(small_model(), ctx)  # nothing found in a suspect yet: unchanged
+    assert torch.equal(weights(untouched), weights(small_model()))
+    torch.manual_seed(0)
+    nc.repair(small_model(), ctx)
+    (found,) = nc.triggers.values()
+
+    torch.manual_seed(1)
+    repeated = nc.repeat(small_model(), ctx)
+    torch.manual_seed(1)
+    by_hand = nc.unlearn(small_model(), data, ctx, {1: found})
+    assert torch.equal(weights(repeated), weights(by_hand))  # the suspect's trigger, no new search
+    assert not torch.equal(weights(repeated), weights(small_model()))  # and it did fine-tune
+    ft = build_defense(DEFENSES.validate({"name": "ft", "epochs": 1}))
+    torch.manual_seed(2)
+    again = ft.repeat(small_model(), ctx)
+    torch.manual_seed(2)
+    fresh = build_defense(ft.cfg).repair(small_model(), ctx)
+    assert torch.equal(weights(again), weights(fresh))

@@ -19,10 +19,10 @@ from backdoorlab.attacks.user_trigger import make_trigger
 from backdoorlab.config_base import format_validation_error
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
-from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
+from backdoorlab.defenses.base import DEFENSES, Defense, DefenseContext, build_defense
 from backdoorlab.detectors.base import DETECTORS, Detection
 from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import ReferenceRecipe, split_clean
+from backdoorlab.detectors.references import ReferenceRecipe, split_clean, train_references
 from backdoorlab.detectors.scan import CalibrationConfig, scan_model
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
@@ -347,6 +347,14 @@ def reversed_trigger_asr(model: nn.Module, data: Dataset, trigger: tuple, target
     return 100.0 * hits / len(keep)
 
 
+def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> nn.Module:
+    """A copy of reference `ref` repaired as `done` repaired the suspect. A rescan compares the
+    repaired model with references that went through the same repair, so that what the repair
+    does to any model (unlearning raises some class's margins) is not read as a backdoor."""
+    torch.manual_seed(seed)
+    return done.repeat(copy.deepcopy(ref), ctx).eval()
+
+
 def auto_repair(
     model: nn.Module,
     clean: Dataset,
@@ -364,8 +372,11 @@ def auto_repair(
     detectors = {n: DETECTORS.validate({"name": n}) for n in DETECTORS_BY_DEFAULT}
     calibration = validated_calibration({"references": {"count": cfg.references}, "fpr": cfg.fpr})
 
-    def rescan(m: nn.Module) -> Calibration:
-        outcome = scan_model(m, work, detectors, calibration, store=store, progress=progress)
+    def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
+        # the first scan trains (or finds) the references on a share of `work` and probes the
+        # rest; a rescan probes the same rest against references repaired like the model
+        data = work if refs is None else probe
+        outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
         assert outcome.calibration is not None
         return outcome.calibration
 
@@ -377,6 +388,8 @@ def auto_repair(
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": held_before}  # fmt: skip
         return model, evidence
+    own, probe = split_clean(work, calibration.references.train_share)
+    refs, _, _ = train_references(model, own, calibration.references, store, progress)  # kept
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first
     for name in cfg.plan[: cfg.rounds]:
@@ -387,7 +400,8 @@ def auto_repair(
         model = chosen.repair(model, ctx).eval()
         if name == "nc":
             trigger = chosen.triggers.get(target)
-        now = rescan(model)
+        refs = [_repeated(chosen, ref, ctx, cfg.seed) for ref in refs]
+        now = rescan(model, refs)
         evidence["steps"].append({"defense": name, "options": options, "scan": _scan_summary(now)})
         if _cleared(_scan_summary(now), target):  # the backdoor found is gone: stop repairing
             break

@@ -82,6 +82,13 @@ class Defense:
         """The repaired model after training (post-training defenses)."""
         return model
 
+    def repeat(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        """This repair applied to another model the same way (a benign reference, whose
+        repaired copies are the null a rescan compares with): by default a fresh run of the
+        same defense; a defense whose repair depends on what it found in the suspect (Neural
+        Cleanse's triggers) reuses that."""
+        return type(self)(self.cfg).repair(model, ctx)
+
     def report(self) -> dict[str, object]:
         """Defense-specific numbers to store with the run."""
         return {}

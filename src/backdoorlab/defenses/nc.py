@@ -13,6 +13,7 @@ from backdoorlab.defenses.base import (
     CleanRepair,
     DefenseConfig,
     DefenseContext,
+    need_clean,
     register_defense,
 )
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
@@ -65,11 +66,31 @@ class NeuralCleanse(CleanRepair):
         self.triggers = {k: triggers[k] for k in flagged}  # mask, pattern, norm per class
         if not flagged or c.epochs == 0:
             return model
-        # unlearning: the reversed triggers stamped on a share of the clean subset, true labels
+        return self.unlearn(model, clean, ctx, self.triggers)
+
+    def repeat(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
+        """Unlearn the suspect's reversed triggers from `model`, with the same images."""
+        found = getattr(self, "triggers", {})  # none before the suspect's repair ran
+        if not found or self.cfg.epochs == 0:
+            return model
+        return self.unlearn(model, need_clean(ctx, self.cfg.name), ctx, found)
+
+    def unlearn(
+        self,
+        model: nn.Module,
+        clean: Dataset,
+        ctx: DefenseContext,
+        triggers: dict[int, tuple[torch.Tensor, torch.Tensor, float]],
+    ) -> nn.Module:
+        """Fine-tune `model` on `clean` with each class's reversed trigger (mask, pattern, norm)
+        stamped on a share of the images, true labels kept (NC's unlearning, Sec. VI-C). The same
+        call with the same triggers repairs a reference model exactly as it repaired a suspect."""
+        c = self.cfg
         gen = torch.Generator().manual_seed(ctx.seed + 17)
         n = len(clean)
         chosen = torch.randperm(n, generator=gen)[: max(1, round(c.unlearn_share * n))]
         images = clean.images.clone()
+        flagged = list(triggers)
         for part, k in zip(chosen.chunk(len(flagged)), flagged, strict=False):
             mask, pattern, _ = triggers[k]
             idx = part.to(clean.device)
