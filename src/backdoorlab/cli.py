@@ -106,6 +106,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
         profile=args.profile,
         cache=args.cache,
         reverse=args.reverse,
+        merge=args.merge,
         **options,
     )
     if args.report is not None:  # written whatever failed: it shows what is missing
@@ -388,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--reverse",
             action="store_true",
             help="run the missing cells last to first (a second start beside a first one)",
+        )
+        p.add_argument(
+            "--merge",
+            action="append",
+            default=[],
+            metavar="DB",
+            help="first copy in the finished cells of another start's results.db (repeatable)",
         )
 
     def set_arg(p: argparse.ArgumentParser, metavar: str, what: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep import sweep
 from backdoorlab.records.store import ResultStore
 
@@ -134,6 +135,28 @@ def test_a_cell_another_start_finished_meanwhile_is_skipped(tiny_config, tmp_pat
     second = sweep(spec, tmp_path / "b", progress=False, say=meanwhile, reverse=True)
     assert first.ran == 4 and second.ran == 3 and second.skipped == 1
     assert sorted(_cells(tmp_path / "b" / "results.db")) == sorted(r["cell"] for r in rows)
+
+
+def test_a_start_merges_the_cells_another_folder_finished(tiny_config, tmp_path):
+    spec = _small(tiny_config)
+    spec["axes"]["defense"] = {"none": {}}  # two cells
+    first = sweep(spec, tmp_path / "a", progress=False, say=lambda _: None)
+    noise = ResultStore(tmp_path / "other.db")  # another sweep's row is never copied
+    row = ResultStore(tmp_path / "a" / "results.db").rows()[0]
+    noise.add({**row, "run_id": "x", "sweep": "another", "cell": "elsewhere"})
+    lines: list[str] = []
+    merged = sweep(spec, tmp_path / "b", progress=False, say=lines.append,
+                   merge=[tmp_path / "a" / "results.db", tmp_path / "other.db"])  # fmt: skip
+    assert first.ran == 2 and merged.ran == 0 and merged.skipped == 2
+    assert lines[:2] == [
+        f"merged 2 finished cells of small from {tmp_path / 'a' / 'results.db'}",
+        f"merged 0 finished cells of small from {tmp_path / 'other.db'}",
+    ]
+    assert sorted(_cells(tmp_path / "b" / "results.db")) == sorted(
+        _cells(tmp_path / "a" / "results.db")
+    )
+    with pytest.raises(ConfigError, match="`merge` .*: no such results database"):
+        sweep(spec, tmp_path / "c", progress=False, merge=[tmp_path / "none.db"])
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,7 @@ def sweep(
     retries: int = 3,
     cpus: int | None = None,
     reverse: bool = False,
+    merge: Sequence[str | Path] = (),
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
@@ -109,7 +110,9 @@ def sweep(
 
     `cpus` replaces the sweep's resources.cpus (threads per cell) on this start. A cell that
     another start finished meanwhile is skipped, so a second start with `reverse` (last cell
-    first) beside a first one shares the work; they may meet on one cell.
+    first) beside a first one shares the work; they may meet on one cell. `merge` names the
+    results databases of other starts of this sweep (another OUT): their rows of the current
+    cells are copied in first, so this folder holds, and reports, the whole sweep.
     """
     spec = source if isinstance(source, SweepSpec) else load_sweep(source, profile)
     if cpus is not None:
@@ -130,6 +133,9 @@ def sweep(
     store = ResultStore(out / "results.db")
     # the current cells' keys: rows an earlier version of the file left are not reported
     store.put_sweep(spec.name, {**spec.model_dump(mode="json"), "cells": [c.key for c in cells]})
+    for other in merge:
+        copied = store.absorb(other, spec.name, {c.key for c in cells})
+        say(f"merged {copied} finished cells of {spec.name} from {other}")
     done = store.cells()
     todo = [c for c in cells if c.key not in done]
     if reverse:

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from backdoorlab.errors import ConfigError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,6 +90,17 @@ class ResultStore:
         )
         with self._connect() as con:
             return con.execute(sql, row).rowcount == 1
+
+    def absorb(self, other: str | Path, sweep: str, cells: set[str]) -> int:
+        """Copy from the results database `other` the rows of sweep `sweep` whose cell is one
+        of `cells` and not recorded here; returns how many were copied."""
+        path = Path(other)
+        if path.resolve() == self.path.resolve():
+            return 0
+        if not path.is_file():
+            raise ConfigError(f"`merge` {path}: no such results database")
+        theirs = ResultStore(path).rows(sweep=sweep)
+        return sum(self.add(row) for row in theirs if row["cell"] in cells)
 
     def cells(self) -> set[str]:
         """The cell hashes already recorded."""
