@@ -27,7 +27,10 @@ LAYERS = [
     "data",
 ]
 # the floor every layer may use: errors, limits, paths, registries, schemas, plots, records
-BASE = {"errors", "limits", "paths", "registry", "config_base", "plotting", "version", "records"}
+BASE = {
+    "errors", "limits", "paths", "registry", "config_base", "plotting", "version", "seeds",
+    "records",
+}  # fmt: skip
 FRONT = {"__init__", "__main__", "cli"}
 
 

@@ -31,6 +31,7 @@ from backdoorlab.data.iterator import BatchIterator
 from backdoorlab.errors import ConfigError, TrainingDivergedError
 from backdoorlab.limits import MAX_MODEL_PARAMETERS
 from backdoorlab.models.base import on_meta
+from backdoorlab.seeds import IAD_NETWORKS
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.distributed import average_gradients
 from backdoorlab.train.hooks import Batch, Hook
@@ -150,7 +151,8 @@ class InputAware(Attack):
             )
         g = torch.random.fork_rng()
         with g:
-            torch.manual_seed(cfg.target * 7919 + 17)
+            scale, offset = IAD_NETWORKS
+            torch.manual_seed(cfg.target * scale + offset)
             self.generator = EncoderDecoder(spec.channels, spec.channels, cfg.width)
             self.masker = EncoderDecoder(spec.channels, 1, cfg.width)
         self.generator.to(self.device).eval()

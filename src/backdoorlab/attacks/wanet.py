@@ -17,6 +17,7 @@ from backdoorlab.attacks.base import (
 )
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.errors import ConfigError
+from backdoorlab.seeds import WANET_NOISE, stream
 from backdoorlab.train.hooks import Batch, Hook
 
 
@@ -70,7 +71,7 @@ class WaNet(Attack):
         noise = F.interpolate(ins, size=(h, w), mode="bicubic", align_corners=True)
         self.noise_grid = noise.permute(0, 2, 3, 1).to(self.device)
         self.identity = identity_grid(h, w).to(self.device)
-        self.noise_gen = torch.Generator().manual_seed(cfg.grid_seed + 1)
+        self.noise_gen = torch.Generator().manual_seed(stream(cfg.grid_seed, WANET_NOISE))
 
     @property
     def grid(self) -> torch.Tensor:

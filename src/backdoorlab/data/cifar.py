@@ -16,6 +16,7 @@ from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, subsa
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
 from backdoorlab.limits import MAX_FILE_BYTES, check_size, read_stream
+from backdoorlab.seeds import HELD_OUT_TEST, stream
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
@@ -131,7 +132,9 @@ def load_cifar(spec: CifarSpec, cfg: CifarConfig, seed: int) -> Splits:
 
     with tar:
         train = subsample(*part(spec.train), cfg.train_size, seed, f"{spec.name} train")
-        test = subsample(*part((spec.test,)), cfg.test_size, seed + 1, f"{spec.name} test")
+        test = subsample(
+            *part((spec.test,)), cfg.test_size, stream(seed, HELD_OUT_TEST), f"{spec.name} test"
+        )
         meta = _load_batch(tar, f"{spec.folder}/{spec.meta}", spec.name)
     classes = [str(c) for c in meta.get(spec.names_key, [])]
     n_classes = int(max(train[1].max(), test[1].max())) + 1

@@ -16,6 +16,7 @@ from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.data.images import decode_ppm, resize
 from backdoorlab.errors import DataError
 from backdoorlab.limits import MAX_IMAGE_FILE_BYTES, MAX_JSON_BYTES, check_size, read_stream
+from backdoorlab.seeds import HELD_OUT_TEST, stream
 
 BASE_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 ARCHIVES = {
@@ -100,5 +101,5 @@ def load_gtsrb(cfg: GtsrbConfig, seed: int = 0) -> Splits:
             raise DataError(f"gtsrb: no ground-truth label for {missing[0]}")
         test = _images(zf, [(n, labels[PurePosixPath(n).name]) for n in ppms], cfg.size)
     train = subsample(*train, cfg.train_size, seed, "gtsrb train")
-    test = subsample(*test, cfg.test_size, seed + 1, "gtsrb test")
+    test = subsample(*test, cfg.test_size, stream(seed, HELD_OUT_TEST), "gtsrb test")
     return Splits.of("gtsrb", train, test, [str(i) for i in range(NUM_CLASSES)])

@@ -16,6 +16,7 @@ from backdoorlab.data.base import DatasetConfig, Splits, register_dataset, split
 from backdoorlab.data.files import fetch, resolve_root
 from backdoorlab.errors import DataError
 from backdoorlab.limits import MAX_FILE_BYTES, check_size
+from backdoorlab.seeds import HELD_OUT_TEST, stream
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -124,5 +125,5 @@ def load_mnist(cfg: MnistConfig, seed: int = 0) -> Splits:
         train, test = split_by_seed(*test, n_train, n_test, seed, f"mnist ({root})")
     else:
         train = subsample(*train, cfg.train_size, seed, "mnist train")
-        test = subsample(*test, cfg.test_size, seed + 1, "mnist test")
+        test = subsample(*test, cfg.test_size, stream(seed, HELD_OUT_TEST), "mnist test")
     return Splits.of("mnist", train, test, [str(i) for i in range(10)])

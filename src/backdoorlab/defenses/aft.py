@@ -26,6 +26,7 @@ from backdoorlab.defenses.base import (
 )
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
+from backdoorlab.seeds import AFT_PROBE, stream
 from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.perf import DEFAULT, Performance
 
@@ -162,7 +163,7 @@ class AdversarialFineTuning(Defense):
         adv = craft_untargeted(
             model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed, perf=ctx.perf
         )
-        gen = torch.Generator().manual_seed(ctx.seed + 1)
+        gen = torch.Generator().manual_seed(stream(ctx.seed, AFT_PROBE))
         pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
         probe = (data.floats(pick), data.labels[pick])
         self.watch = _Watch(c, ctx, probe, threat)

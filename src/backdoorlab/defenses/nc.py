@@ -19,6 +19,7 @@ from backdoorlab.defenses.base import (
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.detection import mad_index
+from backdoorlab.seeds import NC_UNLEARN, stream
 from backdoorlab.train.distributed import agree
 
 
@@ -86,7 +87,7 @@ class NeuralCleanse(CleanRepair):
         stamped on a share of the images, true labels kept (NC's unlearning, Sec. VI-C). The same
         call with the same triggers repairs a reference model exactly as it repaired a suspect."""
         c = self.cfg
-        gen = torch.Generator().manual_seed(ctx.seed + 17)
+        gen = torch.Generator().manual_seed(stream(ctx.seed, NC_UNLEARN))
         n = len(clean)
         chosen = torch.randperm(n, generator=gen)[: max(1, round(c.unlearn_share * n))]
         images = clean.images.clone()

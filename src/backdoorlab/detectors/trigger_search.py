@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from backdoorlab.data.base import Dataset
+from backdoorlab.seeds import per_class
 
 
 class TriggerSearch(BaseModel):
@@ -62,7 +63,7 @@ def _search(
     """The search of `reverse_trigger` on a frozen model: the final mask and pattern logits and
     the best successful trigger (None if none succeeded)."""
     device = data.device
-    gen = torch.Generator().manual_seed(seed * 1000 + target)
+    gen = torch.Generator().manual_seed(per_class(seed, target))
     per_step = cfg.batches_per_step or max(1, len(data) // cfg.batch_size)
     m_param = torch.zeros((1, 1, *data.size), device=device, requires_grad=True)
     p_param = torch.zeros((1, data.channels, *data.size), device=device, requires_grad=True)

@@ -36,6 +36,7 @@ from backdoorlab.records.files import (
 )
 from backdoorlab.records.record import store_row, versions
 from backdoorlab.records.store import ResultStore
+from backdoorlab.seeds import CLEAN_SUBSET, stream
 from backdoorlab.train.distributed import distributed, world
 from backdoorlab.train.hooks import Hook, TrainState
 from backdoorlab.train.loop import fit
@@ -74,7 +75,7 @@ def clean_subset(train: Dataset, poisoned: torch.Tensor, share: float, seed: int
     """`share` of the training set drawn by `seed` from the samples the attack left alone
     (`poisoned`: the indices it changed, each once)."""
     n = len(train)
-    gen = torch.Generator().manual_seed(seed + 7919)  # its own stream, apart from poisoning
+    gen = torch.Generator().manual_seed(stream(seed, CLEAN_SUBSET))
     k = min(n - poisoned.numel(), max(1, round(share * n)))
     return train.subset(others(n, poisoned, k, gen))
 

@@ -12,30 +12,23 @@ from typing import Any
 
 from backdoorlab.errors import ConfigError
 
-SCHEMA = """
+# the runs table's columns in order; a sweep cell's row: `cell` is its config hash (unique: a
+# cell is recorded once), `axes_json` its label on each axis
+_COLUMN_TYPES = (
+    ("run_id", "TEXT UNIQUE NOT NULL"), ("created", "TEXT NOT NULL"), ("name", "TEXT NOT NULL"),
+    ("config_hash", "TEXT NOT NULL"), ("dataset", "TEXT NOT NULL"), ("model", "TEXT NOT NULL"),
+    ("attack", "TEXT NOT NULL"), ("defense", "TEXT NOT NULL"), ("seed", "INTEGER NOT NULL"),
+    ("acc", "REAL"), ("asr", "REAL"), ("ra", "REAL"), ("status", "TEXT NOT NULL"),
+    ("out_dir", "TEXT"), ("config_json", "TEXT NOT NULL"), ("metrics_json", "TEXT NOT NULL"),
+    ("timings_json", "TEXT NOT NULL"), ("versions_json", "TEXT NOT NULL"), ("sweep", "TEXT"),
+    ("cell", "TEXT"), ("axes_json", "TEXT"),
+)  # fmt: skip
+COLUMNS = tuple(name for name, _ in _COLUMN_TYPES)
+_COLUMN_LINES = "".join(f"    {name} {kind},\n" for name, kind in _COLUMN_TYPES)
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT UNIQUE NOT NULL,
-    created TEXT NOT NULL,
-    name TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    model TEXT NOT NULL,
-    attack TEXT NOT NULL,
-    defense TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    acc REAL,
-    asr REAL,
-    ra REAL,
-    status TEXT NOT NULL,
-    out_dir TEXT,
-    config_json TEXT NOT NULL,
-    metrics_json TEXT NOT NULL,
-    timings_json TEXT NOT NULL,
-    versions_json TEXT NOT NULL,
-    sweep TEXT,
-    cell TEXT,
-    axes_json TEXT
+{_COLUMN_LINES.rstrip().rstrip(",")}
 );
 CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash);
 CREATE UNIQUE INDEX IF NOT EXISTS runs_cell ON runs (cell);
@@ -45,13 +38,6 @@ CREATE TABLE IF NOT EXISTS sweeps (
     spec_json TEXT NOT NULL
 );
 """
-# a sweep cell's row: `cell` is its config hash (unique: a cell is recorded once), `axes_json`
-# its label on each axis
-COLUMNS = (
-    "run_id", "created", "name", "config_hash", "dataset", "model", "attack", "defense", "seed",
-    "acc", "asr", "ra", "status", "out_dir", "config_json", "metrics_json", "timings_json",
-    "versions_json", "sweep", "cell", "axes_json",
-)  # fmt: skip
 
 
 class ResultStore:
