@@ -154,7 +154,7 @@ def _load(kind: str, path: Path) -> None:
 
         load_user_data(path)
     elif kind == "run":
-        from backdoorlab.records.files import read_run
+        from backdoorlab.records.record import read_run
 
         read_run(path)
     elif kind == "cifar":

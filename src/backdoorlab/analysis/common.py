@@ -19,7 +19,8 @@ from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
 from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
-from backdoorlab.records.files import read_run, write_json
+from backdoorlab.records.files import write_json
+from backdoorlab.records.record import read_run
 
 
 @dataclass

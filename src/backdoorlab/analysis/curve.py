@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.plotting import pyplot, save_figure
-from backdoorlab.records.files import read_run
+from backdoorlab.records.record import read_run
 
 
 def aft_curve(run: str | Path, out: str | Path) -> Path:

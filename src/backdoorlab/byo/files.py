@@ -3,8 +3,6 @@ model's folder (weights, result.json, a results-database row) and a scan's JSON 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,12 @@ from backdoorlab.detectors.base import Detection
 from backdoorlab.models.foreign import Normalized, load_foreign
 from backdoorlab.plotting import pyplot, save_figure, show_image
 from backdoorlab.records.files import (
-    RUN_MARKER,
     new_run_folder,
     new_run_id,
     save_tensors,
     write_json,
 )
-from backdoorlab.records.record import store_row, versions
+from backdoorlab.records.record import RunRecord, fingerprint
 from backdoorlab.records.store import ResultStore
 
 
@@ -84,24 +81,23 @@ def save_repair(
         "source": source,
     }
     after = report.after or {}
-    record = {
-        "run_id": run_id,
-        "name": config["name"],
-        "created": created.isoformat(timespec="seconds"),
-        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
-        "kind": "repair",
-        "metrics": {**after, "before": report.before, **report.defense_report},
-        "repair": report.to_dict(),
-        "timings": {"total_s": report.seconds},
-        "versions": versions(),
-        "config": config,
-    }
+    record = RunRecord(
+        kind="repair",
+        run_id=run_id,
+        name=config["name"],
+        created=created.isoformat(timespec="seconds"),
+        config_hash=fingerprint(config),
+        metrics={**after, "before": report.before, **report.defense_report},
+        timings={"total_s": report.seconds},
+        config=config,
+        extra={"repair": report.to_dict()},
+    )
     with new_run_folder(out, overwrite) as tmp:
         save_tensors(tmp / "model.safetensors", state_of(model))
-        write_json(tmp / RUN_MARKER, record)
+        record.save(tmp)
     if db is not False:
         db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
-        ResultStore(db_path).add(store_row(record, out.resolve()))
+        ResultStore(db_path).add(record.to_row(out.resolve()))
     return out
 
 
@@ -111,7 +107,7 @@ def save_evaluation(
     """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
     out = Path(out)
     with new_run_folder(out, overwrite) as tmp:
-        write_json(tmp / RUN_MARKER, {"kind": "evaluate", "metrics": metrics, "source": source})
+        RunRecord(kind="evaluate", metrics=metrics, extra={"source": source}).save(tmp)
     return out
 
 
@@ -214,9 +210,11 @@ def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -
     import markdown
 
     out = Path(out)
-    record = {"kind": "scan", **result.to_dict()}
+    details = {"kind": "scan", **result.to_dict()}
+    summary = {k: details.get(k) for k in ("score", "p_value", "infected", "target", "verdict")}
+    record = RunRecord(kind="scan", metrics=summary, extra={"details": "scan.json"})
     with new_run_folder(out, overwrite) as tmp:
-        write_json(tmp / "scan.json", record)
+        write_json(tmp / "scan.json", details)
         for name, d in result.detections.items():
             plot_detection(d, tmp / f"{name}.png")
         if result.calibration is not None:
@@ -229,5 +227,5 @@ def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -
         (tmp / "scan.html").write_text(
             "<!doctype html><meta charset='utf-8'><title>Backdoor scan</title>\n" + body
         )
-        write_json(tmp / RUN_MARKER, record)
+        record.save(tmp)
     return out

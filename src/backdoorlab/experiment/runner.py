@@ -29,12 +29,11 @@ from backdoorlab.records.files import (
     check_out,
     load_tensors,
     new_run_id,
-    read_run,
     save_tensors,
     staged_dir,
     write_json,
 )
-from backdoorlab.records.record import store_row, versions
+from backdoorlab.records.record import RunRecord, read_run
 from backdoorlab.records.store import ResultStore
 from backdoorlab.seeds import CLEAN_SUBSET, stream
 from backdoorlab.train.distributed import distributed, world
@@ -264,48 +263,50 @@ def record_run(
     record = _save(result, prep, created)
     if db is not False:
         db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
-        ResultStore(db_path).add(store_row(record, result.out_dir))
+        ResultStore(db_path).add(record.to_row(result.out_dir))
 
 
-def _save(result: RunResult, prep: Prepared, created: datetime) -> dict[str, Any]:
+def _save(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
     cfg = result.config
     spec = prep.poisoned.data.spec
     poisoned = result.poisoned
-    record = {
-        "run_id": result.run_id,
-        "name": cfg.name,
-        "created": created.isoformat(timespec="seconds"),
-        "config_hash": cfg.digest(),
-        "device": str(prep.device),
-        "processes": world().size,
-        "threads": torch.get_num_threads(),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "metrics": result.metrics,
-        "poison": {
-            "count": poisoned.count,
-            "cross": 0 if poisoned.cross is None else int(poisoned.cross.numel()),
-            "control": cfg.attack.control,
-            "per_batch": not prep.attack.stores_poison and prep.attack.plants_backdoor,
-            "share_of_training_set": poisoned.count / max(1, len(poisoned.data)),
-            "file": "poison.safetensors",
+    record = RunRecord(
+        kind="run",
+        run_id=result.run_id,
+        name=cfg.name,
+        created=created.isoformat(timespec="seconds"),
+        config_hash=cfg.digest(),
+        metrics=result.metrics,
+        timings=result.timings,
+        config=cfg.to_dict(),
+        extra={
+            "device": str(prep.device),
+            "processes": world().size,
+            "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "poison": {
+                "count": poisoned.count,
+                "cross": 0 if poisoned.cross is None else int(poisoned.cross.numel()),
+                "control": cfg.attack.control,
+                "per_batch": not prep.attack.stores_poison and prep.attack.plants_backdoor,
+                "share_of_training_set": poisoned.count / max(1, len(poisoned.data)),
+                "file": "poison.safetensors",
+            },
+            "input_spec": {
+                "channels": spec.channels,
+                "size": list(spec.size),
+                "num_classes": spec.num_classes,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+            },
+            "history": result.history,
         },
-        "input_spec": {
-            "channels": spec.channels,
-            "size": list(spec.size),
-            "num_classes": spec.num_classes,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-        },
-        "timings": result.timings,
-        "versions": versions(),
-        "config": cfg.to_dict(),
-        "history": result.history,
-    }
+    )
     with staged_dir(result.out_dir, marker=RUN_MARKER) as tmp:
         save_tensors(tmp / "model.safetensors", result.model.state_dict())
         save_tensors(tmp / "poison.safetensors", poison_tensors(prep.attack, poisoned))
         write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
-        write_json(tmp / "result.json", record)
+        record.save(tmp)
         save_attack_grid(prep, tmp / "triggers.png")
     return record
 

@@ -29,7 +29,7 @@ from backdoorlab.experiment.sweep_spec import Cell, SweepSpec, expand, load_swee
 from backdoorlab.metrics.core import pct
 from backdoorlab.paths import check_name
 from backdoorlab.records.files import RUN_MARKER, staged_dir
-from backdoorlab.records.record import store_row
+from backdoorlab.records.record import RunRecord
 from backdoorlab.records.store import ResultStore
 
 
@@ -224,7 +224,7 @@ def _commit(
         for name, blob in files.items():
             (tmp / check_name(name, "cell file")).write_bytes(blob)
     record = json.loads(files[RUN_MARKER])
-    row = store_row(record, folder.resolve())
+    row = RunRecord.from_dict(record).to_row(folder.resolve())
     row.update(sweep=spec.name, cell=cell.key, axes_json=cell.axes)
     store.add(row)
     return record

@@ -11,7 +11,7 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, prepare
 from backdoorlab.plotting import save_trigger_grid
-from backdoorlab.records.files import read_run
+from backdoorlab.records.record import read_run
 
 
 def save_attack_grid(prep: Prepared, out: str | Path, count: int = 8) -> Path:

@@ -18,23 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from backdoorlab.errors import ConfigError, DataError
-from backdoorlab.limits import MAX_FILE_BYTES, check_size, read_json
+from backdoorlab.limits import MAX_FILE_BYTES, check_size
 
 RUN_MARKER = "result.json"  # the file that makes a folder a run folder
-
-
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The result.json of a run folder (size-checked before parsing)."""
-    path = Path(run_dir) / RUN_MARKER
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a finished run folder (no result.json)")
-    try:
-        record = read_json(path)
-    except DataError as exc:
-        raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise ConfigError(f"{run_dir}: result.json is not a run record")
-    return record
 
 
 def check_out(out: Path, overwrite: bool) -> None:

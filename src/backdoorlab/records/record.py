@@ -1,15 +1,26 @@
-"""A run record: what result.json holds and the results-database row made from it."""
+"""The run record: one typed record for what every front door writes into result.json (a run,
+a repair, an evaluation, a scan), its results-database row and its fingerprint."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from backdoorlab.errors import ConfigError, DataError
+from backdoorlab.limits import read_json
+from backdoorlab.records.files import RUN_MARKER, write_json
 from backdoorlab.version import __version__
+
+KINDS = ("run", "repair", "evaluate", "scan")
+_FIELDS = ("kind", "run_id", "name", "created", "config_hash", "metrics", "timings", "versions",
+           "config")  # fmt: skip
 
 
 def versions() -> dict[str, str]:
@@ -22,27 +33,101 @@ def versions() -> dict[str, str]:
     }
 
 
-def store_row(record: dict[str, Any], out_dir: str | Path | None) -> dict[str, Any]:
-    """The results-database row of a run from its result.json record."""
-    cfg = record["config"]
-    m = record["metrics"]
-    return {
-        "run_id": record["run_id"],
-        "created": record["created"],
-        "name": cfg["name"],
-        "config_hash": record["config_hash"],
-        "dataset": cfg["dataset"]["name"],
-        "model": cfg["model"]["name"],
-        "attack": cfg["attack"]["name"],
-        "defense": cfg["defense"]["name"],
-        "seed": cfg["seed"],
-        "acc": m.get("acc"),
-        "asr": m.get("asr"),
-        "ra": m.get("ra"),
-        "status": "finished",
-        "out_dir": None if out_dir is None else str(out_dir),
-        "config_json": cfg,
-        "metrics_json": m,
-        "timings_json": record["timings"],
-        "versions_json": record["versions"],
-    }
+def fingerprint(obj: Any) -> str:
+    """sha256 of `obj` as JSON with sorted keys (a record's `config_hash` of a user's repair)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class RunRecord:
+    """What result.json holds. `kind` says which front door wrote it: `run` (a trained and
+    possibly defended model, with its config), `repair` (a user's model repaired), `evaluate`
+    and `scan` (numbers only, no config). `extra` keeps each kind's own sections (a run's
+    poison and input_spec, a repair's report, an evaluation's source) at the top level of the
+    file, as before."""
+
+    kind: str
+    metrics: dict[str, Any]
+    run_id: str | None = None
+    name: str | None = None
+    created: str | None = None
+    config: dict[str, Any] | None = None
+    config_hash: str | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=versions)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"a run record's kind is one of {', '.join(KINDS)}, not {self.kind!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of result.json (sections a kind lacks are left out)."""
+        out = {k: getattr(self, k) for k in _FIELDS if getattr(self, k) is not None}
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
+        """A record from result.json; files written before records had a kind are runs (with a
+        config) or evaluations (without)."""
+        kind = raw.get("kind") or ("run" if isinstance(raw.get("config"), dict) else "evaluate")
+        known = {k: raw[k] for k in _FIELDS if k in raw and k != "kind"}
+        extra = {k: v for k, v in raw.items() if k not in _FIELDS}
+        known.setdefault("metrics", {})
+        known.setdefault("versions", {})
+        return cls(kind=kind, extra=extra, **known)
+
+    def to_row(self, out_dir: str | Path | None) -> dict[str, Any]:
+        """The results-database row (runs and repairs: the kinds with a config)."""
+        cfg = self.config
+        if cfg is None:
+            raise ConfigError(f"a {self.kind} record has no config, so no results-database row")
+        m = self.metrics
+        return {
+            "run_id": self.run_id,
+            "created": self.created,
+            "name": cfg["name"],
+            "config_hash": self.config_hash,
+            "dataset": cfg["dataset"]["name"],
+            "model": cfg["model"]["name"],
+            "attack": cfg["attack"]["name"],
+            "defense": cfg["defense"]["name"],
+            "seed": cfg["seed"],
+            "acc": m.get("acc"),
+            "asr": m.get("asr"),
+            "ra": m.get("ra"),
+            "status": "finished",
+            "out_dir": None if out_dir is None else str(out_dir),
+            "config_json": cfg,
+            "metrics_json": m,
+            "timings_json": self.timings,
+            "versions_json": self.versions,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write `folder`/result.json (inside a staged folder: the caller renames it)."""
+        return write_json(folder / RUN_MARKER, self.to_dict())
+
+
+def read_record(run_dir: str | Path) -> RunRecord:
+    """The record in a folder's result.json, of any kind (size-checked before parsing)."""
+    path = Path(run_dir) / RUN_MARKER
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a finished run folder (no result.json)")
+    try:
+        raw = read_json(path)
+    except DataError as exc:
+        raise ConfigError(f"{run_dir} is not a finished run folder ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{run_dir}: result.json is not a run record")
+    return RunRecord.from_dict(raw)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The result.json object of a folder whose record has a config (a run or a repair)."""
+    record = read_record(run_dir)
+    if record.config is None:
+        raise ConfigError(f"{run_dir}: result.json is not a run record (a {record.kind})")
+    return record.to_dict()

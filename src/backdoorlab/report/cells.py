@@ -14,7 +14,8 @@ from typing import Any
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep_spec import axis_values
 from backdoorlab.paths import inside
-from backdoorlab.records.files import read_run, write_text
+from backdoorlab.records.files import write_text
+from backdoorlab.records.record import read_run
 from backdoorlab.records.store import ResultStore
 from backdoorlab.report.grid import Grid
 
