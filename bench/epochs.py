@@ -69,7 +69,9 @@ def bench(quick: bool = False, device: str = "cpu", steps: int = 10) -> tuple[li
         ours_model = small_cnn(data, dev)
         floor_model = small_cnn(data, dev).to(memory_format=cl)
         defense = build_defense(DEFENSES.validate(section))
-        hooks = defense.training_hooks(DefenseContext(data, tc, dev, 0))
+        hooks = defense.training_hooks(
+            DefenseContext(train=data, train_config=tc, device=dev, seed=0)
+        )
         opt = torch.optim.SGD(floor_model.parameters(), lr=0.05, momentum=0.9)
 
         def ours(m=ours_model, hk=hooks) -> None:

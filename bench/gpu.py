@@ -38,7 +38,9 @@ def epoch_seconds(
     hooks = []
     if defense is not None:
         d = build_defense(DEFENSES.validate(defense))
-        hooks = d.training_hooks(DefenseContext(data, cfg, data.device, 0, perf=perf))
+        hooks = d.training_hooks(
+            DefenseContext(train=data, train_config=cfg, device=data.device, seed=0, perf=perf)
+        )
     state = fit(model, data, cfg, hooks, progress=False, perf=perf)
     return state.history[-1]["seconds"]
 

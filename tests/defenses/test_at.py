@@ -9,7 +9,9 @@ from backdoorlab.train import TrainConfig
 
 def hooks(name, **kw):
     d = build_defense(DEFENSES.validate({"name": name, **kw}))
-    return d.training_hooks(DefenseContext(None, TrainConfig(), torch.device("cpu"), 0))
+    return d.training_hooks(
+        DefenseContext(train=None, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
+    )
 
 
 def test_registered():

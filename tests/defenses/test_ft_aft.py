@@ -96,7 +96,7 @@ def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
 
     model = small_model()
     cfg = AFTConfig(name="aft", data="poisoned", steps=1, eps=0.1, check_every=1)
-    ctx = DefenseContext(None, None, torch.device("cpu"), 0)
+    ctx = DefenseContext(train=None, train_config=None, device=torch.device("cpu"), seed=0)
     probe = (torch.rand(8, 3, 12, 12), torch.zeros(8, dtype=torch.int64))
     watch = _Watch(cfg, ctx, probe, LinfBall(0.1))
     shares = iter([0.9, 0.3, 0.6])  # what each check measures

@@ -8,7 +8,9 @@ from backdoorlab.train import Batch, TrainConfig
 
 def hook(name, **kw):
     d = build_defense(DEFENSES.validate({"name": name, **kw}))
-    (h,) = d.training_hooks(DefenseContext(None, TrainConfig(), torch.device("cpu"), 0))
+    (h,) = d.training_hooks(
+        DefenseContext(train=None, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
+    )
     return h
 
 

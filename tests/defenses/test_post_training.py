@@ -176,7 +176,10 @@ def test_repeat_applies_the_suspects_repair_to_another_model(synthetic, tiny_con
     from backdoorlab.train.config import TrainConfig
 
     data = synthetic().train
-    ctx = DefenseContext(data, TrainConfig(epochs=1), torch.device("cpu"), 0, None, data, None)
+    ctx = DefenseContext(
+        train=data, train_config=TrainConfig(epochs=1), device=torch.device("cpu"), seed=0,
+        clean=data,
+    )  # fmt: skip
     nc = build_defense(NCConfig(name="nc", target=1, steps=5, batches_per_step=1, epochs=1))
 
     def weights(m):

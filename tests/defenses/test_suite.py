@@ -61,7 +61,10 @@ def _defended(name: str, splits, seed: int = 3):
     model = build_model(MODELS.validate(arch), splits.train.spec)
     train = splits.train
     clean = train.subset(torch.arange(96, 192))
-    ctx = DefenseContext(train, TRAIN, torch.device("cpu"), seed, Untouchable(), clean, None)
+    ctx = DefenseContext(
+        train=train, train_config=TRAIN, device=torch.device("cpu"), seed=seed,
+        poisoned=Untouchable(), clean=clean,
+    )  # fmt: skip
     defense = build_defense(DEFENSES.entry(name).config(name=name, **SMALL[name]))
     fit(model, train, TRAIN, defense.training_hooks(ctx), seed=seed, progress=False)
     return defense.repair(model, ctx), ctx, defense

@@ -289,8 +289,9 @@ def repair(
         )  # fmt: skip
         return repaired, report
     ctx = DefenseContext(
-        clean_data, tcfg, dev, seed, None, clean_data, metrics if test_data else None
-    )
+        train=clean_data, train_config=tcfg, device=dev, seed=seed, clean=clean_data,
+        monitor=metrics if test_data else None,
+    )  # fmt: skip
     torch.manual_seed(seed)
     repaired = chosen.repair(model, ctx).eval()
     seconds = round(time.perf_counter() - t0, 3)
@@ -395,7 +396,8 @@ def auto_repair(
     for name in cfg.plan[: cfg.rounds]:
         options = {"target": target} if name == "nc" else {}
         chosen = build_defense(validated(DEFENSES, {"name": name, **options}, f"defense {name}"))
-        ctx = DefenseContext(work, tcfg, device, cfg.seed, None, work, None)
+        ctx = DefenseContext(train=work, train_config=tcfg, device=device, seed=cfg.seed,
+                             clean=work)  # fmt: skip
         torch.manual_seed(cfg.seed)
         model = chosen.repair(model, ctx).eval()
         if name == "nc":

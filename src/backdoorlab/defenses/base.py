@@ -38,7 +38,7 @@ DEFENSES: Registry = Registry("defense", DefenseConfig)
 register_defense = DEFENSES.register
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DefenseContext:
     """What a defense may see: the (possibly poisoned) training set and the run's settings.
 

@@ -159,8 +159,9 @@ def set_up(cfg: ExperimentConfig, prep: Prepared) -> Setup:
         return evaluate(m, test, backdoor, cfg.train.eval_batch_size)
 
     ctx = DefenseContext(
-        train, cfg.train, prep.device, cfg.seed, prep.poisoned, clean, monitor, cfg.performance
-    )
+        train=train, train_config=cfg.train, device=prep.device, seed=cfg.seed,
+        poisoned=prep.poisoned, clean=clean, monitor=monitor, perf=cfg.performance,
+    )  # fmt: skip
     return Setup(train, test, backdoor, build_defense(cfg.defense), ctx)
 
 
