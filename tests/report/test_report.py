@@ -292,3 +292,24 @@ def test_the_page_says_how_many_cpu_threads_its_cells_ran_with(tmp_path):
     assert threads_line([Row("k", {}, {}, {})]) == threads_line([]) == ""
     path, _ = report(_db(tmp_path), tmp_path / "out" / "toy", tables=["t"])
     assert "CPU thread" not in path.read_text()  # the toy cells record no thread count
+
+
+def test_a_grid_over_repeated_cells_shows_mean_and_spread(tmp_path):
+    """`over: AXIS` averages the cells that differ only on that axis (seeds, typically)."""
+    db = _db(tmp_path)
+    over = {**SPEC["reports"]["t"], "over": "eps"}
+    del over["where"]
+    ResultStore(db).put_sweep("toy", {**SPEC, "reports": {"t": over}})
+    path, _ = report(db, tmp_path / "out" / "toy", tables=["t"])
+    text = path.read_text()
+    # badnets/none: ACC 98 and 97 -> 97.50 +- 0.71 (sample sd), ASR 100 both -> +- 0.00
+    assert "| badnets | 97.50 ± 0.71 (90.00) | 100.00 ± 0.00 (100.00) |" in text
+    assert "mean ± sample standard deviation over the `eps` axis (2 repeats)" in text
+    assert "| **Avg. Drop** | - | - | 3.50 (10.00) |" in text  # on the means
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "toy-t.csv").read_text())))
+    cat = next(r for r in rows if r["row"] == "badnets" and r["column"] == "cat")
+    assert (cat["acc"], cat["acc_sd"], cat["n"]) == ("94.5", "0.7071", "2")
+    del over["over"]  # without it, two cells at one place are an error that names the option
+    ResultStore(db).put_sweep("toy", {**SPEC, "reports": {"t": over}})
+    with pytest.raises(ConfigError, match="average them with `over: AXIS`"):
+        report(db, tmp_path / "out" / "toy", tables=["t"])

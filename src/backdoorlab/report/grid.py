@@ -21,6 +21,8 @@ class Grid:
     cells: dict[tuple[str, str], dict[str, Any]]
     baseline: str | None = None
     paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # cells repeated over seeds: (ACC sd, ASR sd, number of repeats) beside the means in `cells`
+    spread: dict[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
 
     def _paper(self, r: str, c: str) -> list[float] | None:
         return self.paper.get(r, {}).get(c)
@@ -64,14 +66,24 @@ class Grid:
     def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""
 
-        def text(ours: tuple[float, float] | None, paper: Any) -> tuple[str, str]:
+        def text(
+            ours: tuple[float, float] | None, paper: Any, sd: tuple | None = None
+        ) -> tuple[str, str]:
             out = ["-", "-"] if ours is None else [pct(ours[0]), pct(ours[1])]
+            if ours is not None and sd is not None and sd[2] > 1:
+                out = [f"{o} ± {d:.2f}" for o, d in zip(out, sd[:2], strict=True)]
             if paper is not None:
                 out = [f"{o} ({p:.2f})" for o, p in zip(out, paper, strict=True)]
             return out[0], out[1]
 
         lines = [
-            (r, [text(self._ours(r, c), self._paper(r, c)) for c in self.columns])
+            (
+                r,
+                [
+                    text(self._ours(r, c), self._paper(r, c), self.spread.get((r, c)))
+                    for c in self.columns
+                ],
+            )  # fmt: skip
             for r in self.rows
         ]
         if self.baseline is not None:
@@ -100,12 +112,19 @@ class Grid:
 
     def table(self) -> list[list[Any]]:
         """One line per (row, column), header first: ours and the published ACC/ASR, DER."""
-        lines: list[list[Any]] = [["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"]]
+        head = ["row", "column", "acc", "asr", "paper_acc", "paper_asr", "der"]
+        lines: list[list[Any]] = [head + (["acc_sd", "asr_sd", "n"] if self.spread else [])]
         for r in self.rows:
             for c in self.columns:
                 ours, paper = self._ours(r, c) or ("", ""), self._paper(r, c) or ("", "")
                 d = self.cell_der(r, c)
-                lines.append([r, c, *ours, *paper, "" if d is None else round(d, 4)])
+                line = [r, c, *ours, *paper, "" if d is None else round(d, 4)]
+                if self.spread:
+                    sd = self.spread.get((r, c))
+                    line += (
+                        ["", "", ""] if sd is None else [round(sd[0], 4), round(sd[1], 4), sd[2]]
+                    )
+                lines.append(line)
         return lines
 
     def missing(self) -> list[tuple[str, str]]:

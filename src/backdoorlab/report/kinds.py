@@ -4,6 +4,7 @@ table or figure of a page; layers above add theirs with `report_kind`."""
 from __future__ import annotations
 
 import shutil
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,29 +99,63 @@ def _runs(
     return Part(rid, title, table=table, figures=figures, notes=notes)
 
 
+def _mean_metrics(group: list[Row]) -> dict[str, Any]:
+    """One cell's metrics, or the mean ACC / ASR / RA of cells repeated over seeds."""
+    if len(group) == 1:
+        return group[0].metrics
+    out = dict(group[0].metrics)
+    for k in ("acc", "asr", "ra"):
+        values = [c.metrics[k] for c in group if c.metrics.get(k) is not None]
+        out[k] = statistics.fmean(values) if values else None
+    return out
+
+
+def _spread(group: list[Row]) -> tuple[float, float, int]:
+    """(ACC sd, ASR sd, repeats) of cells repeated over seeds (sd 0 for one cell)."""
+
+    def sd(k: str) -> float:
+        values = [c.metrics[k] for c in group if c.metrics.get(k) is not None]
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return sd("acc"), sd("asr"), len(group)
+
+
 def _grid(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
 ) -> Part:
-    rows, cols = entry["rows"], entry["columns"]
+    rows, cols, over = entry["rows"], entry["columns"], entry.get("over")
     chosen = select(entry, cells)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    links = {}
+    groups: dict[tuple[str, str], list[Row]] = {}
     for c in chosen:
-        key = (c.value(rows), c.value(cols))
-        if key in found:
+        groups.setdefault((c.value(rows), c.value(cols)), []).append(c)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    spread: dict[tuple[str, str], tuple[float, float, int]] = {}
+    links = {}
+    for key, group in groups.items():
+        repeats = {c.value(over) for c in group} if over else set()
+        if len(group) > 1 and len(repeats) != len(group):
             raise ConfigError(
                 f"report {rid}: several cells at {rows}={key[0]}, {cols}={key[1]}; pin the other "
-                "axes with `where`"
+                "axes with `where`" + ("" if over else ", or average them with `over: AXIS`")
             )
-        found[key], links[key] = c.metrics, c.key
+        found[key], links[key] = _mean_metrics(group), group[0].key
+        if over:
+            spread[key] = _spread(group)
     grid = Grid(
         order(spec, rows, chosen, entry),
         order(spec, cols, chosen, entry),
         found,
         baseline=entry.get("baseline"),
         paper=entry.get("paper", {}),
+        spread=spread,
     )
     notes = []
+    if over:
+        counts = sorted({n for _, _, n in spread.values()})
+        notes.append(
+            f"Each cell: the mean ± sample standard deviation over the `{over}` axis "
+            f"({' or '.join(map(str, counts))} repeats); Avg. Drop and DER use the means."
+        )
     if grid.paper:
         notes.append("In parentheses: the paper's published numbers.")
     # a pair the sweep's `exclude` leaves out is not missing
