@@ -102,14 +102,14 @@ def test_the_runner_scans_through_the_same_path_and_keeps_the_references(digits_
         "calibrate": {"references": TINY, "evidence": "profile", "min_threshold": 3.0},
     }
     cache = tmp_path / "cache"
-    first = run(cfg, out=tmp_path / "a", db=False, cache=cache, progress=False)
+    first = run(cfg, out=tmp_path / "a", add_row=False, cache=cache, progress=False)
     found = first.metrics["detect"]
     assert set(found) == {"mm-bd", "calibrated"}
     details = found["calibrated"]["details"]
     assert details["references_trained"] == 3 and details["references"] == 3
     assert details["threshold"] >= 3.0 and len(details["reference_values"]["mm-bd"]) == 3
     assert details["probe_images"] == 180  # half of digits' 360 test images; the rest trains
-    second = run(cfg, out=tmp_path / "b", db=False, cache=cache, progress=False)
+    second = run(cfg, out=tmp_path / "b", add_row=False, cache=cache, progress=False)
     again = second.metrics["detect"]["calibrated"]["details"]
     assert again["references_trained"] == 0 and again["null"] == details["null"]
     assert first.config.to_dict()["calibrate"]["evidence"] == "profile"

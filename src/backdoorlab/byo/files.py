@@ -63,11 +63,12 @@ def save_repair(
     out: str | Path,
     *,
     source: dict[str, Any],
-    db: str | Path | bool | None = None,
+    db: str | Path | None = None,
+    add_row: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Write OUT/model.safetensors (the repaired weights, in the layout they were loaded in),
-    OUT/result.json and a row of OUT/../results.db (or `db`; False: none)."""
+    OUT/result.json and (with `add_row`) a row of `db` (default OUT/../results.db)."""
     out = Path(out)
     created = datetime.now(timezone.utc)
     run_id = new_run_id(created)
@@ -95,9 +96,10 @@ def save_repair(
     with new_run_folder(out, overwrite) as tmp:
         save_tensors(tmp / "model.safetensors", state_of(model))
         record.save(tmp)
-    if db is not False:
-        db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
-        ResultStore(db_path).add(record.to_row(out.resolve()))
+    if add_row:
+        ResultStore(Path(db) if db is not None else out.parent / "results.db").add(
+            record.to_row(out.resolve())
+        )
     return out
 
 

@@ -49,7 +49,7 @@ def run_cell(task: Task, cwd: str | None = None, progress: bool = False) -> dict
     config["performance"] = {**(config.get("performance") or {}), "threads": task.cpus}
     with tempfile.TemporaryDirectory(prefix="backdoorlab-cell-") as tmp:
         out = Path(tmp) / "run"
-        run(config, out=out, db=False, cache=task.cache, progress=progress)
+        run(config, out=out, add_row=False, cache=task.cache, progress=progress)
         return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
 
 

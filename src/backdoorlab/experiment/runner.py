@@ -103,7 +103,8 @@ def run(
     *,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
-    db: str | Path | bool | None = None,
+    db: str | Path | None = None,
+    add_row: bool = True,
     save: bool = True,
     progress: bool = True,
     cache: str | Path | None = None,
@@ -111,10 +112,10 @@ def run(
 ) -> RunResult:
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
-    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (False: write
-    the folder and no database row). `cache` is the stage-cache folder holding poisoned sets and
-    infected models (default, for post-training defenses and for runs with detectors, that save:
-    `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`) score the
+    `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (`add_row`
+    False: the folder and no database row). `cache` is the stage-cache folder holding poisoned
+    sets and infected models (default, for post-training defenses and for runs with detectors,
+    that save: `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`) score the
     trained model before any repair. An existing `out` is refused unless it is an earlier run
     folder and `overwrite` is set (checked before any work).
 
@@ -134,7 +135,7 @@ def run(
             progress, cache = progress and w.main, None
             save = save and w.main
         with performance(cfg.performance):
-            return _run(cfg, out, db, save, progress, cache)
+            return _run(cfg, out, db, add_row, save, progress, cache)
 
 
 @dataclass
@@ -217,13 +218,15 @@ def defend(
 def _run(
     cfg: ExperimentConfig,
     out: str | Path | None,
-    db: str | Path | bool | None,
+    db: str | Path | None,
+    add_row: bool,
     save: bool,
     progress: bool,
     cache: str | Path | None,
 ) -> RunResult:
     if out is None:
         out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
+    rows = (Path(db) if db is not None else Path(out).parent / "results.db") if add_row else None
     if cache is None and save and not world().active:
         cache = default_cache(cfg, Path(out))
     stages = StageCache(cache) if cache is not None else None
@@ -252,19 +255,18 @@ def _run(
         cfg, new_run_id(created), metrics, history, timings, model, prep.poisoned, rank=world().rank
     )
     if save:
-        record_run(result, prep, created, Path(out), db)
+        record_run(result, prep, created, Path(out), rows)
     return result
 
 
 def record_run(
-    result: RunResult, prep: Prepared, created: datetime, out: Path, db: str | Path | bool | None
+    result: RunResult, prep: Prepared, created: datetime, out: Path, db: Path | None
 ) -> None:
-    """Write the run folder and (unless `db` is False) its results-database row."""
+    """Write the run folder and (with a `db`) its results-database row."""
     result.out_dir = out.resolve()
     record = _save(result, prep, created)
-    if db is not False:
-        db_path = Path(db) if db not in (None, True) else out.parent / "results.db"
-        ResultStore(db_path).add(record.to_row(result.out_dir))
+    if db is not None:
+        ResultStore(db).add(record.to_row(result.out_dir))
 
 
 def _save(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
