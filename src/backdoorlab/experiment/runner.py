@@ -115,9 +115,9 @@ def run(
     `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (`add_row`
     False: the folder and no database row). `cache` is the stage-cache folder holding poisoned
     sets and infected models (default, for post-training defenses and for runs with detectors,
-    that save: `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`) score the
-    trained model before any repair. An existing `out` is refused unless it is an earlier run
-    folder and `overwrite` is set (checked before any work).
+    that save: `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`)
+    score the trained model before any repair. An existing `out` is refused unless it is an
+    earlier run folder and `overwrite` is set (checked before any work).
 
     Started by `torchrun` with several processes, the run trains data-parallel (DDP) and rank 0
     alone shows progress and writes; the stage cache is not used.
