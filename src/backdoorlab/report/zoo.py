@@ -67,7 +67,8 @@ def _top(d: dict[str, Any]) -> int:
 def _row(detector: str, group: str, benign: list[Member], infected: list[Member]) -> list[str]:
     found = [m.detections[detector] for m in (*benign, *infected)]
     labels = [0] * len(benign) + [1] * len(infected)
-    sep = separation(labels, [d["score"] for d in found])
+    scores = [d["score"] for d in found]
+    sep = separation(labels, scores)
     hits = [_top(m.detections[detector]) == m.target for m in infected]
     flagged_benign = [bool(m.detections[detector]["suspects"]) for m in benign]
 
@@ -80,7 +81,7 @@ def _row(detector: str, group: str, benign: list[Member], infected: list[Member]
         str(len(benign)),
         str(len(infected)),
         "-" if sep is None else f"{sep.auroc:.3f}",
-        _interval(auroc_interval(labels, [d["score"] for d in found]), 1, 3),
+        _interval(auroc_interval(labels, scores), 1, 3),
         "-" if sep is None else f"{sep.aupr:.3f}",
         "-" if sep is None else f"{sep.fpr_at_95:.3f}",
         share(hits),
@@ -127,7 +128,6 @@ def confound_rows(benign: list[Member], infected: list[Member]) -> list[list[str
         labels = [0] * len(b) + [1] * len(i)
         values = [m.features[name] for m in (*b, *i)]  # type: ignore[index]
         sep = separation(labels, values)
-
         rows.append(
             [
                 name,
