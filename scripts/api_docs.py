@@ -14,18 +14,27 @@ import warnings
 from pathlib import Path
 
 import pdoc
+import pdoc.extract
 
 import backdoorlab
 
 
 def modules() -> list[str]:
-    """Every module of the package; pdoc adds a module a package's `__all__` names itself."""
-    names = ["backdoorlab"]
-    for info in pkgutil.walk_packages(backdoorlab.__path__, "backdoorlab."):
-        parent, _, leaf = info.name.rpartition(".")
-        if leaf == "__main__" or leaf in getattr(importlib.import_module(parent), "__all__", ()):
+    """Every module of the package once: pdoc walks a package's submodules itself unless the
+    package's `__all__` hides them, so a module is named only where no earlier spec reaches it."""
+    names: list[str] = []
+    covered: set[str] = set()
+    found = ["backdoorlab"] + [
+        i.name for i in pkgutil.walk_packages(backdoorlab.__path__, "backdoorlab.")
+    ]
+    for name in found:
+        parent, _, leaf = name.rpartition(".")
+        if name in covered or leaf == "__main__":
             continue
-        names.append(info.name)
+        if parent and leaf in getattr(importlib.import_module(parent), "__all__", ()):
+            continue
+        names.append(name)
+        covered.update(pdoc.extract.walk_specs([name]))
     return names
 
 
