@@ -1,7 +1,9 @@
 """Properties every attack shares: clipping, determinism, all-to-all (efficacy: test_efficacy)."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from backdoorlab.attacks import ATTACKS, build_attack
 
@@ -14,8 +16,9 @@ SMALL = {
     "trojan": {"steps": 10, "clean_model": AUX},
     "wanet": {"s": 2.0},
     "iad": {"mask_epochs": 1, "width": 4, "batch_size": 64},
+    "pattern": {},  # the image file: written by the data fixture
 }
-ALL_TO_ALL = ["badnets", "blended", "sig", "trojan", "wanet", "iad"]
+ALL_TO_ALL = ["badnets", "blended", "sig", "trojan", "wanet", "iad", "pattern"]
 
 
 def test_every_attack_is_registered():
@@ -23,7 +26,12 @@ def test_every_attack_is_registered():
 
 
 @pytest.fixture(scope="module")
-def data(synthetic):
+def data(synthetic, tmp_path_factory):
+    png = tmp_path_factory.mktemp("pattern") / "cross.png"
+    img = np.zeros((12, 12), np.uint8)
+    img[np.arange(2, 9), np.arange(2, 9)] = img[np.arange(2, 9), np.arange(8, 1, -1)] = 255
+    Image.fromarray(img).save(png)
+    SMALL["pattern"] = {"pattern": str(png)}
     return synthetic(size=12, train_size=128, test_size=32)
 
 

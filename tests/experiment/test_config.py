@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import apply_overrides, load_config, parse_override, read_yaml
@@ -112,3 +113,16 @@ def test_a_sweep_axis_may_switch_a_component_without_nulling_its_keys(tiny_confi
     assert (
         cell.config.attack.name == "blended" and "patch_size" not in cell.config.to_dict()["attack"]
     )
+
+
+def test_a_data_seed_fixes_the_data_whatever_the_run_s_seed(tiny_config):
+    from backdoorlab.data.base import load_dataset
+
+    plain = load_config(tiny_config)
+    assert "seed" not in plain.to_dict()["dataset"]  # hashes of configs without it unchanged
+    fixed = [load_config(tiny_config, [f"seed={s}", "dataset.seed=5"]) for s in (1, 2)]
+    assert fixed[0].to_dict()["dataset"]["seed"] == 5 and fixed[0].digest() != fixed[1].digest()
+    same = [load_dataset(c.dataset, c.seed).train.images for c in fixed]
+    assert torch.equal(*same)
+    free = [load_config(tiny_config, [f"seed={s}"]) for s in (1, 2)]
+    assert not torch.equal(*[load_dataset(c.dataset, c.seed).train.images for c in free])

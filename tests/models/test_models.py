@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from backdoorlab.errors import ConfigError
 from backdoorlab.models import MODELS, Classifier, InputSpec, Normalize, build_model
 
 
@@ -70,3 +71,26 @@ def test_user_model_registers_with_the_same_decorator():
 
     assert "test_linear" in MODELS
     assert build("test_linear")(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32), (1, 16)])
+def test_lenet_flattens_every_position_into_its_head(channels, size):
+    spec = InputSpec(channels, (size, size), 10, (0.5,) * channels, (0.25,) * channels)
+    m = build("lenet", spec=spec).eval()
+    x = torch.rand(2, channels, size, size)
+    assert m(x).shape == (2, 10)
+    assert m.features(x).shape == (2, 84) and torch.allclose(m.fc(m.features(x)), m(x))
+    side = (size // 2 - 4) // 2
+    assert m.head[1].in_features == 16 * side * side
+    assert not any(isinstance(k, torch.nn.AdaptiveAvgPool2d) for k in m.modules())
+
+
+def test_lenet_has_lenet_5s_parameter_count_on_mnist():
+    m = build("lenet", spec=InputSpec(1, (28, 28), 10, (0.13,), (0.31,)))
+    # conv 6x(1x5x5+1), conv 16x(6x5x5+1), fc 400x120, 120x84, 84x10 (with biases)
+    assert sum(p.numel() for p in m.parameters()) == 156 + 2416 + 48120 + 10164 + 850
+
+
+def test_lenet_refuses_images_too_small_for_two_5x5_stages():
+    with pytest.raises(ConfigError, match="16x16"):
+        build("lenet", spec=InputSpec(1, (8, 8), 10, (0.5,), (0.25,)))

@@ -156,3 +156,26 @@ def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
     assert {m["target"] for m in models if m["model"] == "badnets-2"} == {"7"}
     html, _ = report(out / "results.db", tmp_path / "page", sweep="digits-zoo", fmt="html")
     assert "<th>FPR@95TPR</th>" in html.read_text()
+
+
+def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.report.cells import Row
+    from backdoorlab.report.kinds import _members
+
+    def row(name, attack, **extra):
+        config = {"attack": {"name": attack, "target": 2, **extra}, "model": {"name": "lenet"}}
+        detect = {"mm-bd": {"scores": [0.0] * 10, "score": 1.0, "suspects": [], "seconds": 1}}
+        return Row(name, {"model": name}, config, {"asr": 99.0, "detect": detect})
+
+    cells = [
+        row("a", "pattern", pattern="configs/results/triggers/cross.png"),
+        row("b", "badnets"),
+        row("c", "none"),
+    ]
+    entry = {"kind": "detect", "group": ["attack.name", "attack.pattern", "model.name"]}
+    groups = [m.group for m in _members(entry, cells)]
+    assert groups == ["pattern / cross / lenet", "badnets / lenet", None]
+    assert [m.group for m in _members({"kind": "detect"}, cells)] == ["pattern", "badnets", None]
+    with pytest.raises(ConfigError, match="group keys"):
+        _members({"kind": "detect", "group": ["attack.nope"]}, cells)

@@ -6,6 +6,7 @@ from backdoorlab.attacks import (  # noqa: F401
     iad,
     lc,
     none,
+    pattern,
     sig,
     trojan,
     wanet,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
+from pydantic import Field
 
 from backdoorlab.config_base import Section
 from backdoorlab.errors import DataError
@@ -123,6 +124,13 @@ class Splits:
 class DatasetConfig(Section):
     """Options every dataset accepts."""
 
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="seed of the train/test split and subsets (default: the run's seed); fixed, "
+        "it gives every model of a zoo the same data, whatever the run's seed",
+    )
+
 
 DATASETS: Registry = Registry("dataset", DatasetConfig)
 register_dataset = DATASETS.register
@@ -166,4 +174,4 @@ def subsample(
 def load_dataset(section: DatasetConfig, seed: int = 0) -> Splits:
     """Load the train/test splits that `section` names (on the CPU)."""
     loader = DATASETS.get(section.name)
-    return loader(section, seed)
+    return loader(section, seed if section.seed is None else section.seed)

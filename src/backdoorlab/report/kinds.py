@@ -261,10 +261,20 @@ def _feature(cell: Row, name: str) -> float:
         raise ConfigError(f"report: {name!r} of {cell.label} is not a number ({raw!r})") from None
 
 
+def _family(cell: Row, keys: list[str]) -> str:
+    """A model's family: its values at the `keys` it has, joined by ' / '; a file path shows
+    as its file name without suffix (a pattern attack's trigger image)."""
+    values = [v for v in (cell.get(k) for k in keys) if v is not None]
+    if not values:
+        raise ConfigError(f"report: {cell.label} has none of the group keys {keys}")
+    return " / ".join(Path(v).stem if "/" in v else v for v in values)
+
+
 def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
     """The zoo's models: cells with detector results, their attack family (None: benign),
     target, ASR and the `features` the entry names."""
     group = entry.get("group", "attack.name")
+    keys = [group] if isinstance(group, str) else list(group)
     members = []
     for c in select(entry, cells):
         if not c.metrics.get("detect"):
@@ -273,7 +283,7 @@ def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
         members.append(
             Member(
                 c.label,
-                c.value(group) if attacked else None,
+                _family(c, keys) if attacked else None,
                 c.config["attack"].get("target") if attacked else None,
                 c.metrics.get("asr"),
                 c.metrics["detect"],
@@ -309,8 +319,8 @@ def _detect(
 ) -> Part:
     """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
 
-    `group` (default attack.name) names a model's attack; a cell whose attack.name is none is a
-    benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
+    `group` (default attack.name; a list of keys joins their values) names a model's family;
+    a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
     members = _members(entry, cells)
     planted = float(entry.get("planted", 50))
     found = [set(m.detections) for m in members]
