@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.experiment.sweep import sweep
+from backdoorlab.experiment.sweep import plan, sweep
 from backdoorlab.experiment.sweep_spec import expand, find_sweep, load_sweep, sweep_files
 from backdoorlab.report import Grid
 
@@ -79,3 +79,34 @@ def test_table7_has_a_photos_profile_on_natural_images_at_cpu_scale():
     assert {c.config.model.name for c in cells} == {"small_cnn"}
     lc = next(c.config for c in cells if c.axes["attack"] == "lc")
     assert lc.attack.surrogate.model.name == "small_cnn"  # not the paper's ResNet-18
+
+
+SEC_IV_A = {  # Gao Sec. IV-A-1 (Tables VII, X): rate and label mode of each attack
+    "badnets": (0.01, "dirty"),
+    "lc": (0.01, "clean"),
+    "sig": (0.01, "clean"),
+    "blended": (0.05, "dirty"),
+    "wanet": (0.05, "dirty"),
+    "trojan": (0.002, "dirty"),
+}
+SEC_III_A = {"badnets": (0.005, "clean"), "lc": (0.005, "clean"), "trojan": (0.01, "dirty")}
+
+
+@pytest.mark.parametrize("name", ["gao2023-table7", "gao2023-table10"])
+def test_tables_vii_and_x_run_at_section_iv_a_rates_and_fig2_at_section_iii_a(name):
+    seen = {}
+    for cell in plan(name, "full"):
+        attack = cell.config.attack
+        seen[cell.axes["attack"]] = (attack.rate, attack.label_mode)
+        if cell.config.defense.name == "abl":
+            assert cell.config.defense.gamma == 0  # Gao set gamma 0
+    assert seen == SEC_IV_A
+    fig2 = {c.axes["attack"]: (c.config.attack.rate, c.config.attack.label_mode)
+            for c in plan("gao2023-fig2", "full")}  # fmt: skip
+    assert {k: fig2[k] for k in SEC_III_A} == SEC_III_A
+
+
+def test_table_xi_varies_the_rate_of_dirty_label_badnets():
+    cells = plan("gao2023-table11", "full")
+    assert {c.config.attack.label_mode for c in cells} == {"dirty"}
+    assert {c.config.attack.rate for c in cells} == {0.01, 0.05, 0.1}
