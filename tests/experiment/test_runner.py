@@ -168,3 +168,14 @@ def test_deterministic_switch_is_on_during_the_run_only(tiny_config, tmp_path):
     record = json.loads((tmp_path / "r" / "result.json").read_text())
     assert record["deterministic"] is True and record["threads"] == 1
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_detectors_see_only_the_defender_s_images_and_acc_still_the_whole_split(tiny_config):
+    tiny_config["detect"] = {"adv-labels": {"steps": 1}}
+    whole = run(tiny_config, save=False, progress=False)
+    part = run({**tiny_config, "defender_images": 40}, save=False, progress=False)
+    assert whole.metrics["detect"]["adv-labels"]["details"]["images"] == 128
+    assert part.metrics["detect"]["adv-labels"]["details"]["images"] == 40
+    assert part.metrics["acc"] == whole.metrics["acc"]  # the same model, measured on all 128
+    with pytest.raises(ConfigError, match="`defender_images`: 500 asked, the test split has 128"):
+        run({**tiny_config, "defender_images": 500}, save=False, progress=False)

@@ -63,6 +63,12 @@ class ExperimentConfig(BaseModel):
         None,
         description="calibrate the detectors against benign references trained on the test data",
     )
+    defender_images: int | None = Field(
+        None,
+        ge=20,
+        description="clean images the detectors and references have: the first this many of the "
+        "test split (default: all of it); ACC and ASR are still measured on the whole split",
+    )
 
     @field_validator("dataset", "model", "attack", "defense", mode="before")
     @classmethod
@@ -97,8 +103,11 @@ class ExperimentConfig(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config (defaults filled in) as plain data; without detectors, no
         `detect` key, without calibration no `calibrate` key, without a data seed no
-        `dataset.seed` (the configs, hashes and cell keys of runs without them stay as they were)."""
+        `dataset.seed`, without a defender's share no `defender_images` (the configs, hashes and
+        cell keys of runs without them stay as they were)."""
         out = self.model_dump(mode="json")
+        if out["defender_images"] is None:
+            del out["defender_images"]
         if out["dataset"].get("seed", 0) is None:
             del out["dataset"]["seed"]
         if not out["detect"]:

@@ -234,10 +234,17 @@ def _run(
     torch.manual_seed(cfg.seed)
     prep = prepare(cfg, progress, cache=stages)  # data, fitted attack, poisoned set
     s = set_up(cfg, prep)
+    defender = s.test
+    if cfg.defender_images is not None:
+        if cfg.defender_images > len(s.test):
+            raise ConfigError(
+                f"`defender_images`: {cfg.defender_images} asked, the test split has {len(s.test)}"
+            )
+        defender = s.test.subset(torch.arange(cfg.defender_images, device=s.test.device))
     t_data = time.perf_counter()
     model, history, infected = obtain_model(cfg, prep, s, stages, progress)
     t_train = time.perf_counter()
-    detections = detect(model, s.test, cfg.detect, cfg.calibrate, stages, progress)
+    detections = detect(model, defender, cfg.detect, cfg.calibrate, stages, progress)
     t_detect = time.perf_counter()
     model, metrics = defend(model, s, cfg.train.eval_batch_size, infected)
     if detections:
