@@ -320,7 +320,8 @@ def _detect(
     """A model zoo's detection metrics per detector and attack, and ROC curves (TDC's layout).
 
     `group` (default attack.name; a list of keys joins their values) names a model's family;
-    a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an attacked model needs to count infected."""
+    a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an
+    attacked model needs to count infected."""
     members = _members(entry, cells)
     planted = float(entry.get("planted", 50))
     found = [set(m.detections) for m in members]
