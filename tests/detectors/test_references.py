@@ -103,3 +103,15 @@ def test_one_clean_image_cannot_be_split_between_references_and_probes(synthetic
     data = synthetic(train_size=8).train
     with pytest.raises(ConfigError, match="clean data: 1 image"):
         split_clean(data.subset(torch.tensor([0])), 0.5)
+
+
+def test_more_references_reuse_the_fewer_and_train_only_the_new_ones(synthetic):
+    data = synthetic(train_size=64).train
+    store = Counter()
+    three, keys3, _ = train_references(net(), data, ReferenceRecipe(**TINY), store, progress=False)
+    five, keys5, trained = train_references(
+        net(), data, ReferenceRecipe(**{**TINY, "count": 5}), store, progress=False
+    )
+    assert trained == 2 and keys5[:3] == keys3 and store.puts == 5
+    for a, b in zip(three, five[:3], strict=False):
+        assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())

@@ -128,8 +128,9 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
 
 def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> str:
     """The store key of reference `index` of an architecture trained on data by a resolved
-    recipe."""
-    blob = recipe.model_dump_json(exclude={"crop_padding"})  # settled in train.crop_padding
+    recipe; not of how many references the recipe asks for, so 16 references reuse 8's."""
+    # crop_padding is settled in train.crop_padding; reference i does not depend on the count
+    blob = recipe.model_dump_json(exclude={"crop_padding", "count"})
     return digest("reference", arch, data, blob, str(index))
 
 
