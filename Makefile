@@ -90,4 +90,5 @@ results-pages: install
 	  $(BIN)/backdoorlab report $$out/results.db --out docs/results/$$page --format html \
 	    --notes docs/results/notes/$$page.md || exit 1; \
 	done
+	$(BIN)/backdoorlab claims docs/results/claims.yaml
 

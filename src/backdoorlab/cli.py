@@ -354,6 +354,14 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     console.print(f"saved to {save_scan(result, args.out, overwrite=args.overwrite)}")
 
 
+def cmd_claims(args: argparse.Namespace, console: Console) -> None:
+    from backdoorlab.report import claims_page
+
+    out = args.out or str(Path(args.claims).with_suffix(""))
+    for fmt in ("md", "html"):
+        console.print(f"claims ledger: {claims_page(args.claims, out, fmt)}")
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> None:
     for kind, entries in backdoorlab.list_components().items():
         table = Table(title=kind, show_header=False, title_justify="left")
@@ -586,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("claims", help="the claims ledger: papers' claims, verdicts, their cells")
+    p.add_argument("claims", help="claims file (YAML; docs/results/claims.yaml)")
+    p.add_argument("--out", help="path without suffix (default: the claims file's)")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("list", help="registered datasets, models, attacks and defenses")
     p.set_defaults(func=cmd_list)

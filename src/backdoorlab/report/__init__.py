@@ -2,8 +2,9 @@
 page; a layer above `experiment`, which writes the database."""
 
 from backdoorlab.report.cells import Part, Row, pick
+from backdoorlab.report.claims import claims_page
 from backdoorlab.report.grid import Grid
 from backdoorlab.report.kinds import REPORT_KINDS, report_kind
 from backdoorlab.report.page import report
 
-__all__ = ["REPORT_KINDS", "Grid", "Part", "Row", "pick", "report", "report_kind"]
+__all__ = ["REPORT_KINDS", "Grid", "Part", "Row", "claims_page", "pick", "report", "report_kind"]
