@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from backdoorlab.perturb import FlowField, L2Ball, LinfBall, Perturbation, PerturbBatch, pgd
+from backdoorlab.perturb import (
+    AffineParams,
+    FlowField,
+    L2Ball,
+    LinfBall,
+    Perturbation,
+    PerturbBatch,
+    pgd,
+)
 from backdoorlab.train import Batch
 
 
@@ -15,7 +23,7 @@ class Linear(torch.nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.mark.parametrize("threat", [LinfBall(0.05), L2Ball(0.5), FlowField(0.1)])
+@pytest.mark.parametrize("threat", [LinfBall(0.05), L2Ball(0.5), FlowField(0.1), AffineParams(0.1)])
 def test_pgd_increases_the_loss_and_stays_in_the_ball(threat):
     model = Linear()
     x, y = torch.rand(32, 3, 8, 8), torch.randint(0, 4, (32,))

@@ -12,7 +12,9 @@ from backdoorlab.perturb.pgd import Perturbation, PerturbBatch
 from backdoorlab.perturb.threats import THREATS
 from backdoorlab.train.hooks import Hook
 
-ThreatName = Literal["linf", "l2", "spatial"]
+# spatial: a per-pixel flow field (Xiao et al.; Gao's spatial AT); affine: the six parameters of
+# an affine map (Gao's random spatial perturbation, Sec. III-D-1)
+ThreatName = Literal["linf", "l2", "spatial", "affine"]
 
 
 class CraftingConfig(DefenseConfig):
@@ -26,7 +28,9 @@ class CraftingConfig(DefenseConfig):
 
 class ATConfig(CraftingConfig):
     threat: ThreatName = "linf"
-    eps: float = Field(8 / 255, gt=0, description="budget (pixels for linf/l2, flow for spatial)")
+    eps: float = Field(
+        8 / 255, gt=0, description="budget (pixels: linf/l2; flow: spatial; parameters: affine)"
+    )
     beta: float = Field(1.0, ge=0, le=1, description="relaxation: 1 adversarial, 0 random")
 
 
@@ -56,7 +60,8 @@ class AdversarialTraining(Defense):
 
 @register_defense("random", config=RandomConfig)
 class RandomPerturbation(Defense):
-    """Train on random perturbations at the corners of the same budget (Gao Tables I-II)."""
+    """Train on random perturbations at the corners of the same budget (Gao Tables I-II);
+    `threat: affine` draws Gao's random spatial transform, `spatial` a random flow field."""
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
         return [PerturbBatch([Perturbation(THREATS[self.cfg.threat](self.cfg.eps), beta=0.0)])]

@@ -1,4 +1,5 @@
-"""Spatial transformation by a per-pixel flow field (bilinear, border-clamped)."""
+"""Spatial transformation by a per-pixel flow field (bilinear, border-clamped), and the flow
+field of an affine transformation."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     top = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
     bottom = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
     return top * (1 - wy) + bottom * wy
+
+
+def affine_flow(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The flow [B,H,W,2] of the affine maps identity + theta [B,2,3] in normalised coordinates:
+    pixel (u, v) samples (u, v) + theta @ (u, v, 1), so warp(x, affine_flow(0, ...)) is x."""
+    u = torch.linspace(-1, 1, w, device=theta.device, dtype=theta.dtype).view(1, w).expand(h, w)
+    v = torch.linspace(-1, 1, h, device=theta.device, dtype=theta.dtype).view(h, 1).expand(h, w)
+    coords = torch.stack([u, v, torch.ones_like(u)], dim=-1)  # [H,W,3]
+    return torch.einsum("hwk,bjk->bhwj", coords, theta)

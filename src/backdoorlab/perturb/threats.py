@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backdoorlab.perturb.flow import warp
+from backdoorlab.perturb.flow import affine_flow, warp
 
 
 def random_signs(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -114,4 +114,30 @@ class FlowField(Threat):
         return warp(x, delta)
 
 
-THREATS: dict[str, type[Threat]] = {"linf": LinfBall, "l2": L2Ball, "spatial": FlowField}
+class AffineParams(Threat):
+    """Spatial, as Gao et al. draw their random spatial perturbation (Sec. III-D-1): the six
+    parameters of an affine map, each within eps of the identity's, ||theta||_inf <= eps."""
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (x.shape[0], 2, 3)
+
+    def start(self, x: torch.Tensor) -> torch.Tensor:
+        theta = torch.empty(self.shape(x), device=x.device, dtype=x.dtype)
+        return theta.uniform_(-self.eps, self.eps)
+
+    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+        return delta + alpha * grad.sign()
+
+    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return delta.clamp(-self.eps, self.eps)
+
+    def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return warp(x, affine_flow(delta, x.shape[2], x.shape[3]))
+
+
+THREATS: dict[str, type[Threat]] = {
+    "linf": LinfBall,
+    "l2": L2Ball,
+    "spatial": FlowField,
+    "affine": AffineParams,
+}
