@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep import plan, sweep
 from backdoorlab.experiment.sweep_spec import expand, find_sweep, load_sweep, sweep_files
 from backdoorlab.report import Grid
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_paper_sweep_expands_at_the_cpu_and_full_profiles():
@@ -110,3 +114,20 @@ def test_table_xi_varies_the_rate_of_dirty_label_badnets():
     cells = plan("gao2023-table11", "full")
     assert {c.config.attack.label_mode for c in cells} == {"dirty"}
     assert {c.config.attack.rate for c in cells} == {0.01, 0.05, 0.1}
+
+
+def test_named_sweeps_come_with_the_package_from_any_folder(tmp_path, monkeypatch):
+    """The package's own configs (package data of a wheel; a link in a checkout), not the
+    working directory's, answer a name where ./configs has none."""
+    from importlib import resources
+
+    monkeypatch.chdir(tmp_path)
+    packaged = Path(str(resources.files("backdoorlab") / "configs"))
+    assert find_sweep("gao2023-table7") == packaged / "paper" / "gao2023" / "table7.yaml"
+    assert load_sweep("gao2023-table7", "full").name == "gao2023-table7"  # bases resolve
+    (tmp_path / "configs" / "sweeps").mkdir(parents=True)
+    mine = tmp_path / "configs" / "sweeps" / "digits-zoo.yaml"
+    mine.write_text((packaged / "sweeps" / "digits-zoo.yaml").read_text())
+    assert find_sweep("digits-zoo").resolve() == mine.resolve()  # the working directory's wins
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"configs/**/*.yaml", "configs/**/*.png"' in pyproject  # in the wheel's package data

@@ -25,6 +25,7 @@ A variant or profile value of null removes that key from what it is merged over.
 from __future__ import annotations
 
 import copy
+from importlib import resources
 import hashlib
 import itertools
 import json
@@ -148,11 +149,12 @@ def merge(base: Any, over: Any) -> Any:
 
 
 def _config_roots() -> list[Path]:
-    """Where named sweeps are looked up: ./configs, then the source checkout's."""
+    """Where named sweeps are looked up: ./configs, then the package's own (its data in an
+    installed wheel; a link to the repository's configs/ in a checkout)."""
     roots = [Path.cwd() / "configs"]
-    checkout = Path(__file__).resolve().parents[3] / "configs"
-    if checkout.resolve() != roots[0].resolve():
-        roots.append(checkout)
+    packaged = Path(str(resources.files("backdoorlab") / "configs"))
+    if packaged.is_dir() and packaged.resolve() != roots[0].resolve():
+        roots.append(packaged)
     return [r for r in roots if r.is_dir()]
 
 
