@@ -17,6 +17,7 @@ LAYERS = [
     "analysis",
     "report",
     "experiment",
+    "assess",
     "defenses",
     "detectors",
     "attacks",

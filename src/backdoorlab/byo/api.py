@@ -15,6 +15,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from backdoorlab.assess import repair_and_measure
 from backdoorlab.attacks.user_trigger import make_trigger
 from backdoorlab.config_base import format_validation_error
 from backdoorlab.data.base import Dataset
@@ -292,20 +293,13 @@ def repair(
         train=clean_data, train_config=tcfg, device=dev, seed=seed, clean=clean_data,
         monitor=metrics if test_data else None,
     )  # fmt: skip
-    torch.manual_seed(seed)
-    repaired = chosen.repair(model, ctx).eval()
-    seconds = round(time.perf_counter() - t0, 3)
+    done = repair_and_measure(model, chosen, ctx, test_data, backdoor, measure_before=False,
+                              seed=seed)  # fmt: skip
     report = RepairReport(
-        defense,
-        cfg.model_dump(mode="json"),
-        len(clean_data),
-        chosen.report(),
-        before,
-        metrics(repaired),
-        seconds,
-        measured_on,
-    )
-    return repaired, report
+        defense, cfg.model_dump(mode="json"), len(clean_data), done.defense_report, before,
+        done.after, done.seconds, measured_on,
+    )  # fmt: skip
+    return done.model.eval(), report
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backdoorlab.assess import repair_and_measure
 from backdoorlab.attacks.base import Attack, PoisonedData, others
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.defenses.base import Defense, DefenseContext, build_defense
@@ -22,7 +23,7 @@ from backdoorlab.experiment.cache import StageCache, default_cache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
 from backdoorlab.experiment.triggers import save_attack_grid
-from backdoorlab.metrics.core import der, evaluate
+from backdoorlab.metrics.core import evaluate
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.records.files import (
     RUN_MARKER,
@@ -204,15 +205,16 @@ def defend(
     """The repaired model and its metrics: ACC/ASR/RA, the defense's own numbers and, for a
     post-training repair, the infected model's metrics (recorded in `infected`) and the DER."""
     repairs = s.defense.post_training and not s.defense.identity
+    done = repair_and_measure(
+        model, s.defense, s.ctx, s.test, s.backdoor,
+        batch_size=eval_batch_size, measure_before=repairs,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {**done.after, **done.defense_report}
     if repairs:
-        infected["metrics"] = evaluate(model, s.test, s.backdoor, eval_batch_size)
-    model = s.defense.repair(model, s.ctx)
-    metrics: dict[str, Any] = evaluate(model, s.test, s.backdoor, eval_batch_size)
-    metrics.update(s.defense.report())
-    if repairs:
+        infected["metrics"] = done.before
         metrics["infected"] = infected
-        metrics["der"] = der(infected["metrics"], metrics)
-    return model, metrics
+        metrics["der"] = done.der
+    return done.model, metrics
 
 
 def _run(

@@ -25,11 +25,11 @@ A variant or profile value of null removes that key from what it is merged over.
 from __future__ import annotations
 
 import copy
-from importlib import resources
 import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
