@@ -273,6 +273,7 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
         test=args.test,
         device=args.device,
         seed=args.seed,
+        evidence=args.evidence,
         progress=not args.quiet,
         **_trigger_options(args),
         **options,
@@ -560,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(
             e.name for e in backdoorlab.DEFENSES if e.obj.post_training and e.name != "none"
         ),
+    )
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="a named defense: scan before and rescan after, ACC on a held-out fifth (auto does)",
     )
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when the rescan still flags the model"

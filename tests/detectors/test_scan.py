@@ -175,3 +175,21 @@ def test_a_config_that_calibrates_nothing_is_one_clear_error(digits_config):
         load_config({**digits_config, "calibrate": {}})
     with pytest.raises(ConfigError, match=r"calibrate.detectors \['nc'\] are not in detect"):
         load_config({**digits_config, "detect": {"mm-bd": {}}, "calibrate": {"detectors": ["nc"]}})
+
+
+def test_a_named_defense_with_evidence_runs_even_where_the_scan_finds_nothing(synthetic, tmp_path):
+    from backdoorlab.byo.api import repair
+
+    data = synthetic(train_size=80).train
+    model = plain_net().eval()
+    plain, bare = repair(model, data, "ft", device="cpu", epochs=1)
+    assert bare.scan_before is None and "evidence=True" in bare.summary
+    fixed, report = repair(
+        model, data, "ft", references=3, cache=tmp_path, device="cpu", evidence=True, epochs=1
+    )
+    assert report.defense == "ft" and report.options["epochs"] == 1
+    assert [s["defense"] for s in report.steps] == ["ft"] and not report.scan_before["infected"]
+    assert report.summary.startswith("ft ran although the scan found no backdoor before it")
+    changed = zip(model.state_dict().values(), fixed.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in changed)  # the user forced a repair: it ran
+    assert report.held_out["images"] == 16 and "reversed_trigger_asr_after" not in report.held_out

@@ -167,10 +167,16 @@ class RepairReport:
     def summary(self) -> str:
         """One line: what the trigger-free evidence says about the repair."""
         if self.scan_before is None:
-            return f"{self.defense}: no scan before or after (trigger-free evidence: defense auto)"
+            return (f"{self.defense}: no scan before or after (trigger-free evidence: defense "
+                    "auto, or evidence=True)")  # fmt: skip
         b = self.scan_before
-        if not b["infected"]:
+        if not b["infected"] and not self.steps:
             return f"no backdoor found ({_scan_line(b)}): the model is left unchanged"
+        if not b["infected"]:
+            a = self.scan_after or b
+            flag = "and flags it now" if a["infected"] else "nor after it"
+            return (f"{self.defense} ran although the scan found no backdoor before it "
+                    f"({_scan_line(b)}) {flag} ({_scan_line(a)})")  # fmt: skip
         a = self.scan_after or b
         done = " then ".join(st["defense"] for st in self.steps) or "nothing"
         t = b["target"]
@@ -228,6 +234,7 @@ def repair(
     fpr: float = 0.05,
     rounds: int = 2,
     cache: str | Path | None = None,
+    evidence: bool = False,
     progress: bool = False,
     **options: Any,
 ) -> tuple[nn.Module, RepairReport]:
@@ -237,7 +244,10 @@ def repair(
     rescans, and goes on with AFT while the scan still flags it, at most `rounds` steps, and
     reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
     trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
-    registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4").
+    registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
+    `evidence` it runs on the same share of `clean` as auto and its report holds the same
+    trigger-free evidence (the scan before and after against references repaired alike, ACC
+    on the held-out fifth; a reversed trigger only where the defense is nc).
     `train` holds the fine-tuning basics (momentum, weight decay, crop_padding, flip). ACC (and
     ASR/RA with a trigger) before and after are measured on `test`, or with a trigger and no
     `test` on the clean data itself. The model is copied first unless `copy_model` is False."""
@@ -279,14 +289,16 @@ def repair(
 
     before = metrics(model)
     t0 = time.perf_counter()
-    if auto:
+    if auto or evidence:
         auto_cfg = AutoRepair(references=references, fpr=fpr, rounds=rounds, seed=seed)
+        if not auto:  # the named defense alone, once, even where the scan finds nothing
+            auto_cfg = replace(auto_cfg, plan=(defense,), rounds=1, options=options, force=True)
         store = StageCache(cache if cache is not None else reference_cache())
-        repaired, evidence = auto_repair(model, clean_data, tcfg, dev, auto_cfg, store, progress)
+        repaired, found = auto_repair(model, clean_data, tcfg, dev, auto_cfg, store, progress)
+        settings = {"name": "auto", **auto_cfg.to_dict()} if auto else cfg.model_dump(mode="json")
         report = RepairReport(
-            "auto", {"name": "auto", **auto_cfg.to_dict()}, len(clean_data), {}, before,
-            metrics(repaired),
-            round(time.perf_counter() - t0, 3), measured_on, **evidence,
+            defense, settings, len(clean_data), {}, before, metrics(repaired),
+            round(time.perf_counter() - t0, 3), measured_on, **found,
         )  # fmt: skip
         return repaired, report
     ctx = DefenseContext(
@@ -313,6 +325,9 @@ class AutoRepair:
     seed: int = 0
     held_out: float = 0.2
     plan: tuple[str, ...] = ("nc", "aft")  # unlearn the flagged class's trigger, then AFT
+    # a named defense with evidence: its options, and repair even where the scan finds nothing
+    options: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -378,7 +393,7 @@ def auto_repair(
     first = rescan(model)
     evidence: dict[str, Any] = {"scan_before": _scan_summary(first), "steps": []}
     held_before = measure(model, held, None)["acc"]
-    if not first.infected:
+    if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": held_before}  # fmt: skip
@@ -388,19 +403,21 @@ def auto_repair(
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first
     for name in cfg.plan[: cfg.rounds]:
-        options = {"target": target} if name == "nc" else {}
+        options = dict(cfg.options)
+        if name == "nc" and target is not None:
+            options.setdefault("target", target)
         chosen = build_defense(validated(DEFENSES, {"name": name, **options}, f"defense {name}"))
         ctx = DefenseContext(train=work, train_config=tcfg, device=device, seed=cfg.seed,
                              clean=work)  # fmt: skip
         torch.manual_seed(cfg.seed)
         model = chosen.repair(model, ctx).eval()
-        if name == "nc":
+        if name == "nc" and target is not None:
             trigger = chosen.triggers.get(target)
         refs = [_repeated(chosen, ref, ctx, cfg.seed) for ref in refs]
         now = rescan(model, refs)
         evidence["steps"].append({"defense": name, "options": options, "scan": _scan_summary(now)})
-        if _cleared(_scan_summary(now), target):  # the backdoor found is gone: stop repairing
-            break
+        if target is not None and _cleared(_scan_summary(now), target):
+            break  # the backdoor found is gone: stop repairing
     evidence["scan_after"] = _scan_summary(now)
     held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": measure(model, held, None)["acc"]}  # fmt: skip
