@@ -559,7 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (default: scan, repair what it flags, rescan), or a post-training defense: "
         + ", ".join(
-            e.name for e in backdoorlab.DEFENSES if e.obj.post_training and e.name != "none"
+            e.name
+            for e in backdoorlab.DEFENSES
+            if e.obj.post_training and e.name not in ("none", "auto")
         ),
     )
     p.add_argument(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backdoorlab.errors import ConfigError
 
 
 class Section(BaseModel):
@@ -27,3 +31,13 @@ def format_validation_error(exc: ValidationError) -> str:
             msg += f" (got {err['input']!r})"
         parts.append(f"{key}: {msg}")
     return "invalid config: " + "; ".join(parts)
+
+
+def validated(registry: Any, section: dict[str, Any], what: str) -> Any:
+    """`section` validated by `registry`; a bad key or value is one ConfigError line."""
+    try:
+        return registry.validate(section)
+    except ValidationError as exc:
+        raise ConfigError(f"{what}: " + format_validation_error(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None

@@ -33,6 +33,7 @@ SMALL = {  # every registered defense, at a budget of seconds
     "fp": {"epochs": 1, "step": 0.25},
     "nad": {"teacher_epochs": 1, "epochs": 1},
     "nc": {"steps": 2, "batches_per_step": 1, "batch_size": 32, "epochs": 1},
+    "auto": {"references": 3, "rounds": 1, "plan": ["ft"], "options": {"epochs": 1}, "force": True},
 }
 MODEL = {"dpsgd": {"norm": "group"}}  # per-sample gradients need per-sample normalisation
 TRAIN = TrainConfig(epochs=1, batch_size=64, lr=0.05, eval_every=0)

@@ -193,3 +193,29 @@ def test_a_named_defense_with_evidence_runs_even_where_the_scan_finds_nothing(sy
     changed = zip(model.state_dict().values(), fixed.state_dict().values(), strict=True)
     assert not all(torch.equal(a, b) for a, b in changed)  # the user forced a repair: it ran
     assert report.held_out["images"] == 16 and "reversed_trigger_asr_after" not in report.held_out
+
+
+def test_defense_auto_runs_in_a_config_and_keeps_its_references_in_the_stage_cache(
+    digits_config, tmp_path
+):
+    from backdoorlab.experiment.runner import run
+
+    cfg = {
+        **digits_config,
+        "train": {**digits_config["train"], "epochs": 2},
+        "defense": {"name": "auto", "clean_share": 0.2, "references": 3, "rounds": 1},
+    }
+    cache = tmp_path / "cache"
+    first = run(cfg, out=tmp_path / "a", add_row=False, cache=cache, progress=False)
+    m = first.metrics
+    assert {"scan_before", "scan_after", "steps", "held_out"} <= set(m)
+    assert m["infected"]["metrics"]["asr"] is not None and "der" in m
+    held = m["held_out"]
+    assert held["images"] > 0 and held["acc_before"] >= 0
+    if m["scan_before"]["infected"]:  # the plan's first step, on the class the scan flagged
+        assert m["steps"][0]["defense"] == "nc"
+        assert m["steps"][0]["options"]["target"] == m["scan_before"]["target"]
+    else:
+        assert m["steps"] == [] and m["scan_after"] == m["scan_before"]
+    kept = list((cache / "auxiliary").iterdir())
+    assert len(kept) >= 3  # the scan's references are kept beside the infected model

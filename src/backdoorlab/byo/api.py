@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,33 +15,23 @@ from pydantic import ValidationError
 from torch import nn
 
 from backdoorlab.assess import repair_and_measure
+from backdoorlab.assess.repair import DETECTORS_BY_DEFAULT, cleared
 from backdoorlab.attacks.user_trigger import make_trigger
-from backdoorlab.config_base import format_validation_error
+from backdoorlab.config_base import format_validation_error, validated
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
-from backdoorlab.defenses.base import DEFENSES, Defense, DefenseContext, build_defense
+from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
 from backdoorlab.detectors.base import DETECTORS, Detection
 from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import ReferenceRecipe, split_clean, train_references
-from backdoorlab.detectors.scan import CalibrationConfig, scan_model
+from backdoorlab.detectors.references import ReferenceRecipe
+from backdoorlab.detectors.scan import scan_model, validated_calibration
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
 from backdoorlab.metrics.core import der
 from backdoorlab.metrics.core import evaluate as measure
 from backdoorlab.models.foreign import Normalized
-from backdoorlab.registry import Registry
 from backdoorlab.train.config import TrainConfig
-
-
-def validated(registry: Registry, section: dict[str, Any], what: str):
-    """`section` validated by `registry`; a bad key or value is one ConfigError line."""
-    try:
-        return registry.validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{what}: " + format_validation_error(exc)) from None
-    except ValueError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
 
 
 def with_normalization(
@@ -182,7 +171,7 @@ class RepairReport:
         t = b["target"]
         moved = (f"class {t}: z {b['class_z'][t]:.2f} -> {a['class_z'][t]:.2f}, "
                  f"threshold {a['threshold']:.2f}")  # fmt: skip
-        if not _cleared(a, t):
+        if not cleared(a, t):
             return f"STILL FLAGGED after {done}: the rescan still finds class {t} ({moved})"
         if a["infected"]:  # another class stands out, whether or not it did before
             other = a["target"]
@@ -203,11 +192,6 @@ class RepairReport:
             "still_flagged": self.still_flagged,
             "summary": self.summary,
         }
-
-
-def _cleared(scan: dict[str, Any], target: int | None) -> bool:
-    """Whether the class the first scan flagged is below the threshold in `scan`."""
-    return target is None or scan["class_z"][target] <= scan["threshold"]
 
 
 def _scan_line(c: dict[str, Any]) -> str:
@@ -257,16 +241,21 @@ def repair(
         raise ConfigError(
             f"defense auto chooses its own settings; {sorted(options)} belong to a named defense"
         )
-    chosen, cfg = None, None
-    if not auto:
-        cfg = validated(DEFENSES, {"name": defense, **options}, "defense")
-        chosen = build_defense(cfg)
-        if not chosen.post_training or chosen.identity:
+    named = None if auto else validated(DEFENSES, {"name": defense, **options}, "defense")
+    if named is not None:
+        entry = DEFENSES.entry(defense).obj
+        if not entry.post_training or entry.identity:
             known = [e.name for e in DEFENSES if e.obj.post_training and not e.obj.identity]
             raise ConfigError(
                 f"defense {defense!r} trains a model from scratch; repair takes a post-training "
-                f"defense ({', '.join(known)}) or auto"
+                f"defense ({', '.join(known)})"
             )
+    scanned = auto or evidence  # through defense auto: the scan, the rescan, the evidence
+    settings = named
+    if scanned:  # a named defense with evidence: auto's plan of that one defense, forced
+        plan = {} if auto else {"plan": [defense], "rounds": 1, "options": options, "force": True}
+        auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds}
+        settings = validated(DEFENSES, {**auto_cfg, **plan}, "defense")
     try:
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
     except ValidationError as exc:
@@ -288,153 +277,20 @@ def repair(
         return None if test_data is None else measure(m, test_data, backdoor)
 
     before = metrics(model)
-    t0 = time.perf_counter()
-    if auto or evidence:
-        auto_cfg = AutoRepair(references=references, fpr=fpr, rounds=rounds, seed=seed)
-        if not auto:  # the named defense alone, once, even where the scan finds nothing
-            auto_cfg = replace(auto_cfg, plan=(defense,), rounds=1, options=options, force=True)
-        store = StageCache(cache if cache is not None else reference_cache())
-        repaired, found = auto_repair(model, clean_data, tcfg, dev, auto_cfg, store, progress)
-        settings = {"name": "auto", **auto_cfg.to_dict()} if auto else cfg.model_dump(mode="json")
-        report = RepairReport(
-            defense, settings, len(clean_data), {}, before, metrics(repaired),
-            round(time.perf_counter() - t0, 3), measured_on, **found,
-        )  # fmt: skip
-        return repaired, report
+    store = StageCache(cache if cache is not None else reference_cache()) if scanned else None
     ctx = DefenseContext(
         train=clean_data, train_config=tcfg, device=dev, seed=seed, clean=clean_data,
-        monitor=metrics if test_data else None,
+        monitor=metrics if test_data else None, store=store, progress=progress,
     )  # fmt: skip
-    done = repair_and_measure(model, chosen, ctx, test_data, backdoor, measure_before=False,
-                              seed=seed)  # fmt: skip
+    done = repair_and_measure(model, build_defense(settings), ctx, test_data, backdoor,
+                              measure_before=False, seed=None if scanned else seed)  # fmt: skip
+    shown = (settings if auto else named).model_dump(mode="json")
+    found = done.defense_report if scanned else {}
     report = RepairReport(
-        defense, cfg.model_dump(mode="json"), len(clean_data), done.defense_report, before,
-        done.after, done.seconds, measured_on,
+        defense, shown, len(clean_data), {} if scanned else done.defense_report, before,
+        done.after, done.seconds, measured_on, **found,
     )  # fmt: skip
     return done.model.eval(), report
-
-
-@dataclass
-class AutoRepair:
-    """The settings of defense auto: the scan's references and false-positive rate, how many
-    repair steps at most, the seed, and the share of the clean data held out for evidence."""
-
-    references: int = 8
-    fpr: float = 0.05
-    rounds: int = 2
-    seed: int = 0
-    held_out: float = 0.2
-    plan: tuple[str, ...] = ("nc", "aft")  # unlearn the flagged class's trigger, then AFT
-    # a named defense with evidence: its options, and repair even where the scan finds nothing
-    options: dict[str, Any] = field(default_factory=dict)
-    force: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _scan_summary(c: Calibration) -> dict[str, Any]:
-    keep = ("score", "threshold", "target", "infected", "p_value", "p_empirical", "references")
-    return {**{key: getattr(c, key) for key in keep},
-            "class_z": [round(v, 4) for v in c.class_z()]}  # fmt: skip
-
-
-@torch.no_grad()
-def reversed_trigger_asr(model: nn.Module, data: Dataset, trigger: tuple, target: int) -> float:
-    """% of `data`'s images of other classes that `model` sends to `target` with a reversed
-    trigger (mask, pattern) stamped on them: an ASR that needs no true trigger."""
-    mask, pattern, _ = trigger
-    keep = (data.labels != target).nonzero().flatten()
-    if len(keep) == 0:
-        return 0.0
-    was = model.training
-    model.eval()
-    hits = 0
-    for part in keep.split(512):
-        x = (1 - mask) * data.floats(part) + mask * pattern
-        hits += int((model(x.clamp(0, 1)).argmax(1) == target).sum())
-    model.train(was)
-    return 100.0 * hits / len(keep)
-
-
-def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> nn.Module:
-    """A copy of reference `ref` repaired as `done` repaired the suspect. A rescan compares the
-    repaired model with references that went through the same repair, so that what the repair
-    does to any model (unlearning raises some class's margins) is not read as a backdoor."""
-    torch.manual_seed(seed)
-    return done.repeat(copy.deepcopy(ref), ctx).eval()
-
-
-def auto_repair(
-    model: nn.Module,
-    clean: Dataset,
-    tcfg: TrainConfig,
-    device: torch.device,
-    cfg: AutoRepair,
-    store: StageCache,
-    progress: bool = False,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Scan, then repair step by step (cfg.plan) while the calibrated scan flags the model, and
-    the evidence: scan before and after, the steps, held-out ACC and reversed-trigger ASR."""
-    if cfg.rounds < 1:
-        raise ConfigError(f"rounds: at least 1 repair step, not {cfg.rounds}")
-    work, held = split_clean(clean, 1 - cfg.held_out)
-    detectors = {n: DETECTORS.validate({"name": n}) for n in DETECTORS_BY_DEFAULT}
-    calibration = validated_calibration({"references": {"count": cfg.references}, "fpr": cfg.fpr})
-
-    def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
-        # the first scan trains (or finds) the references on a share of `work` and probes the
-        # rest; a rescan probes the same rest against references repaired like the model
-        data = work if refs is None else probe
-        outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
-        assert outcome.calibration is not None
-        return outcome.calibration
-
-    first = rescan(model)
-    evidence: dict[str, Any] = {"scan_before": _scan_summary(first), "steps": []}
-    held_before = measure(model, held, None)["acc"]
-    if not first.infected and not cfg.force:
-        evidence["scan_after"] = evidence["scan_before"]
-        evidence["held_out"] = {"images": len(held), "acc_before": held_before,
-                                "acc_after": held_before}  # fmt: skip
-        return model, evidence
-    own, probe = split_clean(work, calibration.references.train_share)
-    refs, _, _ = train_references(model, own, calibration.references, store, progress)  # kept
-    original, target = copy.deepcopy(model), first.target
-    trigger, now = None, first
-    for name in cfg.plan[: cfg.rounds]:
-        options = dict(cfg.options)
-        if name == "nc" and target is not None:
-            options.setdefault("target", target)
-        chosen = build_defense(validated(DEFENSES, {"name": name, **options}, f"defense {name}"))
-        ctx = DefenseContext(train=work, train_config=tcfg, device=device, seed=cfg.seed,
-                             clean=work)  # fmt: skip
-        torch.manual_seed(cfg.seed)
-        model = chosen.repair(model, ctx).eval()
-        if name == "nc" and target is not None:
-            trigger = chosen.triggers.get(target)
-        refs = [_repeated(chosen, ref, ctx, cfg.seed) for ref in refs]
-        now = rescan(model, refs)
-        evidence["steps"].append({"defense": name, "options": options, "scan": _scan_summary(now)})
-        if target is not None and _cleared(_scan_summary(now), target):
-            break  # the backdoor found is gone: stop repairing
-    evidence["scan_after"] = _scan_summary(now)
-    held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
-                                "acc_after": measure(model, held, None)["acc"]}  # fmt: skip
-    if trigger is not None:
-        held_out["reversed_trigger_target"] = target
-        held_out["reversed_trigger_asr_before"] = reversed_trigger_asr(
-            original, held, trigger, target
-        )
-        held_out["reversed_trigger_asr_after"] = reversed_trigger_asr(model, held, trigger, target)
-    evidence["held_out"] = held_out
-    return model, evidence
-
-
-# the calibrated scan's probe, chosen on the development zoo (configs/results/detection-dev.yaml,
-# scripts/calibration_choices.py); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`, about 6
-# minutes per MNIST model on one thread) stay available
-DETECTORS_BY_DEFAULT = ("mm-bd",)
 
 
 def reference_cache() -> Path:
@@ -574,11 +430,3 @@ def scan(
         outcome.margin_inputs,
         outcome.margin_class,
     )
-
-
-def validated_calibration(settings: dict[str, Any]) -> CalibrationConfig:
-    """A calibrated scan's settings; a bad key or value is one ConfigError line."""
-    try:
-        return CalibrationConfig.model_validate(settings)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc).replace("invalid config", "scan")) from None

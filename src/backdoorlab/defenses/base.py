@@ -57,6 +57,8 @@ class DefenseContext:
     clean: Dataset | None = None
     monitor: Callable[[nn.Module], dict[str, float | None]] | None = None
     perf: Performance = DEFAULT  # how the work runs: passed to fit and PGD
+    store: Any = None  # a stage cache where a defense may keep what it trains (auto: references)
+    progress: bool = False  # progress bars on a defense's long work
 
 
 class Defense:

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import track
 from torch import nn
 
+from backdoorlab.config_base import format_validation_error
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import Detection, DetectorConfig, run_detector
 from backdoorlab.detectors.calibrate import Calibration, calibrate
@@ -210,3 +211,11 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
             "reference_values": outcome.reference_values,
         },
     ).to_dict()
+
+
+def validated_calibration(settings: dict[str, Any]) -> CalibrationConfig:
+    """A calibrated scan's settings; a bad key or value is one ConfigError line."""
+    try:
+        return CalibrationConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc).replace("invalid config", "scan")) from None

@@ -151,7 +151,7 @@ class Setup:
     ctx: DefenseContext
 
 
-def set_up(cfg: ExperimentConfig, prep: Prepared) -> Setup:
+def set_up(cfg: ExperimentConfig, prep: Prepared, stages: StageCache | None = None) -> Setup:
     """The defense and its context (the defender's clean subset, a test monitor) for a run."""
     train, test = prep.poisoned.data, prep.splits.test
     clean = clean_subset(train, prep.poisoned.touched(), cfg.defense.clean_share, cfg.seed)
@@ -163,6 +163,7 @@ def set_up(cfg: ExperimentConfig, prep: Prepared) -> Setup:
     ctx = DefenseContext(
         train=train, train_config=cfg.train, device=prep.device, seed=cfg.seed,
         poisoned=prep.poisoned, clean=clean, monitor=monitor, perf=cfg.performance,
+        store=stages,
     )  # fmt: skip
     return Setup(train, test, backdoor, build_defense(cfg.defense), ctx)
 
@@ -235,7 +236,7 @@ def _run(
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     prep = prepare(cfg, progress, cache=stages)  # data, fitted attack, poisoned set
-    s = set_up(cfg, prep)
+    s = set_up(cfg, prep, stages)
     defender = s.test
     if cfg.defender_images is not None:
         if cfg.defender_images > len(s.test):
