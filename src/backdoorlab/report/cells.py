@@ -174,3 +174,12 @@ def record_of(c: Row) -> dict[str, Any] | None:
         return c.record()
     except ConfigError:
         return None
+
+
+def family(cell: Row, keys: list[str]) -> str:
+    """A model's family: its values at the `keys` it has, joined by ' / '; a file path shows
+    as its file name without suffix (a pattern attack's trigger image)."""
+    values = [v for v in (cell.get(k) for k in keys) if v is not None]
+    if not values:
+        raise ConfigError(f"report: {cell.label} has none of the group keys {keys}")
+    return " / ".join(Path(v).stem if "/" in v else v for v in values)

@@ -1,5 +1,5 @@
-"""The report kinds (runs, grid, lines, curve, detect): each turns the selected cells into one
-table or figure of a page; layers above add theirs with `report_kind`."""
+"""The report kinds (runs, grid, lines, curve, detect, confounds, repairs): each turns the
+selected cells into one table or figure of a page; layers above add theirs with `report_kind`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,19 @@ from backdoorlab.metrics.core import der, pct
 from backdoorlab.paths import inside, slug
 from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.records.files import write_text
-from backdoorlab.report.cells import Part, Row, extras, order, pick, record_of, select, write_csv
+from backdoorlab.report.cells import (
+    Part,
+    Row,
+    extras,
+    family,
+    order,
+    pick,
+    record_of,
+    select,
+    write_csv,
+)
 from backdoorlab.report.grid import Grid
+from backdoorlab.report.repairs import repairs_part
 from backdoorlab.report.zoo import (
     Member,
     confound_rows,
@@ -261,15 +272,6 @@ def _feature(cell: Row, name: str) -> float:
         raise ConfigError(f"report: {name!r} of {cell.label} is not a number ({raw!r})") from None
 
 
-def _family(cell: Row, keys: list[str]) -> str:
-    """A model's family: its values at the `keys` it has, joined by ' / '; a file path shows
-    as its file name without suffix (a pattern attack's trigger image)."""
-    values = [v for v in (cell.get(k) for k in keys) if v is not None]
-    if not values:
-        raise ConfigError(f"report: {cell.label} has none of the group keys {keys}")
-    return " / ".join(Path(v).stem if "/" in v else v for v in values)
-
-
 def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
     """The zoo's models: cells with detector results, their attack family (None: benign),
     target, ASR and the `features` the entry names."""
@@ -283,7 +285,7 @@ def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
         members.append(
             Member(
                 c.label,
-                _family(c, keys) if attacked else None,
+                family(c, keys) if attacked else None,
                 c.config["attack"].get("target") if attacked else None,
                 c.metrics.get("asr"),
                 c.metrics["detect"],
@@ -351,7 +353,7 @@ def _detect(
     return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
-TABLES = ("runs", "grid", "detect", "confounds")  # the kinds --table may name
+TABLES = ("runs", "grid", "detect", "confounds", "repairs")  # the kinds --table may name
 FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
 # (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
@@ -362,6 +364,7 @@ REPORT_KINDS: dict[str, Callable[..., Part]] = {
     "curve": _curve,
     "detect": _detect,
     "confounds": _confounds,
+    "repairs": repairs_part,
 }
 
 

@@ -1,0 +1,148 @@
+"""A zoo repaired by each defense (issue 26's repair page): how often a defense repairs an
+infected model (ASR at most `asr` % at an ACC drop of at most `acc_drop` points), its mean ACC
+drop, ASR after and DER, per defense and attack family; and what it costs a benign model.
+
+Each cell is one model repaired by one defense: the runner records the infected model's ACC/ASR
+(`metrics.infected.metrics`) beside the repaired one's. The true trigger is the runner's, used
+here only to measure ASR; no defense sees it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.metrics.detection import share_interval
+from backdoorlab.report.cells import Part, Row, family, select, write_csv
+
+HEADER = [
+    "defense",
+    "attack",
+    "models",
+    "ACC drop",
+    "ASR after",
+    "DER",
+    "repaired %",
+    "repaired 95% CI",
+]
+BENIGN_HEADER = ["defense", "benign models", "ACC drop", "largest ACC drop", "over 1 point %"]
+ALL = "all attacks"
+
+
+@dataclass
+class Repaired:
+    """One model after one defense: its family (None: benign) and ACC/ASR before and after."""
+
+    model: str
+    family: str | None
+    defense: str
+    acc_before: float
+    asr_before: float | None
+    acc_after: float
+    asr_after: float | None
+    der: float | None
+
+    @property
+    def acc_drop(self) -> float:
+        return self.acc_before - self.acc_after
+
+
+def repaired_members(entry: dict[str, Any], cells: list[Row]) -> list[Repaired]:
+    """The repair cells (those that recorded the infected model) as Repaired rows; `defense`
+    names the axis or key of the defense (default: defense.name), `model` the model's axis."""
+    keys = entry.get("group", "attack.name")
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    defense_key, model_key = entry.get("defense", "defense.name"), entry.get("model", "model")
+    out = []
+    for c in select(entry, cells):
+        before = (c.metrics.get("infected") or {}).get("metrics")
+        if before is None:
+            continue
+        attacked = c.config["attack"]["name"] != "none"
+        out.append(
+            Repaired(
+                c.get(model_key) or c.label,
+                family(c, keys) if attacked else None,
+                c.value(defense_key),
+                before["acc"],
+                before.get("asr"),
+                c.metrics["acc"],
+                c.metrics.get("asr"),
+                c.metrics.get("der"),
+            )
+        )
+    return out
+
+
+def _mean(values: list[float | None]) -> str:
+    kept = [v for v in values if v is not None]
+    return f"{statistics.fmean(kept):.2f}" if kept else "-"
+
+
+def repair_rows(
+    members: list[Repaired], planted: float, asr_max: float, drop_max: float
+) -> tuple[list[list[str]], list[list[str]], list[Repaired]]:
+    """(infected table, benign table, attacked models whose backdoor did not plant)."""
+    infected = [m for m in members if m.family is not None and (m.asr_before or 0) >= planted]
+    failed = [m for m in members if m.family is not None and (m.asr_before or 0) < planted]
+    benign = [m for m in members if m.family is None]
+    defenses = list(dict.fromkeys(m.defense for m in members))
+    families = list(dict.fromkeys(m.family for m in infected))
+    table = [HEADER]
+    for d in defenses:
+        mine = [m for m in infected if m.defense == d]
+        for f in [ALL, *families]:
+            group = mine if f == ALL else [m for m in mine if m.family == f]
+            if not group:
+                continue
+            ok = [
+                (m.asr_after or 0) <= asr_max and m.acc_drop <= drop_max for m in group
+            ]  # fmt: skip
+            ci = share_interval(sum(ok), len(ok))
+            table.append([
+                d, f, str(len(group)), _mean([m.acc_drop for m in group]),
+                _mean([m.asr_after for m in group]), _mean([m.der for m in group]),
+                f"{100 * sum(ok) / len(ok):.1f}",
+                "-" if ci is None else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}",
+            ])  # fmt: skip
+    costs = [BENIGN_HEADER]
+    for d in defenses:
+        group = [m for m in benign if m.defense == d]
+        if group:
+            drops = [m.acc_drop for m in group]
+            over = sum(x > 1 for x in drops)
+            costs.append([d, str(len(group)), _mean(drops), f"{max(drops):.2f}",
+                          f"{100 * over / len(group):.1f}"])  # fmt: skip
+    return table, costs, failed
+
+
+def repairs_part(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out
+) -> Part:
+    """The `repairs` report kind: per defense and family, the share of infected models
+    repaired; with `models: benign`, what each defense costs the benign models."""
+    planted = float(entry.get("planted", 50))
+    asr_max, drop_max = float(entry.get("asr", 10)), float(entry.get("acc_drop", 5))
+    which = entry.get("models", "infected")
+    if which not in ("infected", "benign"):
+        raise ConfigError(f"report {rid}: models is infected or benign, not {which!r}")
+    table, costs, failed = repair_rows(repaired_members(entry, cells), planted, asr_max, drop_max)
+    title = entry.get("title", rid)
+    chosen = table if which == "infected" else costs
+    if len(chosen) == 1:
+        return Part(rid, title, notes=["No repair cell of this part has run yet."])
+    write_csv(out, rid, chosen)
+    if which == "benign":
+        notes = ["ACC drop: points of clean accuracy a benign model loses to the defense."]
+    else:
+        notes = [
+            f"Infected: attacked models with ASR >= {planted:g}% before the repair. Repaired: ASR "
+            f"<= {asr_max:g}% after it, at an ACC drop <= {drop_max:g} points; 95% interval by "
+            "Wilson. ACC drop, ASR after and DER are means over the models."
+        ]
+        if failed:
+            names = sorted({f"{m.model} (ASR {m.asr_before:.2f})" for m in failed})
+            notes.append(f"Set apart, their backdoor did not plant: {', '.join(names)}.")
+    return Part(rid, title, table=chosen, notes=notes)

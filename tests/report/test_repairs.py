@@ -1,0 +1,56 @@
+"""The `repairs` report kind: the share of a zoo's infected models each defense repairs, per
+family, and what it costs the benign models, from hand-made cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backdoorlab.errors import ConfigError
+from backdoorlab.report.cells import Row
+from backdoorlab.report.repairs import repair_rows, repaired_members, repairs_part
+
+
+def cell(model, defense, attack, before, after, der=None, pattern=None):
+    config = {"attack": {"name": attack, **({"pattern": pattern} if pattern else {})},
+              "defense": {"name": defense}}  # fmt: skip
+    metrics = {"acc": after[0], "asr": after[1], "der": der,
+               "infected": {"metrics": {"acc": before[0], "asr": before[1]}}}  # fmt: skip
+    return Row(f"{model}-{defense}", {"model": model, "defense": defense}, config, metrics)
+
+
+CELLS = [
+    cell("b1", "aft", "badnets", (99.0, 100.0), (98.0, 2.0), 0.985),  # repaired
+    cell("b2", "aft", "badnets", (99.0, 100.0), (92.0, 1.0), 0.96),  # too much ACC lost
+    cell("x1", "aft", "pattern", (98.0, 99.0), (97.5, 50.0), 0.745, "trig/cross.png"),
+    cell("w1", "aft", "badnets", (99.0, 3.0), (99.0, 2.0)),  # the backdoor never planted
+    cell("n1", "aft", "none", (99.0, None), (97.5, None)),
+    cell("n2", "aft", "none", (98.0, None), (98.0, None)),
+    cell("b1", "auto", "badnets", (99.0, 100.0), (98.5, 0.5), 0.995),
+    cell("n1", "auto", "none", (99.0, None), (99.0, None)),
+    Row("plain", {"model": "p"}, {"attack": {"name": "none"}}, {"acc": 99.0}),  # no repair
+]
+
+
+def test_the_share_repaired_counts_asr_and_acc_drop_together():
+    members = repaired_members({"group": ["attack.name", "attack.pattern"]}, CELLS)
+    assert len(members) == 8 and {m.family for m in members} == {"badnets", "pattern / cross", None}
+    table, costs, failed = repair_rows(members, planted=50, asr_max=10, drop_max=5)
+    rows = {(r[0], r[1]): r for r in table[1:]}
+    assert rows[("aft", "all attacks")][2:] == ["3", "2.83", "17.67", "0.90", "33.3", "6.1-79.2"]
+    assert rows[("aft", "badnets")][6] == "50.0" and rows[("aft", "pattern / cross")][6] == "0.0"
+    assert rows[("auto", "all attacks")][6] == "100.0"
+    assert costs[1:] == [["aft", "2", "0.75", "1.50", "50.0"], ["auto", "1", "0.00", "0.00", "0.0"]]
+    assert [m.model for m in failed] == ["w1"]
+
+
+def test_the_kind_writes_its_table_and_names_what_did_not_plant(tmp_path):
+    part = repairs_part("zoo", {"kind": "repairs"}, {}, CELLS, tmp_path / "page")
+    assert part.table[0][0] == "defense" and "w1 (ASR 3.00)" in part.notes[-1]
+    assert Path(tmp_path / "page-zoo.csv").read_text().startswith("defense,attack,models")
+    entry = {"kind": "repairs", "models": "benign"}
+    benign = repairs_part("cost", entry, {}, CELLS, tmp_path / "p")
+    assert benign.table[0][:2] == ["defense", "benign models"]
+    with pytest.raises(ConfigError, match="infected or benign"):
+        repairs_part("x", {"kind": "repairs", "models": "all"}, {}, CELLS, tmp_path / "p")
