@@ -168,7 +168,10 @@ def _grid(
             f"({' or '.join(map(str, counts))} repeats); Avg. Drop and DER use the means."
         )
     if grid.paper:
-        notes.append("In parentheses: the paper's published numbers.")
+        notes.append(
+            "In parentheses: the paper's published numbers; in the Avg. Drop row, their averages "
+            "as computed here."
+        )
     # a pair the sweep's `exclude` leaves out is not missing
     rules = [rule for rule in spec.get("exclude", []) if set(rule) <= {rows, cols}]
     missing = [
