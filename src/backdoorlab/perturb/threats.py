@@ -114,22 +114,13 @@ class FlowField(Threat):
         return warp(x, delta)
 
 
-class AffineParams(Threat):
+class AffineParams(FlowField):
     """Spatial, as Gao et al. draw their random spatial perturbation (Sec. III-D-1): the six
-    parameters of an affine map, each within eps of the identity's, ||theta||_inf <= eps."""
+    parameters of an affine map, each within eps of the identity's, ||theta||_inf <= eps; drawn,
+    stepped and projected as a flow field's coordinates are."""
 
     def shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return (x.shape[0], 2, 3)
-
-    def start(self, x: torch.Tensor) -> torch.Tensor:
-        theta = torch.empty(self.shape(x), device=x.device, dtype=x.dtype)
-        return theta.uniform_(-self.eps, self.eps)
-
-    def step(self, delta: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
-        return delta + alpha * grad.sign()
-
-    def project(self, delta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return delta.clamp(-self.eps, self.eps)
 
     def apply(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return warp(x, affine_flow(delta, x.shape[2], x.shape[3]))
