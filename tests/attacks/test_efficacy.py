@@ -65,7 +65,22 @@ CASES = {
         "65.66",
         25,
     ),  # fmt: skip
+    # a user's trigger image (a 3x3 white cross, written by the `cross` fixture), stamped whole
+    "pattern": ({"name": "pattern", "pattern": "CROSS", "rate": 0.1}, "100.00", 90),
 }
+
+
+@pytest.fixture(scope="module")
+def cross(tmp_path_factory) -> str:
+    """An 8x8 PNG (the digits' size) with a white 3x3 cross in its top-left corner."""
+    import numpy as np
+    from PIL import Image
+
+    img = np.zeros((8, 8), np.uint8)
+    img[[0, 1, 2, 1, 0, 2], [0, 1, 2, 1, 2, 0]] = 255
+    path = tmp_path_factory.mktemp("pattern") / "cross.png"
+    Image.fromarray(img).save(path)
+    return str(path)
 
 
 def test_every_attack_has_an_efficacy_case():
@@ -75,8 +90,9 @@ def test_every_attack_has_an_efficacy_case():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_the_attack_plants_its_backdoor(digits_config, name):
+def test_the_attack_plants_its_backdoor(digits_config, cross, name):
     settings, measured, floor = CASES[name]
+    settings = {k: cross if v == "CROSS" else v for k, v in settings.items()}
     digits_config["attack"] = {"target": 0, **settings}
     m = run(digits_config, save=False, progress=False).metrics
     assert m["acc"] >= 85, m  # the backdoor does not cost the model its task

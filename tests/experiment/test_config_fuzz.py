@@ -35,6 +35,21 @@ BASE = {
     "model": {"name": "small_cnn", "width": 8, "stages": 2},
     "attack": {"name": "badnets", "target": 0},
 }  # fmt: skip
+# the non-numeric settings a component cannot do without (files: written by the `files` fixture)
+REQUIRED: dict[tuple[str, str], dict] = {("attack", "pattern"): {"pattern": None}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def files(tmp_path_factory):
+    """A 12x12 trigger image for the pattern attack (the synthetic data's size)."""
+    import numpy as np
+    from PIL import Image
+
+    png = tmp_path_factory.mktemp("fuzz") / "pattern.png"
+    img = np.zeros((12, 12), np.uint8)
+    img[1:4, 1:4] = 255
+    Image.fromarray(img).save(png)
+    REQUIRED[("attack", "pattern")]["pattern"] = str(png)
 
 
 def _numeric(annotation) -> bool:
@@ -83,6 +98,7 @@ def _set(raw: dict, section: str, component: str, key: str, value) -> dict:
     sec = dict(raw.get(section, {}))
     if component:
         sec = {**(sec if sec.get("name") == component else {}), "name": component}
+        sec.update(REQUIRED.get((section, component), {}))
         if section == "attack":
             sec.setdefault("target", 0)
     node = sec

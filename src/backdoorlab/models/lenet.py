@@ -26,8 +26,8 @@ class LeNet(Classifier):
         super().__init__()
         c1, c2 = cfg.width, cfg.width * 16 // 6
         h, w = spec.size
-        if min(h, w) < 16:
-            raise ConfigError(f"`model.name`: lenet needs images of at least 16x16, not {h}x{w}")
+        if min(h, w) < 12:
+            raise ConfigError(f"`model.name`: lenet needs images of at least 12x12, not {h}x{w}")
         self.normalize = Normalize(spec.mean, spec.std)
         self.stem = nn.Sequential(
             nn.Conv2d(spec.channels, c1, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2)
