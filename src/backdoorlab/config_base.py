@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from backdoorlab.errors import ConfigError
 
 
 class Section(BaseModel):
-    """A config section that selects a component by `name`; unknown keys are errors."""
+    """A config section that selects a component by `name`; unknown keys are errors.
+
+    `quiet` names settings added after results were published: at their default they are left
+    out of the section's dump, so the configs, hashes and cell keys of earlier runs stay valid.
+    """
 
     model_config = ConfigDict(
         extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False
     )
+    quiet: ClassVar[tuple[str, ...]] = ()
 
     name: str
+
+    @model_serializer(mode="wrap")
+    def _without_quiet_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for key in self.quiet:
+            if key in out and getattr(self, key) == type(self).model_fields[key].default:
+                del out[key]
+        return out
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -112,3 +112,38 @@ def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
     watch.on_fit_end(state)
     assert torch.equal(model.fc.bias, kept[1]) and watch.best[1] == 1
     assert [c["concentration"] for c in watch.checks] == [90.0, 30.0, 60.0]
+
+
+def test_aft_crafts_in_the_l2_ball_it_is_given_and_an_old_config_keeps_its_key(monkeypatch):
+    from backdoorlab.defenses import DEFENSES, aft
+    from backdoorlab.perturb.threats import L2Ball
+
+    plain = DEFENSES.validate({"name": "aft"})
+    assert "norm" not in plain.model_dump()  # the AFT pages' cells keep their keys
+    l2 = DEFENSES.validate({"name": "aft", "norm": "l2", "eps": 2.0})
+    assert l2.model_dump()["norm"] == "l2"
+    seen = []
+    real = aft.craft_untargeted
+
+    def spy(model, data, threat, *args, **kwargs):
+        seen.append(threat)
+        return real(model, data, threat, *args, **kwargs)
+
+    monkeypatch.setattr(aft, "craft_untargeted", spy)
+    torch.manual_seed(0)
+    spec = InputSpec(1, (8, 8), 4, (0.5,), (0.25,))
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 4, "stages": 1}), spec)
+    from backdoorlab.data.base import Dataset
+    from backdoorlab.defenses.base import DefenseContext, build_defense
+    from backdoorlab.train.config import TrainConfig
+
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    data = Dataset("toy", images, torch.arange(64) % 4, [str(i) for i in range(4)], (0.5,), (0.25,))
+    ctx = DefenseContext(
+        train=data, train_config=TrainConfig(epochs=1, eval_every=0), device=torch.device("cpu"),
+        seed=0, clean=data,
+    )  # fmt: skip
+    cfg = DEFENSES.validate({"name": "aft", "norm": "l2", "eps": 2.0, "epochs": 1, "steps": 2,
+                             "early_stop": False})  # fmt: skip
+    build_defense(cfg).repair(model, ctx)
+    assert isinstance(seen[0], L2Ball) and seen[0].eps == 2.0

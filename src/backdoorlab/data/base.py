@@ -124,6 +124,8 @@ class Splits:
 class DatasetConfig(Section):
     """Options every dataset accepts."""
 
+    quiet = ("seed",)
+
     seed: int | None = Field(
         None,
         ge=0,

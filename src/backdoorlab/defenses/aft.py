@@ -25,17 +25,22 @@ from backdoorlab.defenses.base import (
     tune,
 )
 from backdoorlab.perturb.pgd import pgd
-from backdoorlab.perturb.threats import LinfBall
+from backdoorlab.perturb.threats import THREATS, Threat
 from backdoorlab.seeds import AFT_PROBE, stream
 from backdoorlab.train.hooks import Batch, Hook, TrainState
 from backdoorlab.train.perf import DEFAULT, Performance
 
 
 class AFTConfig(DefenseConfig):
+    quiet = ("norm",)  # added after the AFT pages ran: at linf, their cells keep their keys
+
     data: Literal["clean", "poisoned"] = Field(
         "clean", description="craft from the clean subset, or from the poisoned training set"
     )
-    eps: float = Field(6 / 255, gt=0, description="L_inf budget of the untargeted PGD")
+    norm: Literal["linf", "l2"] = Field(
+        "linf", description="threat model of the untargeted PGD (Mu et al.: linf)"
+    )
+    eps: float = Field(6 / 255, gt=0, description="budget of the untargeted PGD (in its norm)")
     steps: int = Field(7, ge=1)
     alpha: float | None = Field(None, gt=0, description="PGD step (default eps/5)")
     epochs: int = Field(5, ge=1, description="stage-2 epochs over the adversarial examples")
@@ -55,7 +60,7 @@ class AFTConfig(DefenseConfig):
 def craft_untargeted(
     model: nn.Module,
     data: Dataset,
-    threat: LinfBall,
+    threat: Threat,
     steps: int,
     alpha: float,
     batch_size: int = 256,
@@ -103,7 +108,7 @@ class _Watch(Hook):
     concentration are kept. No trigger and no ASR enter the decision.
     """
 
-    def __init__(self, cfg: AFTConfig, ctx: DefenseContext, probe: tuple, threat: LinfBall):
+    def __init__(self, cfg: AFTConfig, ctx: DefenseContext, probe: tuple, threat: Threat):
         self.cfg, self.ctx, self.probe, self.threat = cfg, ctx, probe, threat
         self.curve: list[dict[str, float | None]] = []
         self.checks: list[dict[str, float]] = []
@@ -152,7 +157,7 @@ class AdversarialFineTuning(Defense):
 
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
-        threat = LinfBall(c.eps)
+        threat = THREATS[c.norm](c.eps)
         alpha = c.alpha or c.eps / 5
         if c.data == "clean":
             data, augment = need_clean(ctx, "aft"), None

@@ -102,14 +102,12 @@ class ExperimentConfig(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config (defaults filled in) as plain data; without detectors, no
-        `detect` key, without calibration no `calibrate` key, without a data seed no
-        `dataset.seed`, without a defender's share no `defender_images` (the configs, hashes and
-        cell keys of runs without them stay as they were)."""
+        `detect` key, without calibration no `calibrate` key, without a defender's share no
+        `defender_images`, and no section's `quiet` setting at its default (the configs,
+        hashes and cell keys of runs without them stay as they were)."""
         out = self.model_dump(mode="json")
         if out["defender_images"] is None:
             del out["defender_images"]
-        if out["dataset"].get("seed", 0) is None:
-            del out["dataset"]["seed"]
         if not out["detect"]:
             del out["detect"]
         if out["calibrate"] is None:
