@@ -15,27 +15,30 @@ from pydantic import (
 from backdoorlab.errors import ConfigError
 
 
-class Section(BaseModel):
-    """A config section that selects a component by `name`; unknown keys are errors.
+class QuietDefaults(BaseModel):
+    """A schema whose `quiet` settings (added after results were published) are left out of its
+    dump while at their default, so the configs, hashes and cell keys of earlier runs stay valid."""
 
-    `quiet` names settings added after results were published: at their default they are left
-    out of the section's dump, so the configs, hashes and cell keys of earlier runs stay valid.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False
-    )
     quiet: ClassVar[tuple[str, ...]] = ()
-
-    name: str
 
     @model_serializer(mode="wrap")
     def _without_quiet_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out = handler(self)
         for key in self.quiet:
-            if key in out and getattr(self, key) == type(self).model_fields[key].default:
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if key in out and getattr(self, key) == default:
                 del out[key]
         return out
+
+
+class Section(QuietDefaults):
+    """A config section that selects a component by `name`; unknown keys are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, validate_assignment=True, frozen=False
+    )
+
+    name: str
 
 
 def format_validation_error(exc: ValidationError) -> str:

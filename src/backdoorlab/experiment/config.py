@@ -10,7 +10,6 @@ from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializeAsAny,
@@ -20,7 +19,7 @@ from pydantic import (
 )
 
 from backdoorlab.attacks.base import ATTACKS, AttackConfig, check_control
-from backdoorlab.config_base import format_validation_error
+from backdoorlab.config_base import QuietDefaults, format_validation_error
 from backdoorlab.data.base import DATASETS, DatasetConfig
 from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.detectors.base import DETECTORS, DetectorConfig
@@ -34,10 +33,13 @@ from backdoorlab.train.perf import Performance
 _SECTION_REGISTRIES = {"dataset": DATASETS, "model": MODELS, "attack": ATTACKS, "defense": DEFENSES}
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(QuietDefaults):
     """One experiment: data, model, attack, defense, training, seed and device."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # sections added after results were published: without detectors, calibration or a
+    # defender's share, a config dumps (and hashes) as it did before them
+    quiet = ("detect", "calibrate", "defender_images")
 
     name: str = Field(
         "experiment",
@@ -101,18 +103,9 @@ class ExperimentConfig(BaseModel):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """The fully resolved config (defaults filled in) as plain data; without detectors, no
-        `detect` key, without calibration no `calibrate` key, without a defender's share no
-        `defender_images`, and no section's `quiet` setting at its default (the configs,
-        hashes and cell keys of runs without them stay as they were)."""
-        out = self.model_dump(mode="json")
-        if out["defender_images"] is None:
-            del out["defender_images"]
-        if not out["detect"]:
-            del out["detect"]
-        if out["calibrate"] is None:
-            del out["calibrate"]
-        return out
+        """The fully resolved config (defaults filled in) as plain data; no `quiet` setting at
+        its default (the configs, hashes and cell keys of runs without them stay as they were)."""
+        return self.model_dump(mode="json")
 
     def digest(self) -> str:
         """A stable hash of the resolved config."""
