@@ -7,7 +7,7 @@ import torch
 from pydantic import Field
 
 from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
-from backdoorlab.attacks.user_trigger import read_image
+from backdoorlab.attacks.user_trigger import read_image, stamp
 from backdoorlab.data.base import InputSpec
 from backdoorlab.errors import ConfigError
 
@@ -45,10 +45,10 @@ class Pattern(Attack):
         if not mask.any():
             raise ConfigError("`attack.mask`: selects no pixel (the trigger would change nothing)")
         self.pattern, self.mask = pattern.to(self.device), mask.to(self.device)
+        self.stamped = stamp(self.pattern, self.mask, cfg.alpha)  # a user trigger's formula
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.cfg.alpha * self.mask
-        return (1 - w) * x + w * self.pattern
+        return self.stamped(x)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"mask": self.mask, "pattern": self.pattern}
