@@ -27,10 +27,10 @@ LAYERS = [
     "models",
     "data",
 ]
-# the floor every layer may use: errors, limits, paths, registries, schemas, plots, records
+# the floor every layer may use: errors, limits, paths, registries, schemas, plots, records, the hash
 BASE = {
     "errors", "limits", "paths", "registry", "config_base", "plotting", "version", "seeds",
-    "records",
+    "records", "fingerprint",
 }  # fmt: skip
 FRONT = {"__init__", "__main__", "cli"}
 

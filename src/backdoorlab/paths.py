@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.fingerprint import fingerprint
 
 # a run, sweep, report or cell name: no separators, no leading dot, no "..", at most 128 characters
 NAME_PATTERN = r"^[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,127}$"
@@ -29,7 +29,7 @@ def slug(text: str, key: str | None = None, width: int = 80) -> str:
     readable = _UNSAFE.sub("_", text).strip(".")
     readable = re.sub(r"\.{2,}", "_", readable)[:width] or "_"
     if key is not None:
-        readable = f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        readable = f"{readable}-{fingerprint(key)[:10]}"
     if not _NAME.match(readable):  # e.g. it began with a character the pattern refuses first
         readable = "_" + readable[:127]
     return readable

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from backdoorlab.errors import ConfigError
-from backdoorlab.records.record import RunRecord, fingerprint, read_record, read_run
+from backdoorlab.fingerprint import fingerprint
+from backdoorlab.records.record import RunRecord, read_record, read_run
 
 CONFIG = {"name": "x", "seed": 1, "dataset": {"name": "d"}, "model": {"name": "m"},
           "attack": {"name": "a"}, "defense": {"name": "f"}}  # fmt: skip

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +13,7 @@ from safetensors.torch import load_file
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.errors import ConfigError
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.models.base import MODELS, Classifier, ModelConfig, build_model
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Hook
@@ -50,11 +49,7 @@ class ModelStore(Protocol):
 def auxiliary_key(aux: AuxiliaryModel, data: Dataset) -> str:
     """sha256 of the auxiliary model's config (its class too: LC's adds the training recipe) and
     of the content of the data it trains on."""
-    h = hashlib.sha256(type(aux).__name__.encode())
-    h.update(json.dumps(aux.model_dump(mode="json"), sort_keys=True).encode())
-    h.update(data.images.cpu().numpy().tobytes())
-    h.update(data.labels.cpu().numpy().tobytes())
-    return h.hexdigest()
+    return fingerprint(type(aux).__name__, aux.model_dump(mode="json"), data.images, data.labels)
 
 
 def obtain_model(

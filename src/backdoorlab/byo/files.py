@@ -13,6 +13,7 @@ from torch import nn
 from backdoorlab.byo.api import RepairReport, ScanResult
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.detectors.base import Detection
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.models.foreign import Normalized, load_foreign
 from backdoorlab.plotting import pyplot, save_figure, show_image
 from backdoorlab.records.files import (
@@ -21,7 +22,7 @@ from backdoorlab.records.files import (
     save_tensors,
     write_json,
 )
-from backdoorlab.records.record import RunRecord, fingerprint
+from backdoorlab.records.record import RunRecord
 from backdoorlab.records.store import ResultStore
 
 

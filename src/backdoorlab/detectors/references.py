@@ -10,7 +10,6 @@ suspect has not seen it either.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from torch import nn
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import canonical
 from backdoorlab.errors import ConfigError
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.loop import fit
 from backdoorlab.train.perf import prepare_model
@@ -67,13 +67,7 @@ class Store(Protocol):
 
 def digest(*parts: str | bytes | torch.Tensor) -> str:
     """sha256 over strings, bytes and tensors' contents."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().contiguous().numpy().tobytes()
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()
+    return fingerprint(*parts, terminator=b"\0")
 
 
 def architecture_key(model: nn.Module) -> str:

@@ -13,8 +13,6 @@ safetensors and JSON only (nothing is unpickled).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from backdoorlab.attacks.base import Attack
 from backdoorlab.defenses.base import DEFENSES
 from backdoorlab.errors import DataError
 from backdoorlab.experiment.config import ExperimentConfig
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.limits import read_json
 from backdoorlab.records.files import load_tensors, save_tensors, staged_dir, write_json
 
@@ -49,8 +48,7 @@ def default_cache(cfg: ExperimentConfig, out: Path) -> Path | None:
 def stage_key(cfg: ExperimentConfig, sections: tuple[str, ...] = INFECTED_SECTIONS) -> str:
     """sha256 of the resolved config restricted to `sections`."""
     full = cfg.to_dict()
-    blob = json.dumps({k: full[k] for k in sections}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return fingerprint({k: full[k] for k in sections}, compact=True)
 
 
 def rng_state() -> dict[str, torch.Tensor]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from backdoorlab.defenses.base import DEFENSES, DefenseConfig
 from backdoorlab.detectors.base import DETECTORS, DetectorConfig
 from backdoorlab.detectors.scan import CalibrationConfig
 from backdoorlab.errors import ConfigError
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.models.base import MODELS, ModelConfig
 from backdoorlab.paths import NAME_PATTERN
 from backdoorlab.train.config import TrainConfig
@@ -109,8 +108,7 @@ class ExperimentConfig(QuietDefaults):
 
     def digest(self) -> str:
         """A stable hash of the resolved config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return fingerprint(self.to_dict(), compact=True)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -25,9 +25,7 @@ A variant or profile value of null removes that key from what it is merged over.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,6 +41,7 @@ from backdoorlab.experiment.config import (
     load_config,
     read_yaml,
 )
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.paths import NAME_PATTERN, slug
 
 
@@ -104,7 +103,7 @@ class Cell:
         """The hash that identifies the cell in the results database: its config but the name
         and the performance switches (how it runs, not what it computes)."""
         blob = {k: v for k, v in self.config.to_dict().items() if k not in ("name", "performance")}
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+        return fingerprint(blob)
 
     @property
     def slug(self) -> str:

@@ -1,10 +1,8 @@
 """The run record: one typed record for what every front door writes into result.json (a run,
-a repair, an evaluation, a scan), its results-database row and its fingerprint."""
+a repair, an evaluation, a scan) and its results-database row."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +29,6 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-
-
-def fingerprint(obj: Any) -> str:
-    """sha256 of `obj` as JSON with sorted keys (a record's `config_hash` of a user's repair)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
