@@ -27,7 +27,7 @@ LAYERS = [
     "models",
     "data",
 ]
-# the floor every layer may use: errors, limits, paths, registries, schemas, plots, records, the hash
+# the floor every layer may use: errors, limits, paths, registries, schemas, plots, records, hash
 BASE = {
     "errors", "limits", "paths", "registry", "config_base", "plotting", "version", "seeds",
     "records", "fingerprint",

@@ -12,12 +12,11 @@ from torch import nn
 
 from backdoorlab.attacks.base import Attack
 from backdoorlab.data.base import Dataset
-from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.detectors.adv_labels import untargeted_examples
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.config import load_config
 from backdoorlab.experiment.prepare import prepare
 from backdoorlab.experiment.runner import load_model
-from backdoorlab.perturb.pgd import pgd
 from backdoorlab.perturb.threats import LinfBall
 from backdoorlab.records.files import write_json
 from backdoorlab.records.record import read_run
@@ -72,17 +71,14 @@ def untargeted_predictions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Untargeted L_inf PGD examples of `data` and the labels `model` gives them; the random
     starts are drawn from `seed`, so an analysis gives the same numbers each time it runs."""
-    threat = LinfBall(eps)
-    xs, preds = [], []
     devices = [data.device] if data.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # the caller's random state is left alone
         torch.manual_seed(seed)
-        for x, y, _ in BatchIterator(data, batch_size):
-            adv = pgd(model, x, y, threat, steps, alpha or 2.5 * eps / steps)
-            with torch.no_grad():
-                preds.append(model(adv).argmax(1))
-            xs.append(adv)
-    return torch.cat(xs), torch.cat(preds)
+        adv, labels = untargeted_examples(
+            model, data, LinfBall(eps), steps, alpha or 2.5 * eps / steps, batch_size=batch_size
+        )
+    assert labels is not None
+    return adv, labels
 
 
 def publish(

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from backdoorlab.data.base import Dataset
-from backdoorlab.data.iterator import Augment, BatchIterator
+from backdoorlab.data.iterator import Augment
 from backdoorlab.defenses.base import (
     Defense,
     DefenseConfig,
@@ -24,11 +24,10 @@ from backdoorlab.defenses.base import (
     register_defense,
     tune,
 )
-from backdoorlab.perturb.pgd import pgd
+from backdoorlab.detectors.adv_labels import untargeted_examples
 from backdoorlab.perturb.threats import THREATS, Threat
 from backdoorlab.seeds import AFT_PROBE, stream
 from backdoorlab.train.hooks import Batch, Hook, TrainState
-from backdoorlab.train.perf import DEFAULT, Performance
 
 
 class AFTConfig(DefenseConfig):
@@ -57,35 +56,9 @@ class AFTConfig(DefenseConfig):
     curve_every: int = Field(5, ge=1, description="steps between recorded ACC/ASR points")
 
 
-def craft_untargeted(
-    model: nn.Module,
-    data: Dataset,
-    threat: Threat,
-    steps: int,
-    alpha: float,
-    batch_size: int = 256,
-    augment: Augment | None = None,
-    seed: int = 0,
-    perf: Performance = DEFAULT,
-) -> torch.Tensor:
-    """Stage 1: untargeted PGD examples of every sample of `data` ([N,C,H,W] floats, index order).
-
-    With `augment`, each sample is augmented once before crafting (AFT without clean data).
-    """
-    out = torch.empty((len(data), data.channels, *data.size), device=data.device)
-    for x, y, idx in BatchIterator(data, batch_size, augment=augment, seed=seed):
-        out[idx] = pgd(model, x, y, threat, steps, alpha, perf=perf)
-    return out
-
-
-def label_concentration(model: nn.Module, x_adv: torch.Tensor) -> float:
-    """Share of adversarial examples predicted as the single most frequent class (Mu Fig. 1)."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        pred = model(x_adv).argmax(1)
-    model.train(was)
-    return float(torch.bincount(pred).max()) / len(pred)
+def label_concentration(labels: torch.Tensor) -> float:
+    """Share of adversarial labels that are the single most frequent class (Mu Fig. 1)."""
+    return float(torch.bincount(labels).max()) / len(labels)
 
 
 class _SwapIn(Hook):
@@ -108,7 +81,7 @@ class _Watch(Hook):
     concentration are kept. No trigger and no ASR enter the decision.
     """
 
-    def __init__(self, cfg: AFTConfig, ctx: DefenseContext, probe: tuple, threat: Threat):
+    def __init__(self, cfg: AFTConfig, ctx: DefenseContext, probe: Dataset, threat: Threat):
         self.cfg, self.ctx, self.probe, self.threat = cfg, ctx, probe, threat
         self.curve: list[dict[str, float | None]] = []
         self.checks: list[dict[str, float]] = []
@@ -123,10 +96,12 @@ class _Watch(Hook):
 
     def _check(self, state: TrainState) -> None:
         c = self.cfg
-        x, y = self.probe
         alpha = c.alpha or c.eps / 5
-        adv = pgd(state.model, x, y, self.threat, c.steps, alpha, perf=state.perf)
-        conc = label_concentration(state.model, adv)
+        size = len(self.probe)  # one batch
+        _, labels = untargeted_examples(
+            state.model, self.probe, self.threat, c.steps, alpha, batch_size=size, perf=state.perf
+        )
+        conc = label_concentration(labels)
         self.checks.append({"step": state.step, "concentration": 100 * conc})
         if self.best is None or conc < self.best[0]:
             weights = copy.deepcopy(state.model.state_dict())
@@ -165,12 +140,12 @@ class AdversarialFineTuning(Defense):
             t = ctx.train_config
             data = ctx.train
             augment = Augment(t.crop_padding, t.flip) if t.crop_padding or t.flip else None
-        adv = craft_untargeted(
-            model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed, perf=ctx.perf
-        )
+        adv, _ = untargeted_examples(
+            model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed, labels=False,
+            perf=ctx.perf,
+        )  # fmt: skip
         gen = torch.Generator().manual_seed(stream(ctx.seed, AFT_PROBE))
-        pick = torch.randperm(len(data), generator=gen)[: c.check_size].to(data.device)
-        probe = (data.floats(pick), data.labels[pick])
+        probe = data.subset(torch.randperm(len(data), generator=gen)[: c.check_size])
         self.watch = _Watch(c, ctx, probe, threat)
         hooks = [_SwapIn(adv), self.watch]
         tune(model, data, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, augment=False,

@@ -14,10 +14,53 @@ from pydantic import Field
 from torch import nn
 
 from backdoorlab.data.base import Dataset
-from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.data.iterator import Augment, BatchIterator
 from backdoorlab.detectors.base import Detection, DetectorConfig, register_detector
 from backdoorlab.perturb.pgd import pgd
-from backdoorlab.perturb.threats import THREATS
+from backdoorlab.perturb.threats import THREATS, Threat
+from backdoorlab.train.perf import DEFAULT, Performance
+
+
+def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The classes `model` gives `x`, in eval mode and without gradients (its mode restored)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x).argmax(1)
+    finally:
+        model.train(was)
+
+
+def untargeted_examples(
+    model: nn.Module,
+    data: Dataset,
+    threat: Threat,
+    steps: int,
+    alpha: float,
+    *,
+    batch_size: int = 256,
+    random_start: bool = True,
+    augment: Augment | None = None,
+    seed: int = 0,
+    labels: bool = True,
+    perf: Performance = DEFAULT,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Untargeted PGD examples of every sample of `data` in index order and, with `labels`, the
+    class `model` gives each (Mu et al.'s adversarial labels; the `adv-labels` probe, AFT's
+    training set and stopping signal, and the label and distance analyses all come from here).
+
+    With `augment`, each sample is augmented once before crafting (drawn from `seed`); random
+    starts draw from the global generator.
+    """
+    images = torch.empty((len(data), data.channels, *data.size), device=data.device)
+    found = torch.empty(len(data), dtype=torch.int64, device=data.device) if labels else None
+    for x, y, idx in BatchIterator(data, batch_size, augment=augment, seed=seed):
+        adv = pgd(model, x, y, threat, steps, alpha, random_start=random_start, perf=perf)
+        images[idx] = adv
+        if found is not None:
+            found[idx] = predicted(model, adv)
+    return images, found
 
 
 class AdvLabelsConfig(DetectorConfig):
@@ -46,14 +89,12 @@ def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) ->
         data = data.subset(torch.randperm(len(data), generator=gen)[: cfg.limit].sort().values)
     threat = THREATS[cfg.norm](cfg.eps)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
-    landed = torch.zeros(k, dtype=torch.int64, device=data.device)
-    for x, y, _ in BatchIterator(data, cfg.batch_size):
-        adv = pgd(model, x, y, threat, cfg.steps, alpha, random_start=False)
-        with torch.no_grad():
-            pred = model(adv).argmax(1)
-        # count the moved examples by their new label on the device (bin k: unmoved, dropped)
-        landed += torch.bincount(torch.where(pred != y, pred, k), minlength=k + 1)[:k]
-    landed = landed.cpu()
+    _, pred = untargeted_examples(
+        model, data, threat, cfg.steps, alpha, batch_size=cfg.batch_size, random_start=False
+    )
+    # count the moved examples by their new label (bin k: unmoved, dropped)
+    moved = torch.where(pred != data.labels, pred, k)
+    landed = torch.bincount(moved, minlength=k + 1)[:k].cpu()
     others = len(data) - torch.bincount(data.labels.cpu(), minlength=k)[:k]
     shares = 100.0 * landed.double() / others.clamp_min(1)
     return Detection.from_values(
