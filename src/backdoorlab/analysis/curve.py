@@ -7,6 +7,7 @@ from pathlib import Path
 from backdoorlab.errors import ConfigError
 from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.records.record import read_run
+from backdoorlab.report import draw_aft_curve
 
 
 def aft_curve(run: str | Path, out: str | Path) -> Path:
@@ -17,10 +18,8 @@ def aft_curve(run: str | Path, out: str | Path) -> Path:
     curve = r["metrics"].get("aft_curve")
     if not curve:
         raise ConfigError(f"{run} is not an AFT run (no aft_curve in its metrics)")
-    steps = [p["step"] for p in curve]
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    ax.plot(steps, [p["acc"] for p in curve], "-o", ms=3, c="tab:blue", label="ACC")
-    ax.plot(steps, [p["asr"] for p in curve], "-o", ms=3, c="tab:red", label="ASR")
+    draw_aft_curve(ax, curve)
     stop = r["metrics"].get("aft_stopped_at_step")
     if stop is not None:
         ax.axvline(stop, c="gray", ls="--", lw=1, label=f"kept (step {stop})")

@@ -243,6 +243,20 @@ def _lines(
     return Part(rid, entry.get("title", rid), figures=[(entry.get("title", rid), path)])
 
 
+def draw_aft_curve(ax: Any, curve: list[dict[str, Any]], colour: str | None = None,
+                   label: str = "") -> None:  # fmt: skip
+    """One recorded AFT curve's ACC and ASR against fine-tuning steps on `ax` (Mu Fig. 3): in
+    `colour`, ACC dashed and ASR solid; without one (a figure of one run), blue and red, marked."""
+    steps = [p["step"] for p in curve]
+    prefix = f"{label} " if label else ""
+    if colour is None:
+        styles = [("-o", "tab:blue", 3), ("-o", "tab:red", 3)]
+    else:
+        styles = [("--", colour, None), ("-", colour, None)]
+    for key, (fmt, c, ms) in zip(("acc", "asr"), styles, strict=True):
+        ax.plot(steps, [p[key] for p in curve], fmt, c=c, ms=ms, label=prefix + key.upper())
+
+
 def _curve(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
 ) -> Part:
@@ -254,11 +268,7 @@ def _curve(
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, line in enumerate(order(spec, lines_key, chosen, entry)):
         for c in (c for c in chosen if c.value(lines_key) == line):
-            curve = c.metrics["aft_curve"]
-            steps = [p["step"] for p in curve]
-            colour = colours[i % len(colours)]
-            ax.plot(steps, [p["acc"] for p in curve], "--", c=colour, label=f"{line} ACC")
-            ax.plot(steps, [p["asr"] for p in curve], "-", c=colour, label=f"{line} ASR")
+            draw_aft_curve(ax, c.metrics["aft_curve"], colour=colours[i % len(colours)], label=line)
     path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
     notes = [] if chosen else ["No cell holds an AFT curve yet."]
     return Part(
