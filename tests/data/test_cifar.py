@@ -17,22 +17,29 @@ def add(tar, name, obj):
     tar.addfile(info, io.BytesIO(raw))
 
 
-def write_cifar10(path, per_batch=8):
+def write_cifar10(path, per_batch=8, test=6, balanced=False):
+    """A CIFAR-10 archive in the official format; `balanced`: training labels cycle 0..9."""
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as tar:
         for i in range(1, 6):
+            labels = rng.integers(0, 10, per_batch).tolist()
+            if balanced:
+                labels = [(i * per_batch + j) % 10 for j in range(per_batch)]
             add(
                 tar,
                 f"cifar-10-batches-py/data_batch_{i}",
                 {
                     b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                    b"labels": rng.integers(0, 10, per_batch).tolist(),
+                    b"labels": labels,
                 },
             )
         add(
             tar,
             "cifar-10-batches-py/test_batch",
-            {"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), "labels": list(range(6))},
+            {
+                "data": rng.integers(0, 256, (test, 3072), dtype=np.uint8),
+                "labels": [j % 10 for j in range(test)],
+            },
         )
         add(
             tar,
