@@ -107,11 +107,23 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
         cache=args.cache,
         reverse=args.reverse,
         merge=args.merge,
+        only=_slice(args.only),
         **options,
     )
     if args.report is not None:  # written whatever failed: it shows what is missing
         _report(args, console, result.db, args.report or None, sweep=result.spec.name)
     _sweep_tally(result, console)
+
+
+def _slice(pairs: list[str]) -> dict[str, list[str]]:
+    """--only AXIS=LABEL[,LABEL...] (repeatable) as `only` of `sweep`."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        axis, sep, labels = pair.partition("=")
+        if not sep or not axis or not labels:
+            raise backdoorlab.ConfigError(f"--only {pair!r}: write AXIS=LABEL[,LABEL...]")
+        out.setdefault(axis, []).extend(labels.split(","))
+    return out
 
 
 def _sweep_tally(result, console: Console) -> None:
@@ -405,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="DB",
             help="first copy in the finished cells of another start's results.db (repeatable)",
+        )
+        p.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="AXIS=LABEL[,LABEL]",
+            help="run only the cells with one of these labels on AXIS (repeatable; e.g. the "
+            "cheap defenses first, the rest in a second start)",
         )
 
     def set_arg(p: argparse.ArgumentParser, metavar: str, what: str) -> None:

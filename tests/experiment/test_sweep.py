@@ -159,6 +159,19 @@ def test_a_start_merges_the_cells_another_folder_finished(tiny_config, tmp_path)
         sweep(spec, tmp_path / "c", progress=False, merge=[tmp_path / "none.db"])
 
 
+def test_a_slice_runs_only_its_cells_and_the_rest_follow(tiny_config, tmp_path):
+    spec = _small(tiny_config)
+    part = sweep(spec, tmp_path, progress=False, say=lambda _: None, only={"defense": ["none"]})
+    plain = {c.key for c in part.cells if c.axes["defense"] == "none"}
+    assert part.ran == 2 and set(_cells(tmp_path / "results.db")) == plain
+    rest = sweep(spec, tmp_path, progress=False, say=lambda _: None)
+    assert rest.skipped == 2 and rest.ran == 2
+    with pytest.raises(ConfigError, match="axis 'defense' has no label nc"):
+        sweep(spec, tmp_path, progress=False, only={"defense": ["nc"]})
+    with pytest.raises(ConfigError, match="no axis 'model'"):
+        sweep(spec, tmp_path, progress=False, only={"model": ["x"]})
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,25 @@ def plan(source: str | Path | dict[str, Any] | SweepSpec, profile: str | None = 
     return expand(spec)
 
 
+def _check_slice(only: Mapping[str, Sequence[str]], cells: list[Cell]) -> None:
+    """A slice names axes of the sweep and labels they have (a typo would run nothing)."""
+    for axis, labels in only.items():
+        known = {c.axes[axis] for c in cells if axis in c.axes}
+        if not known:
+            raise ConfigError(f"`only`: the sweep has no axis {axis!r}")
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise ConfigError(
+                f"`only`: axis {axis!r} has no label {', '.join(unknown)} "
+                f"(labels: {', '.join(sorted(known))})"
+            )
+
+
+def _in_slice(cell: Cell, only: Mapping[str, Sequence[str]]) -> bool:
+    """Whether `cell`'s label on each axis of `only` is one of those given."""
+    return all(cell.axes.get(axis) in labels for axis, labels in only.items())
+
+
 def sweep(
     source: str | Path | dict[str, Any] | SweepSpec,
     out: str | Path | None = None,
@@ -102,6 +121,7 @@ def sweep(
     cpus: int | None = None,
     reverse: bool = False,
     merge: Sequence[str | Path] = (),
+    only: Mapping[str, Sequence[str]] | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> SweepResult:
@@ -137,7 +157,8 @@ def sweep(
         copied = store.absorb(other, spec.name, {c.key for c in cells})
         say(f"merged {copied} finished cells of {spec.name} from {other}")
     done = store.cells()
-    todo = [c for c in cells if c.key not in done]
+    _check_slice(only or {}, cells)
+    todo = [c for c in cells if c.key not in done and _in_slice(c, only or {})]
     if reverse:
         todo.reverse()
     result = SweepResult(spec, cells, store.path, skipped=len(cells) - len(todo))
