@@ -83,6 +83,7 @@ def _plain_net() -> torch.nn.Module:
     [
         ("fp", {"epochs": 1}),
         ("fp", {"epochs": 1, "layer": "4"}),
+        ("fp", {"epochs": 1, "ratio": 0.5}),
         ("nad", {"teacher_epochs": 1, "epochs": 1}),
         ("nad", {"teacher_epochs": 1, "epochs": 1, "layers": ["1", "5"]}),
         ("nc", {"steps": 10, "batches_per_step": 2, "epochs": 1}),
@@ -105,6 +106,8 @@ def test_post_training_defenses_repair_a_plain_module(synthetic, defense, option
         zeroed = (conv.weight.flatten(1).abs().sum(1) == 0).sum().item()
         assert zeroed == report.defense_report["fp_pruned"] > 0
         assert report.defense_report["fp_layer"] == "4"
+        if "ratio" in options:  # Gao's grid: exactly half of the 16 channels, no stopping rule
+            assert zeroed == 8 and len(report.defense_report["fp_steps"]) == 2
     if defense == "nad":
         assert report.defense_report["nad_layers"] == options.get("layers", ["4"])
 

@@ -131,3 +131,15 @@ def test_named_sweeps_come_with_the_package_from_any_folder(tmp_path, monkeypatc
     assert find_sweep("digits-zoo").resolve() == mine.resolve()  # the working directory's wins
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"configs/**/*.yaml", "configs/**/*.png"' in pyproject  # in the wheel's package data
+
+
+def test_table_vii_full_searches_fine_pruning_ratios_as_gao_did():
+    """Sec. IV-A-2: ratios 5-95% in steps of 5%, the one with the ACC closest to CAT's kept."""
+    cells = plan("gao2023-table7", "full")
+    fp = [c.config.defense for c in cells if c.config.defense.name == "fp"]
+    assert sorted({d.ratio for d in fp}) == [round(0.05 * k, 2) for k in range(1, 20)]
+    assert len(fp) == 19 * 6
+    rule = load_sweep("gao2023-table7", "full").reports["table7"]["closest"]
+    assert (rule["label"], rule["to"]) == ("fp", "cat")
+    cpu = plan("gao2023-table7", "cpu")  # its page ran Liu's stopping rule; its keys hold
+    assert {c.config.defense.ratio for c in cpu if c.config.defense.name == "fp"} == {None}

@@ -313,3 +313,51 @@ def test_a_grid_over_repeated_cells_shows_mean_and_spread(tmp_path):
     ResultStore(db).put_sweep("toy", {**SPEC, "reports": {"t": over}})
     with pytest.raises(ConfigError, match="average them with `over: AXIS`"):
         report(db, tmp_path / "out" / "toy", tables=["t"])
+
+
+def test_closest_keeps_per_row_the_ratio_whose_acc_is_nearest_the_reference(tmp_path):
+    """Gao's Table VII FP: ratios searched, the one with the ACC closest to CAT's shown."""
+    spec = {
+        "name": "fp",
+        "axes": {
+            "attack": {"badnets": {}, "blended": {}},
+            "defense": {"none": {}, "cat": {}, "fp-10": {}, "fp-50": {}, "fp-90": {}},
+        },
+        "reports": {
+            "t": {
+                "kind": "grid",
+                "rows": "attack",
+                "columns": "defense",
+                "baseline": "none",
+                "closest": {"label": "fp", "among": "fp-*", "to": "cat", "after": "none"},
+            },  # fmt: skip
+        },
+    }
+    acc = {  # attack -> defense -> ACC; CAT at 80 and 90: fp-50 then fp-10 is closest
+        "badnets": {"none": 98, "fp-10": 97, "fp-50": 82, "fp-90": 40, "cat": 80},
+        "blended": {"none": 97, "fp-10": 91, "fp-50": 60, "fp-90": 30, "cat": 90},
+    }
+    store = ResultStore(tmp_path / "results.db")
+    store.put_sweep("fp", spec)
+    for i, (a, d) in enumerate((x, y) for x in acc for y in acc[x]):
+        row = {c: None for c in COLUMNS}
+        row.update(
+            run_id=f"r{i}", created="now", name=f"{a}-{d}", config_hash=f"h{i}",
+            dataset="digits", model="small_cnn", attack=a, defense=d, seed=0, status="finished",
+            config_json={"attack": {"name": a}, "defense": {"name": d}},
+            metrics_json={"acc": acc[a][d], "asr": 50.0}, timings_json={}, versions_json={},
+            sweep="fp", cell=f"cell{i:02d}" + "0" * 20, axes_json={"attack": a, "defense": d},
+        )  # fmt: skip
+        store.add(row)
+    path, _ = report(store.path, tmp_path / "out" / "fp", tables=["t"])
+    text = path.read_text()
+    assert "| attack | none ACC | none ASR | fp ACC | fp ASR | cat ACC | cat ASR |" in text
+    assert "| badnets | 98.00 | 50.00 | 82.00 | 50.00 | 80.00 | 50.00 |" in text
+    assert "| blended | 97.00 | 50.00 | 91.00 | 50.00 | 90.00 | 50.00 |" in text
+    assert (
+        "badnets fp-50 (ACC 82.00 against 80.00); blended fp-10 (ACC 91.00 against 90.00)" in text
+    )
+    spec["reports"]["t"]["closest"] = {"among": "fp-*"}
+    store.put_sweep("fp", spec)
+    with pytest.raises(ConfigError, match="closest needs label, among and to"):
+        report(store.path, tmp_path / "out" / "fp", tables=["t"])

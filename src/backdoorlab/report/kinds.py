@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import statistics
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from backdoorlab.report.cells import (
     Row,
     extras,
     family,
+    matches,
     order,
     pick,
     record_of,
     select,
+    wanted,
     write_csv,
 )
 from backdoorlab.report.grid import Grid
@@ -136,6 +139,11 @@ def _grid(
 ) -> Part:
     rows, cols, over = entry["rows"], entry["columns"], entry.get("over")
     chosen = select(entry, cells)
+    columns = order(spec, cols, chosen, entry)
+    notes = []
+    if entry.get("closest"):
+        chosen, columns, said = _closest(rid, entry["closest"], rows, cols, chosen, columns)
+        notes.append(said)
     groups: dict[tuple[str, str], list[Row]] = {}
     for c in chosen:
         groups.setdefault((c.value(rows), c.value(cols)), []).append(c)
@@ -154,13 +162,12 @@ def _grid(
             spread[key] = _spread(group)
     grid = Grid(
         order(spec, rows, chosen, entry),
-        order(spec, cols, chosen, entry),
+        columns,
         found,
         baseline=entry.get("baseline"),
         paper=entry.get("paper", {}),
         spread=spread,
     )
-    notes = []
     if over:
         counts = sorted({n for _, _, n in spread.values()})
         notes.append(
@@ -185,6 +192,54 @@ def _grid(
     write_csv(out, rid, grid.table())
     title = entry.get("title", rid)
     return Part(rid, title, grid=grid, corner=rows, notes=notes, links=links)
+
+
+def _closest(
+    rid: str, rule: dict[str, Any], rows: str, cols: str, cells: list[Row], columns: list[str]
+) -> tuple[list[Row], list[str], str]:
+    """Gao et al.'s selection for Table VII's Fine-Pruning (Sec. IV-A-2: pruning ratios searched
+    from 5% to 95%, the one whose clean ACC is closest to CAT's kept): per row, of the columns
+    matching `among`, the one whose mean `by` (default acc) is closest to column `to`'s, shown
+    as column `label` (placed `after` a column, or where the first candidate stood). Returns the
+    cells, the columns and a note naming each choice."""
+    try:
+        label, among, to = rule["label"], wanted(rule["among"]), rule["to"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"report {rid}: closest needs label, among and to") from None
+    by = rule.get("by", "acc")
+
+    def mean(group: list[Row]) -> float:
+        return sum(c.metrics[by] for c in group) / len(group)
+
+    kept = [c for c in cells if not matches(c.value(cols), among)]
+    picks = []
+    for r in dict.fromkeys(c.value(rows) for c in cells):
+        ref = [c for c in cells if c.value(rows) == r and c.value(cols) == to]
+        options: dict[str, list[Row]] = {}
+        for c in cells:
+            if c.value(rows) == r and matches(c.value(cols), among):
+                options.setdefault(c.value(cols), []).append(c)
+        if not ref or not options:
+            continue
+        best = min(options, key=lambda o: abs(mean(options[o]) - mean(ref)))
+        kept += [replace(c, axes={**c.axes, cols: label}) for c in options[best]]
+        picks.append(f"{r} {best} ({by.upper()} {mean(options[best]):.2f} against "
+                     f"{mean(ref):.2f})")  # fmt: skip
+    shown: list[str] = []
+    for c in columns:
+        name = label if matches(c, among) else c
+        if name not in shown:
+            shown.append(name)
+    if rule.get("after") in shown:  # where the column stands (default: the first candidate's)
+        shown.remove(label)
+        shown.insert(shown.index(rule["after"]) + 1, label)
+    note = (
+        f"Column {label}: of the columns {', '.join(among)}, per row the one whose {by.upper()} "
+        f"is closest to {to}'s (Gao et al.'s selection for Fine-Pruning): "
+        + ("; ".join(picks) or "none yet")
+        + "."
+    )
+    return kept, shown, note
 
 
 def _legend(fig, axes) -> None:
