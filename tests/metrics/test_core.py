@@ -4,7 +4,7 @@ from torch import nn
 
 from backdoorlab.attacks import ATTACKS, build_attack
 from backdoorlab.data import Dataset
-from backdoorlab.metrics import accuracy, backdoor_metrics, evaluate
+from backdoorlab.metrics import accuracy, backdoor_metrics, measure
 
 
 class PatchDetector(nn.Module):
@@ -59,7 +59,7 @@ def test_acc_asr_ra_by_definition():
 
 def test_evaluate_without_attack():
     d = data()
-    m = evaluate(PatchDetector(lambda x: torch.ones(len(x), dtype=torch.int64)), d, None)
+    m = measure(PatchDetector(lambda x: torch.ones(len(x), dtype=torch.int64)), d, None)
     assert m == {"acc": 25.0, "asr": None, "ra": None}
 
 

@@ -31,7 +31,7 @@ from backdoorlab.detectors.base import DETECTORS
 from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import Store, split_clean, train_references
 from backdoorlab.detectors.scan import scan_model, validated_calibration
-from backdoorlab.metrics.core import Backdoor, der, evaluate
+from backdoorlab.metrics.core import Backdoor, der, measure
 from backdoorlab.train.config import TrainConfig
 
 
@@ -69,7 +69,7 @@ def repair_and_measure(
     ACC/ASR/RA on `test` before (if `measure_before`) and after, and the defense's report."""
 
     def measured(m: nn.Module) -> dict[str, float | None] | None:
-        return None if test is None else evaluate(m, test, backdoor, batch_size)
+        return None if test is None else measure(m, test, backdoor, batch_size)
 
     before = measured(model) if measure_before else None
     t0 = time.perf_counter()
@@ -161,7 +161,7 @@ def auto_repair(
 
     first = rescan(model)
     evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": []}
-    held_before = evaluate(model, held, None)["acc"]
+    held_before = measure(model, held, None)["acc"]
     if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
@@ -189,7 +189,7 @@ def auto_repair(
             break  # the backdoor found is gone: stop repairing
     evidence["scan_after"] = scan_summary(now)
     held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
-                                "acc_after": evaluate(model, held, None)["acc"]}  # fmt: skip
+                                "acc_after": measure(model, held, None)["acc"]}  # fmt: skip
     if trigger is not None:
         held_out["reversed_trigger_target"] = target
         held_out["reversed_trigger_asr_before"] = reversed_trigger_asr(

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
-from backdoorlab.attacks.corners import stamp
+from backdoorlab.attacks.corners import corner_patches
 from backdoorlab.data.base import InputSpec
 from backdoorlab.errors import ConfigError
 
@@ -31,7 +31,7 @@ class BadNets(Attack):
             raise ConfigError(
                 f"attack.patch_size: a {s}px patch with margin {g} does not fit a {h}x{w} image"
             )
-        mask, pattern = stamp([cfg.corner], s, g, spec.channels, h, w, mirror=False)
+        mask, pattern = corner_patches([cfg.corner], s, g, spec.channels, h, w, mirror=False)
         self.mask, self.pattern = mask.to(self.device), pattern.to(self.device)
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:

@@ -201,7 +201,7 @@ class Attack:
         original = data.labels[idx].clone()
         images = data.images.clone()
         labels = data.labels.clone()
-        stamp(images, idx, data, self.poison_trigger)
+        store_changed(images, idx, data, self.poison_trigger)
         cross = self.stamp_cross(images, data, idx, generator)
         if self.cfg.label_mode == "dirty":
             labels[idx] = self.target_labels(original)
@@ -218,7 +218,7 @@ class Attack:
 STAMP_CHUNK = 1024  # images converted to float at a time while a stored set is poisoned
 
 
-def stamp(
+def store_changed(
     images: torch.Tensor,
     idx: torch.Tensor,
     data: Dataset,

@@ -19,7 +19,7 @@ def corner_box(corner: str, size: int, margin: int, h: int, w: int) -> tuple[int
     return top, left
 
 
-def stamp(
+def corner_patches(
     corners: list[str], size: int, margin: int, channels: int, h: int, w: int, mirror: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask [1,1,H,W] and pattern [1,C,H,W] with a checkerboard in each of `corners`.

@@ -24,7 +24,7 @@ from backdoorlab.attacks.base import (
     AttackConfig,
     others,
     register_attack,
-    stamp,
+    store_changed,
 )
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.iterator import BatchIterator
@@ -214,7 +214,9 @@ class InputAware(Attack):
         donors = torch.randint(len(data) - 1, (len(cross),), generator=generator).to(cross.device)
         donors = donors + (donors >= cross).long()  # another image than the sample itself
         for part, give in zip(cross.split(STAMP_CHUNK), donors.split(STAMP_CHUNK), strict=True):
-            stamp(images, part, data, lambda x, give=give: self.trigger_of(x, data.floats(give)))
+            store_changed(
+                images, part, data, lambda x, give=give: self.trigger_of(x, data.floats(give))
+            )
         return cross
 
     def trigger_of(self, x: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:

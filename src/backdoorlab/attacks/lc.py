@@ -11,7 +11,7 @@ from rich.progress import track
 
 from backdoorlab.attacks.auxiliary import AuxiliaryModel, obtain_model
 from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
-from backdoorlab.attacks.corners import stamp
+from backdoorlab.attacks.corners import corner_patches
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.errors import ConfigError
 from backdoorlab.perturb.pgd import Perturbation, PerturbBatch, pgd
@@ -55,7 +55,9 @@ class LabelConsistent(Attack):
                 f"attack.patch_size: four {cfg.patch_size}px corners at attack.margin "
                 f"{cfg.margin} overlap on {h}x{w}"
             )
-        mask, pattern = stamp(CORNERS, cfg.patch_size, cfg.margin, spec.channels, h, w, mirror=True)
+        mask, pattern = corner_patches(
+            CORNERS, cfg.patch_size, cfg.margin, spec.channels, h, w, mirror=True
+        )
         self.mask, self.pattern = mask.to(self.device), pattern.to(self.device)
         self.surrogate = None
 

@@ -7,7 +7,7 @@ import torch
 from pydantic import Field
 
 from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
-from backdoorlab.attacks.user_trigger import read_image, stamp
+from backdoorlab.attacks.user_trigger import masked_blend, read_image
 from backdoorlab.data.base import InputSpec
 from backdoorlab.errors import ConfigError
 
@@ -45,7 +45,7 @@ class Pattern(Attack):
         if not mask.any():
             raise ConfigError("`attack.mask`: selects no pixel (the trigger would change nothing)")
         self.pattern, self.mask = pattern.to(self.device), mask.to(self.device)
-        self.stamped = stamp(self.pattern, self.mask, cfg.alpha)  # a user trigger's formula
+        self.stamped = masked_blend(self.pattern, self.mask, cfg.alpha)  # a user trigger's formula
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         return self.stamped(x)

@@ -57,7 +57,7 @@ def read_image(source: str | Path | torch.Tensor, channels: int, what: str) -> t
     return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
 
 
-def stamp(pattern: torch.Tensor, mask: torch.Tensor, alpha: float) -> Callable:
+def masked_blend(pattern: torch.Tensor, mask: torch.Tensor, alpha: float) -> Callable:
     """x' = (1 - alpha*m) * x + alpha*m * pattern (BadNets with m binary and alpha 1; Blended
     with m = 1 and alpha < 1)."""
     weight = alpha * mask
@@ -116,4 +116,4 @@ def make_trigger(
         raise ConfigError("`mask`: one channel (grey) expected")
     if not 0 < alpha <= 1:
         raise ConfigError(f"`alpha`: must lie in (0, 1], got {alpha}")
-    return Trigger(stamp(pattern.to(device), weights.to(device), alpha), target)
+    return Trigger(masked_blend(pattern.to(device), weights.to(device), alpha), target)

@@ -13,7 +13,7 @@ from backdoorlab.attacks.base import (
     AttackConfig,
     others,
     register_attack,
-    stamp,
+    store_changed,
 )
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.errors import ConfigError
@@ -97,7 +97,7 @@ class WaNet(Attack):
     ) -> torch.Tensor:
         """Noise-warped samples beside the warped ones, with their true labels."""
         cross = others(len(data), idx, round(self.cfg.cross_ratio * len(idx)), generator)
-        stamp(images, cross, data, lambda x: self.noise_warp(x, generator))
+        store_changed(images, cross, data, lambda x: self.noise_warp(x, generator))
         return cross
 
     def training_hooks(self) -> list[Hook]:

@@ -28,8 +28,7 @@ from backdoorlab.detectors.scan import scan_model, validated_calibration
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
-from backdoorlab.metrics.core import der
-from backdoorlab.metrics.core import evaluate as measure
+from backdoorlab.metrics.core import der, measure
 from backdoorlab.models.foreign import Normalized
 from backdoorlab.train.config import TrainConfig
 

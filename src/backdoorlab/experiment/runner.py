@@ -23,7 +23,7 @@ from backdoorlab.experiment.cache import StageCache, default_cache, stage_key
 from backdoorlab.experiment.config import ExperimentConfig, load_config
 from backdoorlab.experiment.prepare import Prepared, poison_tensors, prepare, resolve_device
 from backdoorlab.experiment.triggers import save_attack_grid
-from backdoorlab.metrics.core import evaluate
+from backdoorlab.metrics.core import measure
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.records.files import (
     RUN_MARKER,
@@ -52,7 +52,7 @@ class EvalHook(Hook):
     def on_epoch_end(self, state: TrainState, record: dict[str, float]) -> None:
         last = state.epoch + 1 == state.config.epochs
         if last or (self.every and (state.epoch + 1) % self.every == 0):
-            m = evaluate(state.model, self.test, self.attack, self.batch_size)
+            m = measure(state.model, self.test, self.attack, self.batch_size)
             record.update({f"test_{k}": v for k, v in m.items() if v is not None})
 
 
@@ -158,7 +158,7 @@ def set_up(cfg: ExperimentConfig, prep: Prepared, stages: StageCache | None = No
     backdoor = prep.attack if prep.attack.plants_backdoor else None
 
     def monitor(m: nn.Module) -> dict[str, float | None]:
-        return evaluate(m, test, backdoor, cfg.train.eval_batch_size)
+        return measure(m, test, backdoor, cfg.train.eval_batch_size)
 
     ctx = DefenseContext(
         train=train, train_config=cfg.train, device=prep.device, seed=cfg.seed,

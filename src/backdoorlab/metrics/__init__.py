@@ -1,5 +1,5 @@
 """Metrics: ACC, ASR, RA."""
 
-from backdoorlab.metrics.core import Backdoor, accuracy, backdoor_metrics, evaluate
+from backdoorlab.metrics.core import Backdoor, accuracy, backdoor_metrics, measure
 
-__all__ = ["Backdoor", "accuracy", "backdoor_metrics", "evaluate"]
+__all__ = ["Backdoor", "accuracy", "backdoor_metrics", "measure"]

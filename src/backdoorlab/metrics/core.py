@@ -61,7 +61,7 @@ def backdoor_metrics(
     return 100.0 * float(hit) / n, 100.0 * float(robust) / n
 
 
-def evaluate(
+def measure(
     model: nn.Module, data: Dataset, backdoor: Backdoor | None, batch_size: int = 512
 ) -> dict[str, float | None]:
     """ACC, ASR and RA (percent) of `model` on clean test data; ASR/RA are None without attack."""
