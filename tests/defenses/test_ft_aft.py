@@ -131,3 +131,35 @@ def test_aft_crafts_in_the_l2_ball_it_is_given_and_an_old_config_keeps_its_key(m
                              "early_stop": False})  # fmt: skip
     build_defense(cfg).repair(model, ctx)
     assert isinstance(seen[0], L2Ball) and seen[0].eps == 2.0
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_aft_without_clean_data_augments_the_poisoned_set_unless_told_not_to(monkeypatch, augment):
+    """Mu et al. Table X: the data-augmentation ablation of AFT without clean data."""
+    from backdoorlab.data.base import Dataset
+    from backdoorlab.defenses import DEFENSES, aft
+    from backdoorlab.defenses.base import DefenseContext, build_defense
+    from backdoorlab.train.config import TrainConfig
+
+    seen = []
+    real = aft.untargeted_examples
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("augment"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aft, "untargeted_examples", spy)
+    torch.manual_seed(0)
+    spec = InputSpec(1, (8, 8), 4, (0.5,), (0.25,))
+    model = build_model(MODELS.validate({"name": "small_cnn", "width": 4, "stages": 1}), spec)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    data = Dataset("toy", images, torch.arange(64) % 4, [str(i) for i in range(4)], (0.5,), (0.25,))
+    ctx = DefenseContext(
+        train=data, train_config=TrainConfig(epochs=1, eval_every=0, crop_padding=1),
+        device=torch.device("cpu"), seed=0,
+    )  # fmt: skip
+    cfg = DEFENSES.validate({"name": "aft", "data": "poisoned", "epochs": 1, "steps": 1,
+                             "early_stop": False, "augment": augment})  # fmt: skip
+    build_defense(cfg).repair(model, ctx)
+    assert (seen[0] is not None) == augment
+    assert ("augment" in cfg.model_dump()) == (not augment)  # at its default, keys hold

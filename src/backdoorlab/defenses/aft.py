@@ -31,7 +31,7 @@ from backdoorlab.train.hooks import Batch, Hook, TrainState
 
 
 class AFTConfig(DefenseConfig):
-    quiet = ("norm",)  # added after the AFT pages ran: at linf, their cells keep their keys
+    quiet = ("norm", "augment")  # added after the AFT pages ran: their cells keep their keys
 
     data: Literal["clean", "poisoned"] = Field(
         "clean", description="craft from the clean subset, or from the poisoned training set"
@@ -46,6 +46,11 @@ class AFTConfig(DefenseConfig):
     lr: float = Field(0.001, gt=0)
     batch_size: int = Field(128, ge=1)
     clean_epochs: int = Field(0, ge=0, description="stage 3: clean fine-tuning (clean data only)")
+    augment: bool = Field(
+        True,
+        description="without clean data: augment each poisoned sample (the run's crops and "
+        "flips) before crafting (Mu et al. Sec. IV-E-2; False: their Table X ablation)",
+    )
     early_stop: bool = Field(
         True,
         description="without clean data: keep the step whose adversarial labels spread most "
@@ -139,7 +144,8 @@ class AdversarialFineTuning(Defense):
         else:
             t = ctx.train_config
             data = ctx.train
-            augment = Augment(t.crop_padding, t.flip) if t.crop_padding or t.flip else None
+            wanted = c.augment and (t.crop_padding or t.flip)
+            augment = Augment(t.crop_padding, t.flip) if wanted else None
         adv, _ = untargeted_examples(
             model, data, threat, c.steps, alpha, augment=augment, seed=ctx.seed, labels=False,
             perf=ctx.perf,
