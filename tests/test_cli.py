@@ -92,6 +92,15 @@ def test_bad_input_is_one_line_nonzero_and_writes_no_row(
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_analysis_refuses_a_flag_it_does_not_take(tmp_path, capsys):
+    """No option is dropped silently: t-SNE takes no PGD budget."""
+    out = tmp_path / "a"
+    assert main(["analyze", "tsne", "--run", str(tmp_path), "--out", str(out), "--eps", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "analyze tsne: --eps does not apply (it takes --count, --seed)" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
 def test_malformed_yaml_and_truncated_archive(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: {name: digits\n  model: [\n")

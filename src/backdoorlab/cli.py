@@ -18,6 +18,7 @@ from rich.text import Text
 
 import backdoorlab
 from backdoorlab.errors import BackdoorlabError
+from backdoorlab.experiment.executors import EXECUTORS
 from backdoorlab.metrics.core import pct
 from backdoorlab.models.foreign import KEY_MAPS
 
@@ -66,11 +67,21 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
+ANALYZE_OPTIONS = ("eps", "steps", "alpha", "limit", "count", "seed")
+
+
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.analysis import ANALYSES, analyze
 
     a = ANALYSES[args.what]
-    options = {k: getattr(args, k) for k in a.options if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in ANALYZE_OPTIONS if getattr(args, k) is not None}
+    stray = [f"--{k}" for k in given if k not in a.options]
+    if stray:
+        takes = ", ".join(f"--{k}" for k in a.options) or "no option"
+        raise backdoorlab.ConfigError(
+            f"analyze {args.what}: {', '.join(stray)} does not apply (it takes {takes})"
+        )
+    options = given
     result = analyze(args.what, args.run, args.out, benign=args.benign, **options)
     if a.summary is not None:
         console.print(a.summary(result), highlight=False)
@@ -402,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def executor_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--executor", default="local", help="local (default) or ray")
+        p.add_argument(
+            "--executor", default="local", choices=list(EXECUTORS), help="where the cells run"
+        )
         p.add_argument("--address", help="ray: address of an existing cluster ('auto', host:port)")
         p.add_argument("--cpus", type=int, help="CPU threads per cell (replaces resources.cpus)")
         p.add_argument("--quiet", action="store_true", help="no progress bars inside cells")
@@ -463,12 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder of the (infected) model")
     p.add_argument("--benign", help="run folder of a benign model (labels, distance)")
     p.add_argument("--out", required=True, help="folder for the JSON and PNG")
-    p.add_argument("--eps", type=float, default=8 / 255, help="L_inf budget of untargeted PGD")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--alpha", type=float, help="PGD step size (default: the threat's rule)")
-    p.add_argument("--limit", type=int, help="at most this many test images")
-    p.add_argument("--count", type=int, default=500, help="t-SNE: clean and triggered samples")
-    p.add_argument("--seed", type=int, default=0)
+    # no defaults here: the analysis's own apply, and a flag it does not take is refused
+    p.add_argument("--eps", type=float, help="labels, distance: L_inf budget (default 8/255)")
+    p.add_argument("--steps", type=int, help="labels, distance: PGD steps (default 10)")
+    p.add_argument("--alpha", type=float, help="labels, distance: PGD step (default 2.5 eps/steps)")
+    p.add_argument("--limit", type=int, help="labels, distance: at most this many test images")
+    p.add_argument("--count", type=int, help="tsne: clean and triggered samples (default 500)")
+    p.add_argument("--seed", type=int, help="tsne: the embedding's seed (default 0)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(
@@ -538,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--arch",
             required=True,
-            help="a registered model (backdoorlab list) or MODULE:FUNCTION / FILE.py:FUNCTION",
+            help=f"a registered model ({', '.join(backdoorlab.MODELS.names())}) or "
+            "MODULE:FUNCTION / FILE.py:FUNCTION",
         )
         p.add_argument(
             "--arch-set",
@@ -551,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--data",
             required=True,
-            help="a folder of class folders, an .npz / .safetensors with x and y, or a dataset",
+            help="a folder of class folders, an .npz / .safetensors with x and y, or a registered "
+            f"dataset ({', '.join(backdoorlab.DATASETS.names())})",
         )
         p.add_argument("--classes", type=int, help="class count (default: from the data)")
         p.add_argument("--mean", type=float, nargs="+", help="the model's input normalisation")

@@ -23,7 +23,7 @@ def feature_distances(
     benign: str | Path,
     out: str | Path,
     *,
-    eps: float,
+    eps: float = 8 / 255,
     steps: int = 10,
     alpha: float | None = None,
     limit: int | None = 1000,

@@ -30,7 +30,7 @@ def adversarial_labels(
     out: str | Path,
     *,
     limit: int | None = None,
-    eps: float,
+    eps: float = 8 / 255,
     steps: int = 10,
     alpha: float | None = None,
 ) -> dict[str, Any]:
