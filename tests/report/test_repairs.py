@@ -52,5 +52,36 @@ def test_the_kind_writes_its_table_and_names_what_did_not_plant(tmp_path):
     entry = {"kind": "repairs", "models": "benign"}
     benign = repairs_part("cost", entry, {}, CELLS, tmp_path / "p")
     assert benign.table[0][:2] == ["defense", "benign models"]
-    with pytest.raises(ConfigError, match="infected or benign"):
+    with pytest.raises(ConfigError, match="infected, benign or evidence"):
         repairs_part("x", {"kind": "repairs", "models": "all"}, {}, CELLS, tmp_path / "p")
+
+
+def scanned(model, attack, target, before, after, scan, rescan, steps):
+    row = cell(model, "auto", attack, before, after)
+    row.config["attack"]["target"] = target
+    verdict = [{"infected": f is not None, "target": f, "score": z, "threshold": 10.0}
+               for f, z in (scan, rescan)]  # fmt: skip
+    row.metrics.update(scan_before=verdict[0], scan_after=verdict[1],
+                       steps=[{"defense": d} for d in steps])  # fmt: skip
+    return row
+
+
+def test_the_evidence_table_sets_the_scan_against_the_truth(tmp_path):
+    cells = [
+        scanned("b1", "badnets", 3, (99.0, 100.0), (98.0, 1.0), (3, 40.0), (None, 4.0), ["nc"]),
+        scanned("b2", "badnets", 0, (99.0, 100.0), (96.0, 90.0), (5, 12.0), (None, 3.0), ["nc"]),
+        scanned("x1", "pattern", 1, (98.0, 99.0), (98.0, 99.0), (None, 6.0), (None, 6.0), []),
+        scanned("w1", "badnets", 2, (99.0, 3.0), (99.0, 3.0), (None, 2.0), (None, 2.0), []),
+        scanned("n1", "none", None, (99.0, None), (99.0, None), (None, 5.0), (None, 5.0), []),
+        cell("n2", "aft", "none", (98.0, None), (98.0, None)),  # no scan recorded: left out
+    ]
+    part = repairs_part("ev", {"kind": "repairs", "models": "evidence"}, {}, cells, tmp_path / "p")
+    assert [r[0] for r in part.table[1:]] == ["b1", "b2", "x1", "n1"]  # w1 did not plant
+    b2 = part.table[2]
+    assert b2[1:5] == ["0", "class 5 (12.0 / 10.0)", "nc", "clean (3.0 / 10.0)"]
+    assert b2[5:] == ["3.00", "100.00", "90.00", "no"] and part.table[4][-1] == "-"
+    assert part.notes[0] == (
+        "The first scan flagged 2 of 3 infected models (1 at their true target) and 0 of 1 "
+        "benign ones; 1 of the infected were repaired."
+    )
+    assert Path(tmp_path / "p-ev.csv").read_text().startswith("model,target,scan before")

@@ -118,16 +118,84 @@ def repair_rows(
     return table, costs, failed
 
 
+EVIDENCE_HEADER = ["model", "target", "scan before", "steps", "scan after", "ACC drop",
+                   "ASR before", "ASR after", "repaired"]  # fmt: skip
+
+
+def _verdict(scan: dict[str, Any]) -> str:
+    """A scan summary in a few characters: the class flagged (or none), score / threshold."""
+    said = f"class {scan['target']}" if scan.get("infected") else "clean"
+    return f"{said} ({scan['score']:.1f} / {scan['threshold']:.1f})"
+
+
+def evidence_rows(
+    entry: dict[str, Any], cells: list[Row], planted: float, asr_max: float, drop_max: float
+) -> tuple[list[list[str]], str]:
+    """Per model, what a scanning defense (auto) saw and did beside what the true trigger shows,
+    and one line tallying the scan's verdicts against the truth."""
+    model_key = entry.get("model", "model")
+    table, tally = [EVIDENCE_HEADER], {"flagged": 0, "right": 0, "infected": 0, "benign": 0,
+                                       "benign_flagged": 0, "repaired": 0}  # fmt: skip
+    for c in select(entry, cells):
+        before = (c.metrics.get("infected") or {}).get("metrics")
+        scan, after = c.metrics.get("scan_before"), c.metrics.get("scan_after")
+        if before is None or scan is None or after is None:
+            continue
+        attacked = c.config["attack"]["name"] != "none"
+        if attacked and (before.get("asr") or 0) < planted:
+            continue  # did not plant: set apart in the infected table
+        target = c.config["attack"].get("target") if attacked else None
+        drop = before["acc"] - c.metrics["acc"]
+        ok = attacked and (c.metrics.get("asr") or 0) <= asr_max and drop <= drop_max
+        if attacked:
+            tally["infected"] += 1
+            tally["flagged"] += bool(scan["infected"])
+            tally["right"] += bool(scan["infected"]) and scan["target"] == target
+            tally["repaired"] += ok
+        else:
+            tally["benign"] += 1
+            tally["benign_flagged"] += bool(scan["infected"])
+        steps = ", ".join(s["defense"] for s in c.metrics.get("steps", [])) or "-"
+        asr = [before.get("asr"), c.metrics.get("asr")]
+        table.append([
+            c.get(model_key) or c.label, "-" if target is None else str(target), _verdict(scan),
+            steps, _verdict(after), f"{drop:.2f}",
+            *("-" if v is None else f"{v:.2f}" for v in asr),
+            ("yes" if ok else "no") if attacked else "-",
+        ])  # fmt: skip
+    t = tally
+    line = (
+        f"The first scan flagged {t['flagged']} of {t['infected']} infected models "
+        f"({t['right']} at their true target) and {t['benign_flagged']} of {t['benign']} benign "
+        f"ones; {t['repaired']} of the infected were repaired."
+    )
+    return table, line
+
+
 def repairs_part(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out
 ) -> Part:
     """The `repairs` report kind: per defense and family, the share of infected models
-    repaired; with `models: benign`, what each defense costs the benign models."""
+    repaired; with `models: benign`, what each defense costs the benign models; with `models:
+    evidence`, per model what a scanning defense (auto) saw, did and left, beside the truth."""
     planted = float(entry.get("planted", 50))
     asr_max, drop_max = float(entry.get("asr", 10)), float(entry.get("acc_drop", 5))
     which = entry.get("models", "infected")
-    if which not in ("infected", "benign"):
-        raise ConfigError(f"report {rid}: models is infected or benign, not {which!r}")
+    if which not in ("infected", "benign", "evidence"):
+        raise ConfigError(f"report {rid}: models is infected, benign or evidence, not {which!r}")
+    if which == "evidence":
+        table, line = evidence_rows(entry, cells, planted, asr_max, drop_max)
+        title = entry.get("title", rid)
+        if len(table) == 1:
+            return Part(rid, title, notes=["No cell of this part recorded a scan yet."])
+        write_csv(out, rid, table)
+        notes = [
+            line,
+            "Scan: the calibrated scan's verdict (the class it flags, or clean) with its score "
+            "and threshold, before the repair and after it (against references repaired alike). "
+            "Target: the attack's true target, which no defense sees.",
+        ]
+        return Part(rid, title, table=table, notes=notes)
     table, costs, failed = repair_rows(repaired_members(entry, cells), planted, asr_max, drop_max)
     title = entry.get("title", rid)
     chosen = table if which == "infected" else costs
