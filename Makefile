@@ -89,6 +89,7 @@ results-pages: install
 	    --report docs/results/$$page --notes docs/results/notes/$$page.md || exit 1; \
 	  $(BIN)/backdoorlab report $$out/results.db --out docs/results/$$page --format html \
 	    --notes docs/results/notes/$$page.md || exit 1; \
+	  mkdir -p docs/results/data && gzip -9 -n -c $$out/results.db > docs/results/data/$$page.db.gz; \
 	done
 	$(BIN)/backdoorlab claims docs/results/claims.yaml
 

@@ -1,0 +1,37 @@
+"""The published pages regenerate byte for byte: each results database kept beside its page
+(docs/results/data/<page>.db.gz, written by `make results-pages`) gives the page's Markdown and
+CSV tables again, word for word, with its notes."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import pytest
+
+from backdoorlab.report import report
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "results"
+STORED = sorted((DOCS / "data").glob("*.db.gz"))
+
+
+def test_pages_are_kept_with_their_databases():
+    assert len(STORED) >= 5
+    for db in STORED:
+        page = db.name.removesuffix(".db.gz")
+        assert (DOCS / f"{page}.md").is_file() and (DOCS / "notes" / f"{page}.md").is_file()
+
+
+@pytest.mark.parametrize("db", STORED, ids=[p.name.removesuffix(".db.gz") for p in STORED])
+def test_a_page_regenerates_from_its_database(db, tmp_path):
+    page = db.name.removesuffix(".db.gz")
+    (tmp_path / "results.db").write_bytes(gzip.decompress(db.read_bytes()))
+    published = (DOCS / f"{page}.md").read_text()
+    command = re.search(r"^Written by `(.+?)`;", published, re.M)
+    assert command, f"{page}.md does not name the command that wrote it"
+    out, _ = report(tmp_path / "results.db", tmp_path / page, command=command.group(1),
+                    notes=DOCS / "notes" / f"{page}.md")  # fmt: skip
+    assert out.read_text() == published
+    for csv in sorted(tmp_path.glob(f"{page}-*.csv")):
+        assert csv.read_bytes() == (DOCS / csv.name).read_bytes(), csv.name
