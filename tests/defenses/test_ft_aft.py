@@ -98,68 +98,54 @@ def test_early_stopping_keeps_the_least_concentrated_weights(monkeypatch):
     assert [c["concentration"] for c in watch.checks] == [90.0, 30.0, 60.0]
 
 
-def test_aft_crafts_in_the_l2_ball_it_is_given_and_an_old_config_keeps_its_key(monkeypatch):
+def _crafting_calls(monkeypatch, options: dict, crop_padding: int = 0) -> list[tuple]:
+    """Repair a toy model with AFT `options`; the (threat, keyword arguments) of each call to
+    the untargeted PGD it makes."""
+    from backdoorlab.data.base import Dataset
     from backdoorlab.defenses import DEFENSES, aft
-    from backdoorlab.perturb.threats import L2Ball
+    from backdoorlab.defenses.base import DefenseContext, build_defense
+    from backdoorlab.train.config import TrainConfig
 
-    plain = DEFENSES.validate({"name": "aft"})
-    assert "norm" not in plain.model_dump()  # the AFT pages' cells keep their keys
-    l2 = DEFENSES.validate({"name": "aft", "norm": "l2", "eps": 2.0})
-    assert l2.model_dump()["norm"] == "l2"
     seen = []
     real = aft.untargeted_examples
 
     def spy(model, data, threat, *args, **kwargs):
-        seen.append(threat)
+        seen.append((threat, kwargs))
         return real(model, data, threat, *args, **kwargs)
 
     monkeypatch.setattr(aft, "untargeted_examples", spy)
     torch.manual_seed(0)
     spec = InputSpec(1, (8, 8), 4, (0.5,), (0.25,))
     model = build_model(MODELS.validate({"name": "small_cnn", "width": 4, "stages": 1}), spec)
-    from backdoorlab.data.base import Dataset
-    from backdoorlab.defenses.base import DefenseContext, build_defense
-    from backdoorlab.train.config import TrainConfig
-
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     data = Dataset("toy", images, torch.arange(64) % 4, [str(i) for i in range(4)], (0.5,), (0.25,))
-    ctx = DefenseContext(
-        train=data, train_config=TrainConfig(epochs=1, eval_every=0), device=torch.device("cpu"),
-        seed=0, clean=data,
-    )  # fmt: skip
-    cfg = DEFENSES.validate({"name": "aft", "norm": "l2", "eps": 2.0, "epochs": 1, "steps": 2,
-                             "early_stop": False})  # fmt: skip
+    train = TrainConfig(epochs=1, eval_every=0, crop_padding=crop_padding)
+    ctx = DefenseContext(train=data, train_config=train, device=torch.device("cpu"), seed=0,
+                         clean=data)  # fmt: skip
+    cfg = DEFENSES.validate({"name": "aft", "epochs": 1, "early_stop": False, **options})
     build_defense(cfg).repair(model, ctx)
-    assert isinstance(seen[0], L2Ball) and seen[0].eps == 2.0
+    return seen
+
+
+def test_aft_crafts_in_the_l2_ball_it_is_given_and_an_old_config_keeps_its_key(monkeypatch):
+    from backdoorlab.defenses import DEFENSES
+    from backdoorlab.perturb.threats import L2Ball
+
+    plain = DEFENSES.validate({"name": "aft"})
+    assert "norm" not in plain.model_dump()  # the AFT pages' cells keep their keys
+    l2 = DEFENSES.validate({"name": "aft", "norm": "l2", "eps": 2.0})
+    assert l2.model_dump()["norm"] == "l2"
+    seen = _crafting_calls(monkeypatch, {"norm": "l2", "eps": 2.0, "steps": 2})
+    assert isinstance(seen[0][0], L2Ball) and seen[0][0].eps == 2.0
 
 
 @pytest.mark.parametrize("augment", [True, False])
 def test_aft_without_clean_data_augments_the_poisoned_set_unless_told_not_to(monkeypatch, augment):
     """Mu et al. Table X: the data-augmentation ablation of AFT without clean data."""
-    from backdoorlab.data.base import Dataset
-    from backdoorlab.defenses import DEFENSES, aft
-    from backdoorlab.defenses.base import DefenseContext, build_defense
-    from backdoorlab.train.config import TrainConfig
+    from backdoorlab.defenses import DEFENSES
 
-    seen = []
-    real = aft.untargeted_examples
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("augment"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(aft, "untargeted_examples", spy)
-    torch.manual_seed(0)
-    spec = InputSpec(1, (8, 8), 4, (0.5,), (0.25,))
-    model = build_model(MODELS.validate({"name": "small_cnn", "width": 4, "stages": 1}), spec)
-    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
-    data = Dataset("toy", images, torch.arange(64) % 4, [str(i) for i in range(4)], (0.5,), (0.25,))
-    ctx = DefenseContext(
-        train=data, train_config=TrainConfig(epochs=1, eval_every=0, crop_padding=1),
-        device=torch.device("cpu"), seed=0,
-    )  # fmt: skip
-    cfg = DEFENSES.validate({"name": "aft", "data": "poisoned", "epochs": 1, "steps": 1,
-                             "early_stop": False, "augment": augment})  # fmt: skip
-    build_defense(cfg).repair(model, ctx)
-    assert (seen[0] is not None) == augment
-    assert ("augment" in cfg.model_dump()) == (not augment)  # at its default, keys hold
+    options = {"data": "poisoned", "steps": 1, "augment": augment}
+    seen = _crafting_calls(monkeypatch, options, crop_padding=1)
+    assert (seen[0][1]["augment"] is not None) == augment
+    dumped = DEFENSES.validate({"name": "aft", **options}).model_dump()
+    assert ("augment" in dumped) == (not augment)  # at its default, the keys hold

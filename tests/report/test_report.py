@@ -12,6 +12,12 @@ from backdoorlab.records.store import COLUMNS, ResultStore
 from backdoorlab.report import report
 from backdoorlab.report.cells import sweep_cells
 
+
+def _grid(**options) -> dict:
+    """A grid entry: attacks down, defenses across, against no defense."""
+    return {"kind": "grid", "rows": "attack", "columns": "defense", "baseline": "none", **options}
+
+
 SPEC = {
     "name": "toy",
     "title": "Toy table",
@@ -21,14 +27,9 @@ SPEC = {
         "eps": {"defense.eps": [0.1, 0.2]},
     },
     "reports": {
-        "t": {
-            "kind": "grid",
-            "rows": "attack",
-            "columns": "defense",
-            "baseline": "none",
-            "where": {"eps": 0.1},
-            "paper": {"badnets": {"none": [90.0, 100.0], "cat": [80.0, 4.0]}},
-        },
+        "t": _grid(
+            where={"eps": 0.1}, paper={"badnets": {"none": [90.0, 100.0], "cat": [80.0, 4.0]}}
+        ),
         "f": {"kind": "lines", "x": "defense.eps", "panels": "attack", "lines": "defense"},
         "c": {"kind": "curve", "lines": "attack", "where": {"defense": "aft"}},
     },
@@ -53,17 +54,22 @@ def _db(tmp_path):
                     {"step": 0, "acc": 98.0, "asr": 100.0},
                     {"step": 5, "acc": acc, "asr": asr},
                 ]
-            row = {c: None for c in COLUMNS}
-            row.update(
-                run_id=f"r{i}-{j}", created="now", name=f"{a}-{d}", config_hash=f"h{i}{j}",
-                dataset="digits", model="small_cnn", attack=a, defense=d, seed=0, status="finished",
-                config_json={"attack": {"name": a}, "defense": {"name": d, "eps": eps}},
-                metrics_json=metrics, timings_json={}, versions_json={}, sweep="toy",
-                cell=f"cell{i}{j}" + "0" * 20,
-                axes_json={"attack": a, "defense": d, "eps": str(eps)},
-            )  # fmt: skip
-            store.add(row)
+            _add(store, "toy", f"{i}{j}", a, d, metrics, {"eps": eps}, {"eps": str(eps)})
     return store.path
+
+
+def _add(store, sweep, n, attack, defense, metrics, defense_config=None, axes=None) -> None:
+    """One finished cell of `sweep` (number `n`) into `store`."""
+    config = {"attack": {"name": attack}, "defense": {"name": defense, **(defense_config or {})}}
+    row = {c: None for c in COLUMNS}
+    row.update(
+        run_id=f"r{n}", created="now", name=f"{attack}-{defense}", config_hash=f"h{n}",
+        dataset="digits", model="small_cnn", attack=attack, defense=defense, seed=0,
+        status="finished", metrics_json=metrics, timings_json={}, versions_json={}, sweep=sweep,
+        config_json=config, cell=f"cell{n}" + "0" * 20,
+        axes_json={"attack": attack, "defense": defense, **(axes or {})},
+    )  # fmt: skip
+    store.add(row)
 
 
 def test_grid_in_the_papers_layout_with_published_numbers_drops_and_csv(tmp_path):
@@ -324,13 +330,7 @@ def test_closest_keeps_per_row_the_ratio_whose_acc_is_nearest_the_reference(tmp_
             "defense": {"none": {}, "cat": {}, "fp-10": {}, "fp-50": {}, "fp-90": {}},
         },
         "reports": {
-            "t": {
-                "kind": "grid",
-                "rows": "attack",
-                "columns": "defense",
-                "baseline": "none",
-                "closest": {"label": "fp", "among": "fp-*", "to": "cat", "after": "none"},
-            },  # fmt: skip
+            "t": _grid(closest={"label": "fp", "among": "fp-*", "to": "cat", "after": "none"})
         },
     }
     acc = {  # attack -> defense -> ACC; CAT at 80 and 90: fp-50 then fp-10 is closest
@@ -340,15 +340,7 @@ def test_closest_keeps_per_row_the_ratio_whose_acc_is_nearest_the_reference(tmp_
     store = ResultStore(tmp_path / "results.db")
     store.put_sweep("fp", spec)
     for i, (a, d) in enumerate((x, y) for x in acc for y in acc[x]):
-        row = {c: None for c in COLUMNS}
-        row.update(
-            run_id=f"r{i}", created="now", name=f"{a}-{d}", config_hash=f"h{i}",
-            dataset="digits", model="small_cnn", attack=a, defense=d, seed=0, status="finished",
-            config_json={"attack": {"name": a}, "defense": {"name": d}},
-            metrics_json={"acc": acc[a][d], "asr": 50.0}, timings_json={}, versions_json={},
-            sweep="fp", cell=f"cell{i:02d}" + "0" * 20, axes_json={"attack": a, "defense": d},
-        )  # fmt: skip
-        store.add(row)
+        _add(store, "fp", f"{i:02d}", a, d, {"acc": acc[a][d], "asr": 50.0})
     path, _ = report(store.path, tmp_path / "out" / "fp", tables=["t"])
     text = path.read_text()
     assert "| attack | none ACC | none ASR | fp ACC | fp ASR | cat ACC | cat ASR |" in text
