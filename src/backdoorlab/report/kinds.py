@@ -230,7 +230,7 @@ def _closest(
         name = label if matches(c, among) else c
         if name not in shown:
             shown.append(name)
-    if rule.get("after") in shown:  # where the column stands (default: the first candidate's)
+    if label in shown and rule.get("after") in shown:  # default: the first candidate's place
         shown.remove(label)
         shown.insert(shown.index(rule["after"]) + 1, label)
     note = (
