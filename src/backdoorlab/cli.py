@@ -81,8 +81,7 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
         raise backdoorlab.ConfigError(
             f"analyze {args.what}: {', '.join(stray)} does not apply (it takes {takes})"
         )
-    options = given
-    result = analyze(args.what, args.run, args.out, benign=args.benign, **options)
+    result = analyze(args.what, args.run, args.out, benign=args.benign, **given)
     if a.summary is not None:
         console.print(a.summary(result), highlight=False)
     console.print(f"wrote {args.out}")
@@ -101,10 +100,10 @@ def _executor_options(args: argparse.Namespace, console: Console) -> dict:
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     import json
 
-    from backdoorlab.experiment.sweep import plan, sweep
+    from backdoorlab.experiment.sweep import plan, sliced, sweep
 
     if args.dry_run:  # every cell's resolved config, one JSON line each; nothing runs
-        cells = plan(args.sweep, args.profile)
+        cells = sliced(plan(args.sweep, args.profile), _slice(args.only))
         for c in cells:
             line = {"cell": c.label, "key": c.key, "config": c.config.to_dict()}
             print(json.dumps(line, sort_keys=True))

@@ -90,9 +90,10 @@ def plan(source: str | Path | dict[str, Any] | SweepSpec, profile: str | None = 
     return expand(spec)
 
 
-def _check_slice(only: Mapping[str, Sequence[str]], cells: list[Cell]) -> None:
-    """A slice names axes of the sweep and labels they have (a typo would run nothing)."""
-    for axis, labels in only.items():
+def sliced(cells: list[Cell], only: Mapping[str, Sequence[str]] | None) -> list[Cell]:
+    """The cells whose label on each axis of `only` is one of those given (all without it);
+    an axis the sweep lacks, or a label its axis lacks, is an error (a typo would run nothing)."""
+    for axis, labels in (only or {}).items():
         known = {c.axes[axis] for c in cells if axis in c.axes}
         if not known:
             raise ConfigError(f"`only`: the sweep has no axis {axis!r}")
@@ -102,11 +103,7 @@ def _check_slice(only: Mapping[str, Sequence[str]], cells: list[Cell]) -> None:
                 f"`only`: axis {axis!r} has no label {', '.join(unknown)} "
                 f"(labels: {', '.join(sorted(known))})"
             )
-
-
-def _in_slice(cell: Cell, only: Mapping[str, Sequence[str]]) -> bool:
-    """Whether `cell`'s label on each axis of `only` is one of those given."""
-    return all(cell.axes.get(axis) in labels for axis, labels in only.items())
+    return [c for c in cells if all(c.axes.get(a) in ls for a, ls in (only or {}).items())]
 
 
 def sweep(
@@ -157,8 +154,7 @@ def sweep(
         copied = store.absorb(other, spec.name, {c.key for c in cells})
         say(f"merged {copied} finished cells of {spec.name} from {other}")
     done = store.cells()
-    _check_slice(only or {}, cells)
-    todo = [c for c in cells if c.key not in done and _in_slice(c, only or {})]
+    todo = [c for c in sliced(cells, only) if c.key not in done]
     if reverse:
         todo.reverse()
     result = SweepResult(spec, cells, store.path, skipped=len(cells) - len(todo))
