@@ -3,7 +3,7 @@ of them covering every model, attack, defense and dataset those profiles use run
 two training batches on CIFAR-10 files in the official format, at the real models' shapes (a user
 with a GPU does not find a broken config after an hour).
 
-Only the amounts shrink (epochs and inner steps to 1, batches of 16 out of 32 training images,
+Only the amounts shrink (epochs and inner steps to 1, batches of 8 out of 16 training images,
 poison rates raised to two images where they would poison none); every name, shape, threat model,
 label mode and setting stays the full profile's."""
 
@@ -19,7 +19,7 @@ from backdoorlab.experiment.sweep_spec import expand, load_sweep, sweep_files
 from backdoorlab.paths import slug
 from tests.data.test_cifar import write_cifar10
 
-TRAIN, TEST, BATCH = 32, 16, 16
+TRAIN, TEST, BATCH = 16, 8, 8
 
 
 @cache
