@@ -67,14 +67,12 @@ def cmd_triggers(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {path}")
 
 
-ANALYZE_OPTIONS = ("eps", "steps", "alpha", "limit", "count", "seed")
-
-
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from backdoorlab.analysis import ANALYSES, analyze
 
     a = ANALYSES[args.what]
-    given = {k: getattr(args, k) for k in ANALYZE_OPTIONS if getattr(args, k) is not None}
+    flags = {k for entry in ANALYSES.values() for k in entry.options}  # every analyze option
+    given = {k: getattr(args, k) for k in sorted(flags) if getattr(args, k) is not None}
     stray = [f"--{k}" for k in given if k not in a.options]
     if stray:
         takes = ", ".join(f"--{k}" for k in a.options) or "no option"

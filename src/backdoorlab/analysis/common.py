@@ -77,7 +77,7 @@ def untargeted_predictions(
         adv, labels = untargeted_examples(
             model, data, LinfBall(eps), steps, alpha or 2.5 * eps / steps, batch_size=batch_size
         )
-    assert labels is not None
+    assert adv is not None and labels is not None
     return adv, labels
 
 

@@ -104,8 +104,9 @@ class _Watch(Hook):
         alpha = c.alpha or c.eps / 5
         size = len(self.probe)  # one batch
         _, labels = untargeted_examples(
-            state.model, self.probe, self.threat, c.steps, alpha, batch_size=size, perf=state.perf
-        )
+            state.model, self.probe, self.threat, c.steps, alpha, batch_size=size, images=False,
+            perf=state.perf,
+        )  # fmt: skip
         conc = label_concentration(labels)
         self.checks.append({"step": state.step, "concentration": 100 * conc})
         if self.best is None or conc < self.best[0]:

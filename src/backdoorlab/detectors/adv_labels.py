@@ -44,23 +44,27 @@ def untargeted_examples(
     augment: Augment | None = None,
     seed: int = 0,
     labels: bool = True,
+    images: bool = True,
     perf: Performance = DEFAULT,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Untargeted PGD examples of every sample of `data` in index order and, with `labels`, the
     class `model` gives each (Mu et al.'s adversarial labels; the `adv-labels` probe, AFT's
     training set and stopping signal, and the label and distance analyses all come from here).
 
     With `augment`, each sample is augmented once before crafting (drawn from `seed`); random
-    starts draw from the global generator.
+    starts draw from the global generator. `images` False keeps only the labels (no copy of the
+    examples is held).
     """
-    images = torch.empty((len(data), data.channels, *data.size), device=data.device)
+    shape = (len(data), data.channels, *data.size)
+    kept = torch.empty(shape, device=data.device) if images else None
     found = torch.empty(len(data), dtype=torch.int64, device=data.device) if labels else None
     for x, y, idx in BatchIterator(data, batch_size, augment=augment, seed=seed):
         adv = pgd(model, x, y, threat, steps, alpha, random_start=random_start, perf=perf)
-        images[idx] = adv
+        if kept is not None:
+            kept[idx] = adv
         if found is not None:
             found[idx] = predicted(model, adv)
-    return images, found
+    return kept, found
 
 
 class AdvLabelsConfig(DetectorConfig):
@@ -90,8 +94,9 @@ def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) ->
     threat = THREATS[cfg.norm](cfg.eps)
     alpha = cfg.alpha or 2.5 * cfg.eps / cfg.steps
     _, pred = untargeted_examples(
-        model, data, threat, cfg.steps, alpha, batch_size=cfg.batch_size, random_start=False
-    )
+        model, data, threat, cfg.steps, alpha, batch_size=cfg.batch_size, random_start=False,
+        images=False,
+    )  # fmt: skip
     # count the moved examples by their new label (bin k: unmoved, dropped)
     moved = torch.where(pred != data.labels, pred, k)
     landed = torch.bincount(moved, minlength=k + 1)[:k].cpu()
