@@ -18,15 +18,8 @@ FACTORY = f"{Path(foreign_mnist.__file__)}:make"
 @pytest.fixture(scope="module")
 def foreign(mnist_dir, tmp_path_factory) -> dict[str, Path]:
     """The user's files: an infected state dict, trigger + mask PNGs, 500 clean images in class
-    folders, a 2,000-image test .npz (about 10 s of training)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        return foreign_mnist.build(mnist_dir, tmp_path_factory.mktemp("foreign"))
-    finally:
-        torch.set_num_threads(threads)
+    folders, a 2,000-image test .npz (about 13 s of training at the suite's one thread)."""
+    return foreign_mnist.build(mnist_dir, tmp_path_factory.mktemp("foreign"))
 
 
 def _model(f: dict[str, Path]) -> list[str]:
@@ -74,9 +67,10 @@ def test_evaluate_measures_the_users_backdoor(foreign, tmp_path):
 @pytest.mark.slow
 def test_repair_with_aft_on_500_clean_images_from_a_folder(foreign, tmp_path):
     """AFT at the MNIST settings of docs/results/post-training-mnist.md. The issue asked for ASR
-    <= 10; this model measures 10.67 here (AMD EPYC, 1 thread) and 10.51 on
-    docs/examples/byo-mnist.md, so the bound is 20: a repair that stopped working (ASR 96 before)
-    fails it. ACC within 5 points, and the saved weights reproduce the reported numbers."""
+    <= 10; this model (trained at the suite's one thread) measures 10.73 here (AMD EPYC, 1
+    thread) and 10.51 on docs/examples/byo-mnist.md (trained at 2), so the bound is 20: a repair
+    that stopped working (ASR 96 before) fails it. ACC within 5 points, and the saved weights
+    reproduce the reported numbers."""
     import torch
     from safetensors.torch import load_file
 

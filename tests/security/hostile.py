@@ -1,10 +1,12 @@
 """Hostile files in the real formats, and a probe that loads one in a fresh process and reports
-its error line and peak memory growth: `python -m tests.security.hostile KIND PATH`."""
+its error line and peak memory growth: `python -m tests.security.hostile KIND PATH`, or
+`--serve` for many probes, one forked process each."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import resource
 import struct
 import sys
@@ -193,5 +195,33 @@ def probe(kind: str, path: Path) -> dict:
     return {"error": error, "growth_mb": peak() - before}
 
 
+def serve() -> None:
+    """Answer probes read from stdin ("KIND\tPATH" per line), each in a process forked from this
+    one after the imports: as fresh as a new interpreter for the peak-RSS baseline (the child's
+    peak starts at the parent's), without paying the imports once per probe."""
+    import numpy as np  # noqa: F401 - the same imports as probe's, before any fork
+    import PIL.Image  # noqa: F401
+    import torch  # noqa: F401
+
+    import backdoorlab  # noqa: F401
+    import backdoorlab.errors  # noqa: F401
+
+    for line in sys.stdin:
+        kind, path = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                answer = probe(kind, Path(path))
+            except BaseException as exc:  # a crash is an answer too: the test shows it
+                answer = {"crash": f"{type(exc).__name__}: {exc}"}
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
-    print(json.dumps(probe(sys.argv[1], Path(sys.argv[2]))))
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        print(json.dumps(probe(sys.argv[1], Path(sys.argv[2]))))

@@ -1,5 +1,6 @@
-"""Hostile files cost one line and little memory: each is loaded in a fresh process that reports
-the error and its peak memory growth (which must stay under 300 MB)."""
+"""Hostile files cost one line and little memory: each is loaded in a process of its own (forked
+after the imports) that reports the error and its peak memory growth (which must stay under
+300 MB)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,31 @@ REPO = Path(__file__).resolve().parents[2]
 LIMIT_MB = 300
 
 
-def _probe(kind: str, path: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.security.hostile", kind, str(path)],
+@pytest.fixture(scope="module")
+def _server():
+    """One interpreter that imports backdoorlab once and forks a process per probe."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.security.hostile", "--serve"],
         cwd=REPO,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    yield server
+    server.stdin.close()
+    server.wait(timeout=60)
+
+
+@pytest.fixture
+def probe(_server):
+    def ask(kind: str, path: Path) -> dict:
+        _server.stdin.write(f"{kind}\t{path}\n")
+        _server.stdin.flush()
+        answer = json.loads(_server.stdout.readline())
+        assert "crash" not in answer, answer["crash"]
+        return answer
+
+    return ask
 
 
 def _assert_refused(result: dict, *words: str) -> None:
@@ -37,22 +53,22 @@ def _assert_refused(result: dict, *words: str) -> None:
     assert result["growth_mb"] < LIMIT_MB, result
 
 
-def test_an_idx_gzip_that_inflates_past_its_header_is_refused_early(tmp_path):
+def test_an_idx_gzip_that_inflates_past_its_header_is_refused_early(probe, tmp_path):
     # 1.2 GB of zeros behind a header that promises 10 images: past the file cap and the memory
     # bound, so a reader that inflated everything before refusing would fail here
     path = hostile.idx_gzip_bomb(tmp_path / "t10k-images-idx3-ubyte.gz")
     assert path.stat().st_size < 2_000_000
-    _assert_refused(_probe("idx", path), "more data than its header says")
+    _assert_refused(probe("idx", path), "more data than its header says")
 
 
-def test_a_config_that_asks_for_petabytes_is_refused_before_allocating():
+def test_a_config_that_asks_for_petabytes_is_refused_before_allocating(probe):
     config = REPO / "configs" / "quickstart.yaml"
-    _assert_refused(_probe("padding", config), "train.crop_padding", "limit")
+    _assert_refused(probe("padding", config), "train.crop_padding", "limit")
 
 
-def test_an_idx_header_that_promises_more_than_the_file_holds_is_one_line(tmp_path):
+def test_an_idx_header_that_promises_more_than_the_file_holds_is_one_line(probe, tmp_path):
     path = hostile.idx_lying_header(tmp_path / "t10k-images-idx3-ubyte.gz")
-    _assert_refused(_probe("idx", path), "784,000,000", "truncated")
+    _assert_refused(probe("idx", path), "784,000,000", "truncated")
 
 
 @pytest.mark.parametrize(
@@ -62,20 +78,20 @@ def test_an_idx_header_that_promises_more_than_the_file_holds_is_one_line(tmp_pa
         (hostile.safetensors_lying_header, ["not a readable safetensors file"]),
     ],
 )
-def test_array_headers_that_lie_are_one_line(tmp_path, make, words):
+def test_array_headers_that_lie_are_one_line(probe, tmp_path, make, words):
     suffix = ".npz" if make is hostile.npz_lying_header else ".safetensors"
-    _assert_refused(_probe("arrays", make(tmp_path / f"liar{suffix}")), *words)
+    _assert_refused(probe("arrays", make(tmp_path / f"liar{suffix}")), *words)
 
 
-def test_a_result_json_past_its_cap_is_not_parsed(tmp_path):
+def test_a_result_json_past_its_cap_is_not_parsed(probe, tmp_path):
     run_dir = hostile.json_past_the_cap(tmp_path / "run")
-    _assert_refused(_probe("run", run_dir), "result.json", "limit")
+    _assert_refused(probe("run", run_dir), "result.json", "limit")
 
 
-def test_a_cifar_member_whose_header_says_4gib_is_one_line_and_not_read(tmp_path):
+def test_a_cifar_member_whose_header_says_4gib_is_one_line_and_not_read(probe, tmp_path):
     # tarfile walks the headers first and finds the data missing; nothing is inflated
     hostile.cifar_lying_member(tmp_path)
-    _assert_refused(_probe("cifar", tmp_path), "data_batch_1", "unexpected end of data")
+    _assert_refused(probe("cifar", tmp_path), "data_batch_1", "unexpected end of data")
 
 
 def test_the_tar_member_cap_refuses_before_extracting(tmp_path, monkeypatch):
@@ -93,15 +109,15 @@ def test_the_tar_member_cap_refuses_before_extracting(tmp_path, monkeypatch):
         cifar._load_batch(tar, "cifar-10-batches-py/data_batch_1", "cifar10")
 
 
-def test_idx_dimensions_that_overflow_are_one_line(tmp_path):
+def test_idx_dimensions_that_overflow_are_one_line(probe, tmp_path):
     path = hostile.idx_overflowing_header(tmp_path / "t10k-images-idx3-ubyte")
-    _assert_refused(_probe("idx", path), "limit")
+    _assert_refused(probe("idx", path), "limit")
 
 
-def test_a_gtsrb_member_that_inflates_to_1200mb_is_not_decompressed(tmp_path):
+def test_a_gtsrb_member_that_inflates_to_1200mb_is_not_decompressed(probe, tmp_path):
     root = tmp_path / "gtsrb"
     hostile.gtsrb_zip_bomb(root)
-    _assert_refused(_probe("gtsrb", root), "00000_00000.ppm", "limit")
+    _assert_refused(probe("gtsrb", root), "00000_00000.ppm", "limit")
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +132,14 @@ def bombs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("which", ["pillow", "under"])
-def test_an_oversized_image_in_an_image_folder_is_one_line(tmp_path, bombs, which):
+def test_an_oversized_image_in_an_image_folder_is_one_line(probe, tmp_path, bombs, which):
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         hostile.png(tmp_path / cls / "ok.png", 8, 8)
     (tmp_path / "a" / "big.png").write_bytes(bombs[which].read_bytes())
-    _assert_refused(_probe("imagefolder", tmp_path), "big.png")
+    _assert_refused(probe("imagefolder", tmp_path), "big.png")
 
 
 @pytest.mark.parametrize("which", ["pillow", "under"])
-def test_an_oversized_blended_key_image_is_one_line(bombs, which):
-    _assert_refused(_probe("key", bombs[which]), "attack.key")
+def test_an_oversized_blended_key_image_is_one_line(probe, bombs, which):
+    _assert_refused(probe("key", bombs[which]), "attack.key")

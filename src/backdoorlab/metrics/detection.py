@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+# scipy.stats and sklearn.metrics are imported where they are used: together they take longer to
+# import than the rest of backdoorlab, and only reports use them
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
 
@@ -40,6 +41,8 @@ class Separation:
 def separation(labels: Sequence[int], scores: Sequence[float]) -> Separation | None:
     """AUROC, AUPR (average precision) and the false-positive rate at the first threshold whose
     true-positive rate reaches 95%; None unless both kinds of model are present."""
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
     y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == len(y):
@@ -56,6 +59,8 @@ def separation(labels: Sequence[int], scores: Sequence[float]) -> Separation | N
 
 def roc_points(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates) of the ROC curve."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(np.asarray(labels, dtype=int), np.asarray(scores, dtype=float))
     return fpr, tpr
 
@@ -88,5 +93,7 @@ def share_interval(hits: int, total: int, level: float = 0.95) -> tuple[float, f
     """Wilson score interval of the share hits / total (in [0, 1]); None when total is 0."""
     if total == 0:
         return None
+    from scipy.stats import binomtest
+
     ci = binomtest(hits, total).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
