@@ -115,3 +115,21 @@ def test_more_references_reuse_the_fewer_and_train_only_the_new_ones(synthetic):
     assert trained == 2 and keys5[:3] == keys3 and store.puts == 5
     for a, b in zip(three, five[:3], strict=False):
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_min_steps_adds_epochs_on_small_data_only_and_keeps_the_default_keys(synthetic):
+    data = synthetic(train_size=64).train  # 2 batches of 32 per epoch
+    plain = ReferenceRecipe(**TINY)
+    assert plain.resolved(data).train.epochs == 1
+    assert ReferenceRecipe(**TINY, min_steps=9).resolved(data).train.epochs == 5  # ceil(9 / 2)
+    assert ReferenceRecipe(**TINY, min_steps=2).resolved(data).train.epochs == 1  # enough already
+    # a setting added after the detection pages: at its default it is not in the dump, so the
+    # references kept under the earlier keys are found again
+    assert "min_steps" not in plain.model_dump() and "min_steps" in ReferenceRecipe.model_fields
+    # the key is the resolved recipe's: min_steps that adds nothing finds the same references
+    store = Counter()
+    _, keys, _ = train_references(net(), data, plain, store, progress=False)
+    same = ReferenceRecipe(**TINY, min_steps=2)
+    assert train_references(net(), data, same, store, progress=False)[1:] == (keys, 0)
+    longer = ReferenceRecipe(**TINY, min_steps=9)
+    assert train_references(net(), data, longer, store, progress=False)[2] == 3

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
+from backdoorlab.config_base import QuietDefaults
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import canonical
 from backdoorlab.errors import ConfigError
@@ -30,11 +32,12 @@ def _default_recipe() -> TrainConfig:
     return TrainConfig(epochs=20, batch_size=64, lr=0.05, eval_every=0)
 
 
-class ReferenceRecipe(BaseModel):
+class ReferenceRecipe(QuietDefaults):
     """How a scan trains its benign references: how many, on which share of the defender's data,
     with which training recipe (SGD with momentum, cosine schedule, random crops)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    quiet = ("min_steps",)  # added after the detection pages were published
 
     count: int = Field(8, ge=3, le=256, description="references per architecture")
     train_share: float = Field(
@@ -48,13 +51,22 @@ class ReferenceRecipe(BaseModel):
         "None: a 14th of the image side (2 pixels on MNIST, none on 8x8 digits)",
     )
     seed: int = Field(0, ge=0, description="reference i is initialised and trained with seed+i")
+    min_steps: int | None = Field(
+        None,
+        ge=1,
+        description="train at least this many SGD steps, adding epochs where the data is small "
+        "(None: train.epochs whatever the data's size)",
+    )
 
     def resolved(self, data: Dataset) -> ReferenceRecipe:
-        """The recipe with its crop padding settled for `data`'s image size."""
+        """The recipe with its crop padding settled for `data`'s image size, and its epochs for
+        `data`'s length where `min_steps` asks for more than `train.epochs` give."""
         pad = self.crop_padding if self.crop_padding is not None else min(data.size) // 14
-        return self.model_copy(
-            update={"train": self.train.model_copy(update={"crop_padding": pad})}
-        )
+        update: dict[str, int] = {"crop_padding": pad}
+        if self.min_steps is not None:
+            per_epoch = math.ceil(len(data) / self.train.batch_size)
+            update["epochs"] = max(self.train.epochs, math.ceil(self.min_steps / per_epoch))
+        return self.model_copy(update={"train": self.train.model_copy(update=update)})
 
 
 class Store(Protocol):
@@ -123,8 +135,9 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
 def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> str:
     """The store key of reference `index` of an architecture trained on data by a resolved
     recipe; not of how many references the recipe asks for, so 16 references reuse 8's."""
-    # crop_padding is settled in train.crop_padding; reference i does not depend on the count
-    blob = recipe.model_dump_json(exclude={"crop_padding", "count"})
+    # crop_padding and min_steps are settled in train (crop_padding, epochs); reference i does
+    # not depend on the count
+    blob = recipe.model_dump_json(exclude={"crop_padding", "count", "min_steps"})
     return digest("reference", arch, data, blob, str(index))
 
 
