@@ -161,9 +161,14 @@ def test_a_start_merges_the_cells_another_folder_finished(tiny_config, tmp_path)
 
 def test_a_slice_runs_only_its_cells_and_the_rest_follow(tiny_config, tmp_path):
     spec = _small(tiny_config)
-    part = sweep(spec, tmp_path, progress=False, say=lambda _: None, only={"defense": ["none"]})
+    said: list[str] = []
+    part = sweep(spec, tmp_path, progress=False, say=said.append, only={"defense": ["none"]})
     plain = {c.key for c in part.cells if c.axes["defense"] == "none"}
     assert part.ran == 2 and set(_cells(tmp_path / "results.db")) == plain
+    # the cells outside the slice are neither finished nor to run here: the tally says so
+    assert (
+        part.skipped == 0 and "0 already finished, 2 to run (2 more outside the slice)" in said[0]
+    )
     rest = sweep(spec, tmp_path, progress=False, say=lambda _: None)
     assert rest.skipped == 2 and rest.ran == 2
     with pytest.raises(ConfigError, match="axis 'defense' has no label nc"):

@@ -154,14 +154,17 @@ def sweep(
         copied = store.absorb(other, spec.name, {c.key for c in cells})
         say(f"merged {copied} finished cells of {spec.name} from {other}")
     done = store.cells()
+    finished = sum(c.key in done for c in cells)
     todo = [c for c in sliced(cells, only) if c.key not in done]
     if reverse:
         todo.reverse()
-    result = SweepResult(spec, cells, store.path, skipped=len(cells) - len(todo))
+    result = SweepResult(spec, cells, store.path, skipped=finished)
+    left = len(cells) - finished - len(todo)  # missing cells outside the `only` slice
     say(
         f"sweep {spec.name}{f' ({spec.profile})' if spec.profile else ''}: {len(cells)} cells, "
-        f"{result.skipped} already finished, {len(todo)} to run on the {executor} executor "
-        f"({spec.resources.cpus} CPU threads per cell)"
+        f"{finished} already finished, {len(todo)} to run"
+        + (f" ({left} more outside the slice)" if left else "")
+        + f" on the {executor} executor ({spec.resources.cpus} CPU threads per cell)"
     )
     if not todo:
         return result
