@@ -91,6 +91,7 @@ def test_a_base_file_is_read_relative_to_the_sweep_file(tmp_path, tiny_config):
         ({"axes": {"s": {"a": {}, "b": {}}}}, "same config"),
         ({"unknown": 1}, "sweep: invalid config: unknown: unknown key"),
         ({"exclude": [{"rate": 1}]}, "exclude: rate is not an axis"),
+        ({"exclude": [{"attack": ["badnets", "sig"]}]}, "exclude: axis 'attack' has no label sig"),
     ],
 )
 def test_bad_sweeps_fail_with_one_line_naming_the_problem(spec, change, message):

@@ -84,6 +84,15 @@ class SweepSpec(BaseModel):
             unknown = sorted(set(rule) - set(self.axes))
             if unknown:
                 raise ValueError(f"exclude: {', '.join(unknown)} is not an axis")
+            for axis, want in rule.items():  # a label the axis lacks would exclude nothing
+                labels = {label for label, _ in axis_values(axis, self.axes[axis])}
+                given = [str(v) for v in want] if isinstance(want, list) else [str(want)]
+                missing = [g for g in given if g not in labels]
+                if missing:
+                    raise ValueError(
+                        f"exclude: axis {axis!r} has no label {', '.join(missing)} "
+                        f"(labels: {', '.join(sorted(labels))})"
+                    )
         return self
 
 
