@@ -78,7 +78,7 @@ clean:
 RESULT_PAGES := $(basename $(notdir $(wildcard configs/results/*.yaml)))
 PAPER_PAGES := mu2022-table2:cpu gao2023-table7:cpu gao2023-table7:photos gao2023-fig2:cpu \
   gao2023-table5:cpu gao2023-table6:cpu gao2023-table10:cpu gao2023-table11:cpu mu2022-table10:cpu \
-  gao2023-table3:cpu mu2022-table8:cpu mu2022-table4:cpu
+  gao2023-table3:cpu mu2022-table8:cpu mu2022-table4:cpu gao2023-fig4:cpu
 PAGES ?= $(RESULT_PAGES) $(PAPER_PAGES)
 .PHONY: results-pages
 
