@@ -173,13 +173,19 @@ def _load(kind: str, path: Path) -> None:
         raise SystemExit(f"unknown kind {kind}")
 
 
-def probe(kind: str, path: Path) -> dict:
-    """Load `path` as `kind`; the error line and the peak RSS growth in MB."""
-    import numpy as np  # noqa: F401 - everything the loaders need, imported before the baseline
+def _preload() -> None:
+    """Everything the loaders need, imported before any baseline is taken."""
+    import numpy as np  # noqa: F401
     import PIL.Image  # noqa: F401
     import torch  # noqa: F401
 
     import backdoorlab  # noqa: F401
+    import backdoorlab.errors  # noqa: F401
+
+
+def probe(kind: str, path: Path) -> dict:
+    """Load `path` as `kind`; the error line and the peak RSS growth in MB."""
+    _preload()
 
     def peak() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -199,13 +205,7 @@ def serve() -> None:
     """Answer probes read from stdin ("KIND\tPATH" per line), each in a process forked from this
     one after the imports: as fresh as a new interpreter for the peak-RSS baseline (the child's
     peak starts at the parent's), without paying the imports once per probe."""
-    import numpy as np  # noqa: F401 - the same imports as probe's, before any fork
-    import PIL.Image  # noqa: F401
-    import torch  # noqa: F401
-
-    import backdoorlab  # noqa: F401
-    import backdoorlab.errors  # noqa: F401
-
+    _preload()  # before any fork
     for line in sys.stdin:
         kind, path = line.rstrip("\n").split("\t")
         pid = os.fork()
