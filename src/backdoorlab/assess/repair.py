@@ -84,7 +84,15 @@ class AutoConfig(DefenseConfig):
     """The settings of defense auto: the scan's references and false-positive rate, how many
     repair steps at most, and the share of the clean data held out for evidence."""
 
+    quiet = ("min_steps",)  # added after docs/results/repair-zoo.md was published
+
     references: int = Field(8, ge=3, le=256, description="benign references of the scan")
+    min_steps: int | None = Field(
+        None,
+        ge=1,
+        description="SGD steps each reference trains at least (None: its recipe's epochs); "
+        "docs/examples/sgd-lenet-repair.md shows what 100-320 do to a foreign model's scan",
+    )
     fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
     rounds: int = Field(2, ge=1, description="repair steps at most")
     held_out: float = Field(0.2, gt=0, lt=1, description="share of the clean data kept aside")
@@ -149,7 +157,8 @@ def auto_repair(
     the evidence: scan before and after, the steps, held-out ACC and reversed-trigger ASR."""
     work, held = split_clean(clean, 1 - cfg.held_out)
     detectors = {n: DETECTORS.validate({"name": n}) for n in DETECTORS_BY_DEFAULT}
-    calibration = validated_calibration({"references": {"count": cfg.references}, "fpr": cfg.fpr})
+    recipe = {"count": cfg.references, "min_steps": cfg.min_steps}
+    calibration = validated_calibration({"references": recipe, "fpr": cfg.fpr})
 
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
         # the first scan trains (or finds) the references on a share of `work` and probes the

@@ -216,6 +216,7 @@ def repair(
     references: int = 8,
     fpr: float = 0.05,
     rounds: int = 2,
+    min_steps: int | None = None,
     cache: str | Path | None = None,
     evidence: bool = False,
     progress: bool = False,
@@ -224,7 +225,8 @@ def repair(
     """Repair `model` on the defender's `clean` data. `defense` "auto" (the default) scans the
     model calibrated against `references` benign references (see `scan`); finding nothing, it
     leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
-    rescans, and goes on with AFT while the scan still flags it, at most `rounds` steps, and
+    rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
+    (the references train for at least `min_steps` SGD steps where given), and
     reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
     trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
     registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
@@ -253,7 +255,8 @@ def repair(
     settings = named
     if scanned:  # a named defense with evidence: auto's plan of that one defense, forced
         plan = {} if auto else {"plan": [defense], "rounds": 1, "options": options, "force": True}
-        auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds}
+        auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
+                    "min_steps": min_steps}  # fmt: skip
         settings = validated(DEFENSES, {**auto_cfg, **plan}, "defense")
     try:
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
