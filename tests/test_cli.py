@@ -204,3 +204,22 @@ def test_every_analysis_option_has_a_flag_and_help_lists_the_registries():
     repairs = [e.name for e in backdoorlab.DEFENSES if e.obj.post_training and e.name != "none"]
     assert all(name in repair_help for name in repairs)
     assert "cat" not in repairs and "abl" not in repairs  # training-time defenses are not offered
+
+
+def test_repair_takes_autos_settings_from_the_apis_signature():
+    import inspect
+
+    import backdoorlab
+    from backdoorlab.cli import REPAIR_AUTO, build_parser, flags_of
+
+    parser = build_parser()
+    flags = flags_of(parser, "repair")
+    params = inspect.signature(backdoorlab.repair).parameters
+    assert {flags[n] for n in REPAIR_AUTO} == {"--references", "--fpr", "--rounds",
+                                               "--min-steps", "--cache"}  # fmt: skip
+    (sub,) = (a for a in parser._actions if a.dest == "command")
+    base = ["repair", "--model", "m.pt", "--arch", "lenet", "--data", "d", "--out", "o"]
+    defaults = sub.choices["repair"].parse_args(base[1:])
+    assert all(getattr(defaults, n) == params[n].default for n in REPAIR_AUTO)
+    given = parser.parse_args([*base, "--references", "16", "--min-steps", "320", "--fpr", "0.1"])
+    assert (given.references, given.min_steps, given.fpr) == (16, 320, 0.1)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -295,6 +298,7 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         evidence=args.evidence,
         progress=not args.quiet,
+        **api_kwargs(args, REPAIR_AUTO),
         **_trigger_options(args),
         **options,
     )
@@ -391,6 +395,52 @@ def cmd_list(args: argparse.Namespace, console: Console) -> None:
         for name, summary in entries:
             table.add_row(name, summary)
         console.print(table)
+
+
+def _flag_type(hint: Any) -> type:
+    """The command-line type of an API parameter's annotation (int | None -> int, str | Path ->
+    str)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)]
+        for kind in (bool, int, float, str):
+            if kind in kinds:
+                return kind
+        return str
+    return hint if hint in (bool, int, float) else str
+
+
+def api_options(p: argparse.ArgumentParser, function: Callable, helps: dict[str, str]) -> None:
+    """A flag per keyword parameter of `function` named in `helps` (`min_steps` -> --min-steps):
+    its type and default are the signature's, so the command line cannot drift from the API;
+    its help is the CLI's. `api_kwargs` hands them back."""
+    params = inspect.signature(function).parameters
+    hints = typing.get_type_hints(function)
+    for name, text in helps.items():
+        default, kind = params[name].default, _flag_type(hints[name])
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, dest=name, action="store_true", default=default, help=text)
+        else:
+            shown = "none" if default is None else default
+            p.add_argument(flag, dest=name, type=kind, default=default,
+                           help=f"{text} (default {shown})")  # fmt: skip
+
+
+def api_kwargs(args: argparse.Namespace, helps: dict[str, str]) -> dict[str, Any]:
+    """The values of the flags `api_options` added, by parameter name."""
+    return {name: getattr(args, name) for name in helps}
+
+
+# the options of defense auto a repair takes from the command line (byo.api.repair's parameters)
+REPAIR_AUTO = {
+    "references": "auto: benign references the scan is calibrated against",
+    "fpr": "auto: false-positive rate of the scan's verdict",
+    "rounds": "auto: repair steps at most",
+    "min_steps": "auto: SGD steps each reference trains at least (none: its recipe's epochs "
+    "whatever the data's size)",
+    "cache": "auto: folder the trained references are kept in (none: $BACKDOORLAB_CACHE, else "
+    "~/.cache/backdoorlab/references)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -605,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when the rescan still flags the model"
     )
+    api_options(p, backdoorlab.repair, REPAIR_AUTO)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     set_arg(p, "defense.KEY=VALUE", "a defense setting (repeatable)")
     p.add_argument("--test", help="held-out data to measure ACC/ASR before and after")

@@ -156,6 +156,7 @@ def untrained(tmp_path_factory) -> dict[str, Path]:
         (["--data", "NPZ3"], ["does not take images of shape [3, 28, 28]"]),
         (["--trigger", "SMALL", "--target", "0"], ["--trigger", "1x8x8"]),
         (["--model", "JUNK"], ["not a readable PyTorch file"]),
+        (["--references", "2"], ["--references", "greater than or equal to 3"]),  # repair()'s own
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(untrained, tmp_path, capsys, change, words):

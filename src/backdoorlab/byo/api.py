@@ -257,7 +257,12 @@ def repair(
         plan = {} if auto else {"plan": [defense], "rounds": 1, "options": options, "force": True}
         auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
                     "min_steps": min_steps}  # fmt: skip
-        settings = validated(DEFENSES, {**auto_cfg, **plan}, "defense")
+        try:
+            settings = DEFENSES.validate({**auto_cfg, **plan})
+        except ValidationError as exc:  # auto's settings are this function's parameters
+            said = [f"`{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e.get('input')!r})"
+                    for e in exc.errors()]  # fmt: skip
+            raise ConfigError("repair: " + "; ".join(said)) from None
     try:
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
     except ValidationError as exc:
