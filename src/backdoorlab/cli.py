@@ -331,6 +331,8 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
                      f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
         console.print(line)
     console.print(report.summary)
+    if report.caution:
+        console.print(report.caution)
     console.print(f"saved to {out}")
     return 1 if args.strict and report.still_flagged else 0
 
@@ -376,6 +378,8 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
             table.add_row("calibrated z", *(f"{v:.2f}" for v in result.calibration.z[name]))
         console.print(table)
     console.print(result.verdict)
+    if result.caution:
+        console.print(result.caution)
     console.print(f"saved to {save_scan(result, args.out, overwrite=args.overwrite)}")
 
 

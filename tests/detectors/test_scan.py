@@ -33,6 +33,10 @@ def test_a_second_scan_with_cached_references_trains_nothing(synthetic, tmp_path
               recipe=TINY, cache=tmp_path / "refs")  # fmt: skip
     first = scan(model, data, **kw)
     assert first.references_trained == 3 and first.probe_images == 32
+    # references on 32 images are far below any size measured to hold the stated FPR
+    assert first.reference_images == 32 and first.caution.startswith(
+        "caution: the references trained on 32 images"
+    )
     assert first.calibration.references == 3 and first.infected is not None
     second = scan(model, data, **kw)
     assert second.references_trained == 0
@@ -42,6 +46,7 @@ def test_a_second_scan_with_cached_references_trains_nothing(synthetic, tmp_path
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     uncalibrated = scan(model, data, **{**kw, "references": None})
     assert uncalibrated.calibration is None and uncalibrated.probe_images == 64
+    assert uncalibrated.caution is None  # no references trained, nothing to warn about
     assert "uncalibrated" in uncalibrated.verdict
 
 
@@ -129,6 +134,7 @@ def test_auto_repair_leaves_a_model_the_scan_clears_unchanged(synthetic, tmp_pat
     assert all(torch.equal(a, b) for a, b in pairs)
     held = report.held_out
     assert held["images"] == 16 and held["acc_before"] == held["acc_after"]
+    assert report.reference_images == 32 and "trained on 32 images" in report.caution
     assert report.to_dict()["summary"] == report.summary
 
 
@@ -219,3 +225,12 @@ def test_defense_auto_runs_in_a_config_and_keeps_its_references_in_the_stage_cac
         assert m["steps"] == [] and m["scan_after"] == m["scan_before"]
     kept = list((cache / "auxiliary").iterdir())
     assert len(kept) >= 3  # the scan's references are kept beside the infected model
+
+
+def test_the_caution_names_sizes_below_the_smallest_measured_to_hold_the_fpr():
+    from backdoorlab.detectors.scan import HELD_FPR_IMAGES, reference_caution
+
+    assert reference_caution(0) is None  # references given by the user: nothing trained here
+    assert reference_caution(HELD_FPR_IMAGES) is None
+    below = reference_caution(HELD_FPR_IMAGES - 1)
+    assert below is not None and f"trained on {HELD_FPR_IMAGES - 1} images" in below

@@ -160,16 +160,20 @@ def auto_repair(
     recipe = {"count": cfg.references, "min_steps": cfg.min_steps}
     calibration = validated_calibration({"references": recipe, "fpr": cfg.fpr})
 
+    trained_on = []
+
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
         # the first scan trains (or finds) the references on a share of `work` and probes the
         # rest; a rescan probes the same rest against references repaired like the model
         data = work if refs is None else probe
         outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
         assert outcome.calibration is not None
+        trained_on.append(outcome.reference_images)
         return outcome.calibration
 
     first = rescan(model)
-    evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": []}
+    evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": [],
+                                "reference_images": trained_on[0]}  # fmt: skip
     held_before = measure(model, held, None)["acc"]
     if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]

@@ -24,7 +24,7 @@ from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
 from backdoorlab.detectors.base import DETECTORS, Detection
 from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import ReferenceRecipe
-from backdoorlab.detectors.scan import scan_model, validated_calibration
+from backdoorlab.detectors.scan import reference_caution, scan_model, validated_calibration
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
@@ -145,6 +145,13 @@ class RepairReport:
     scan_after: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, Any] | None = None
+    reference_images: int = 0  # what the scan's references trained on
+
+    @property
+    def caution(self) -> str | None:
+        """A warning where the scan's references trained on too few images to hold the stated
+        false-positive rate (detectors/scan.py, HELD_FPR_IMAGES)."""
+        return reference_caution(self.reference_images)
 
     @property
     def still_flagged(self) -> bool:
@@ -190,6 +197,7 @@ class RepairReport:
             "der": self.der,
             "still_flagged": self.still_flagged,
             "summary": self.summary,
+            "caution": self.caution,
         }
 
 
@@ -322,6 +330,13 @@ class ScanResult:
     probe_images: int = 0
     margin_inputs: torch.Tensor | None = None  # suspect, then references (detectors/scan.py)
     margin_class: int | None = None
+    reference_images: int = 0  # what the references trained here trained on
+
+    @property
+    def caution(self) -> str | None:
+        """A warning where the references trained on too few images to hold the stated
+        false-positive rate (detectors/scan.py, HELD_FPR_IMAGES)."""
+        return reference_caution(self.reference_images)
 
     @property
     def score(self) -> float | None:
@@ -371,6 +386,8 @@ class ScanResult:
             "references_trained": self.references_trained,
             "probe_images": self.probe_images,
             "margin_class": self.margin_class,
+            "reference_images": self.reference_images,
+            "caution": self.caution,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
 
@@ -436,4 +453,5 @@ def scan(
         outcome.probe_images,
         outcome.margin_inputs,
         outcome.margin_class,
+        outcome.reference_images,
     )

@@ -176,6 +176,8 @@ def scan_page(result: ScanResult) -> str:
     """The scan as Markdown: verdict, per-class calibrated z, the figures."""
     c = result.calibration
     lines = ["# Backdoor scan", "", f"**{result.verdict}**", ""]
+    if result.caution:
+        lines += [f"*{result.caution}*", ""]
     if c is None:
         lines += ["Uncalibrated: no benign references were given or trained.", ""]
     else:

@@ -82,6 +82,7 @@ class ScanOutcome:
     # first, then up to three references' [n, C, H, W]; a data-free picture of the shortcut
     margin_inputs: torch.Tensor | None = None
     margin_class: int | None = None
+    reference_images: int = 0  # what the references trained here trained on (0: none trained)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "margin_inputs"}
@@ -134,11 +135,12 @@ def scan_model(
     if missing:
         raise ConfigError(f"calibrate.detectors: {missing} do not run ({sorted(detectors)} do)")
     keys: list[str]
-    trained = 0
+    trained = images = 0
     if references is None:
         recipe = calibration.references
         own, probe = split_clean(clean, recipe.train_share)
         references, keys, trained = train_references(model, own, recipe, store, progress)
+        images = len(own)
     else:
         probe, keys = clean, []
         store = None  # a user's references are not ours to keep
@@ -180,7 +182,26 @@ def scan_model(
     inputs = [max_margins(m, shape, probe.num_classes, cfg, device, [c])[1][0]
               for m in [model, *references[:3]]]  # fmt: skip
     raw = {n: [r[n].values for r in ref_found] for n in detectors}
-    return ScanOutcome(found, result, trained, len(probe), raw, torch.stack(inputs), c)
+    return ScanOutcome(found, result, trained, len(probe), raw, torch.stack(inputs), c, images)
+
+
+# The fewest images references trained on where a measured zoo held the verdict's stated
+# false-positive rate: on the held-out zoo, references on 1,000 images flagged none of 24 benign
+# models at 5% (docs/results/detection-heldout.md); on 250, 4 of 24
+# (docs/results/detection-heldout-data-500.md); on 160, 6 of 24 (docs/results/repair-zoo.md).
+HELD_FPR_IMAGES = 1000
+
+
+def reference_caution(images: int) -> str | None:
+    """A warning where the references trained here on fewer images than any size measured to
+    hold the verdict's false-positive rate (None: enough images, or references given)."""
+    if images <= 0 or images >= HELD_FPR_IMAGES:
+        return None
+    return (
+        f"caution: the references trained on {images} images; references trained on 160 and "
+        "250 images flagged 25% and 17% of the held-out zoo's benign models at a stated 5% "
+        f"(none on {HELD_FPR_IMAGES:,}): give more clean data, or references of your own"
+    )
 
 
 def _top_class(c: Calibration) -> int:
