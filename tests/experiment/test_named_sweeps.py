@@ -141,5 +141,24 @@ def test_table_vii_full_searches_fine_pruning_ratios_as_gao_did():
     assert len(fp) == 19 * 6
     rule = load_sweep("gao2023-table7", "full").reports["table7"]["closest"]
     assert (rule["label"], rule["to"]) == ("fp", "cat")
-    cpu = plan("gao2023-table7", "cpu")  # its page ran Liu's stopping rule; its keys hold
-    assert {c.config.defense.ratio for c in cpu if c.config.defense.name == "fp"} == {None}
+    cpu = plan("gao2023-table7", "cpu")  # the same selection at ratios 10-90%, three seeds
+    cpu_fp = [c.config for c in cpu if c.config.defense.name == "fp"]
+    assert sorted({c.defense.ratio for c in cpu_fp}) == [round(0.1 * k, 1) for k in range(1, 10)]
+    assert {c.seed for c in cpu_fp} == {0, 1, 2}
+    # LC and SIG plant nothing at 1% on MNIST: only their no-defense cells run
+    assert {c.attack.name for c in cpu_fp} == {"badnets", "blended", "wanet", "trojan"}
+    assert len(cpu_fp) == 9 * 4 * 3
+    assert load_sweep("gao2023-table7", "cpu").reports["table7"]["closest"]["to"] == "cat"
+
+
+def test_table_vii_cpu_runs_sec_iv_a_rates_and_abl_at_gamma_0():
+    cells = {c.label: c.config for c in plan("gao2023-table7", "cpu")}
+    rates = {a: cells[f"attack={a},defense=none,seed=0"].attack for a in
+             ("badnets", "lc", "blended", "wanet", "trojan", "sig")}  # fmt: skip
+    assert {a: (x.rate, x.rate_of) for a, x in rates.items()} == {
+        "badnets": (0.01, "dataset"), "lc": (0.01, "dataset"), "blended": (0.05, "dataset"),
+        "wanet": (0.05, "dataset"), "trojan": (0.002, "dataset"), "sig": (0.01, "dataset"),
+    }  # fmt: skip
+    assert rates["badnets"].label_mode == "dirty"
+    abl = [c for c in cells.values() if c.defense.name == "abl"]
+    assert len(abl) == 4 * 3 and {c.defense.gamma for c in abl} == {0.0}
