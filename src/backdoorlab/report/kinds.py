@@ -30,6 +30,7 @@ from backdoorlab.report.cells import (
     write_csv,
 )
 from backdoorlab.report.grid import Grid
+from backdoorlab.report.paired import paired_part
 from backdoorlab.report.repairs import repairs_part
 from backdoorlab.report.zoo import (
     Member,
@@ -421,7 +422,7 @@ def _detect(
     return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
-TABLES = ("runs", "grid", "detect", "confounds", "repairs")  # the kinds --table may name
+TABLES = ("runs", "grid", "detect", "confounds", "repairs", "paired")  # the kinds --table may name
 FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
 # (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
@@ -433,6 +434,7 @@ REPORT_KINDS: dict[str, Callable[..., Part]] = {
     "detect": _detect,
     "confounds": _confounds,
     "repairs": repairs_part,
+    "paired": paired_part,
 }
 
 
