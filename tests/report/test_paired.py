@@ -39,10 +39,11 @@ def test_a_consistent_gap_is_read_as_one_and_a_noisy_one_as_within_the_spread(tm
         cell("wanet", "aft", 3, 97.0, 2.0),  # a seed NAD did not run: not paired, left out
     ]  # fmt: skip
     part = paired_part("t", ENTRY, SPEC, cells, tmp_path / "page")
+    assert all(isinstance(x, str) for row in part.table for x in row)  # as the page joins them
     rows = {(r[0], r[2]): r for r in part.table[1:]}
     assert rows["badnets", "ASR"][-1] == "aft higher" and rows["badnets", "ACC"][-1] == "aft higher"
-    assert rows["badnets", "ASR"][3] == 3 and rows["badnets", "ASR"][6] == "29.83 ± 1.26"
-    assert rows["wanet", "ASR"][-1] == "within the seeds' spread" and rows["wanet", "ASR"][3] == 3
+    assert rows["badnets", "ASR"][3] == "3" and rows["badnets", "ASR"][6] == "29.83 ± 1.26"
+    assert rows["wanet", "ASR"][-1] == "within the seeds' spread" and rows["wanet", "ASR"][3] == "3"
     assert float(rows["wanet", "ASR"][7]) == pytest.approx(ttest_rel([60, 1, 2], [1, 50, 3]).pvalue,
                                                            abs=1e-3)  # fmt: skip
     assert (tmp_path / "page-t.csv").read_text().startswith("row,compared,metric,seeds")

@@ -70,7 +70,7 @@ def paired_part(
                     if p >= alpha
                     else f"{a} {'lower' if statistics.fmean(diff) < 0 else 'higher'}"
                 )
-                table.append([r, f"{a} - {b}", m.upper(), len(seeds), _spread(va), _spread(vb),
+                table.append([r, f"{a} - {b}", m.upper(), str(len(seeds)), _spread(va), _spread(vb),
                               _spread(diff), f"{p:.3f}", reading])  # fmt: skip
     title = entry.get("title", rid)
     if len(table) == 1:
