@@ -160,7 +160,7 @@ def auto_repair(
     recipe = {"count": cfg.references, "min_steps": cfg.min_steps}
     calibration = validated_calibration({"references": recipe, "fpr": cfg.fpr})
 
-    trained_on = []
+    trained_on: list[int] = []  # the images each scan's own references train on
 
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
         # the first scan trains (or finds) the references on a share of `work` and probes the

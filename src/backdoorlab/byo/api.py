@@ -145,7 +145,7 @@ class RepairReport:
     scan_after: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, Any] | None = None
-    reference_images: int = 0  # what the scan's references trained on
+    reference_images: int = 0  # the images the scan's own references train on
 
     @property
     def caution(self) -> str | None:
@@ -330,7 +330,7 @@ class ScanResult:
     probe_images: int = 0
     margin_inputs: torch.Tensor | None = None  # suspect, then references (detectors/scan.py)
     margin_class: int | None = None
-    reference_images: int = 0  # what the references trained here trained on
+    reference_images: int = 0  # the images the scan's own references train on (0: given ones)
 
     @property
     def caution(self) -> str | None:

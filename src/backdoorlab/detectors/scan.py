@@ -82,7 +82,7 @@ class ScanOutcome:
     # first, then up to three references' [n, C, H, W]; a data-free picture of the shortcut
     margin_inputs: torch.Tensor | None = None
     margin_class: int | None = None
-    reference_images: int = 0  # what the references trained here trained on (0: none trained)
+    reference_images: int = 0  # the images the scan's own references train on (0: given ones)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "margin_inputs"}
