@@ -31,6 +31,11 @@ EPOCHS = (5, 20)
 MIN_STEPS = (100, 200, 320)
 
 
+def top_class(scan: dict) -> int:
+    """The scan's most anomalous class (flagged or not)."""
+    return max(range(len(scan["class_z"])), key=scan["class_z"].__getitem__)
+
+
 def steps_sweep(case: dict) -> list[dict]:
     """The default repair with references trained for at least `MIN_STEPS` SGD steps."""
     rows = []
@@ -39,7 +44,7 @@ def steps_sweep(case: dict) -> list[dict]:
                                   min_steps=steps, **case["trigger"])  # fmt: skip
         b = r.scan_before
         rows.append({"min_steps": steps, "score": b["score"], "threshold": b["threshold"],
-                     "top": max(range(len(b["class_z"])), key=b["class_z"].__getitem__),
+                     "top": top_class(b),
                      "target": b["target"], "steps": [s["defense"] for s in r.steps],
                      **r.after})  # fmt: skip
         print(f"| {steps} | {b['score']:.2f} | {r.after['asr']:.2f} |")
@@ -138,7 +143,7 @@ def page(report, rows: list[dict], seed: int, longer: list[dict]) -> str:
             "| ACC after | ASR after |",
             "|---:|---:|---:|---|---|---:|---:|",
             f"| default | {sb['score']:.2f} ({sb['threshold']:.2f}) | "
-            f"{max(range(10), key=sb['class_z'].__getitem__)} | "
+            f"{top_class(sb)} | "
             f"{'yes' if sb['infected'] else 'no'} | "
             f"{', '.join(s['defense'] for s in report.steps) or 'none'} | {a['acc']:.2f} | "
             f"{a['asr']:.2f} |",

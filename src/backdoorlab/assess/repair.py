@@ -160,27 +160,24 @@ def auto_repair(
     recipe = {"count": cfg.references, "min_steps": cfg.min_steps}
     calibration = validated_calibration({"references": recipe, "fpr": cfg.fpr})
 
-    trained_on: list[int] = []  # the images each scan's own references train on
-
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
         # the first scan trains (or finds) the references on a share of `work` and probes the
         # rest; a rescan probes the same rest against references repaired like the model
         data = work if refs is None else probe
         outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
         assert outcome.calibration is not None
-        trained_on.append(outcome.reference_images)
         return outcome.calibration
 
     first = rescan(model)
+    own, probe = split_clean(work, calibration.references.train_share)
     evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": [],
-                                "reference_images": trained_on[0]}  # fmt: skip
+                                "reference_images": len(own)}  # fmt: skip
     held_before = measure(model, held, None)["acc"]
     if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": held_before}  # fmt: skip
         return model, evidence
-    own, probe = split_clean(work, calibration.references.train_share)
     refs, _, _ = train_references(model, own, calibration.references, store, progress)  # kept
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first

@@ -11,7 +11,6 @@ tell the two columns apart, not that they are equal.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,14 @@ HEADER = ["row", "compared", "metric", "seeds", "a", "b", "a - b", "p", "reading
 
 def paired_p(differences: list[float]) -> float:
     """Two-sided p of a paired t-test that the mean of `differences` is 0 (at least two)."""
-    from scipy.stats import t as student_t  # imported here: the CLI starts without scipy
+    from scipy.stats import ttest_1samp  # imported here: the CLI starts without scipy
 
-    n = len(differences)
-    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
-    if sd == 0:  # every seed moved by the same amount: no spread to weigh it against
-        return 1.0 if mean == 0 else 0.0
-    t = mean / (sd / math.sqrt(n))
-    return float(2 * student_t.sf(abs(t), n - 1))
+    if statistics.pstdev(differences) == 0:  # every seed moved alike: no spread to weigh against
+        return 1.0 if differences[0] == 0 else 0.0
+    return float(ttest_1samp(differences, 0.0).pvalue)
 
 
-def _spread(values: list[float]) -> str:
+def _mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
@@ -70,8 +66,8 @@ def paired_part(
                     if p >= alpha
                     else f"{a} {'lower' if statistics.fmean(diff) < 0 else 'higher'}"
                 )
-                table.append([r, f"{a} - {b}", m.upper(), str(len(seeds)), _spread(va), _spread(vb),
-                              _spread(diff), f"{p:.3f}", reading])  # fmt: skip
+                table.append([r, f"{a} - {b}", m.upper(), str(len(seeds)), _mean_sd(va),
+                              _mean_sd(vb), _mean_sd(diff), f"{p:.3f}", reading])  # fmt: skip
     title = entry.get("title", rid)
     if len(table) == 1:
         return Part(rid, title, notes=["No pair has run on two seeds or more yet."])
