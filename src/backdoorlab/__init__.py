@@ -2,7 +2,7 @@
 
 import backdoorlab
 result = backdoorlab.run("configs/quickstart.yaml", out="runs/quickstart")
-result.metrics  # {'acc': ..., 'asr': ..., 'ra': ...}
+result.metrics.asr  # Metrics(acc=..., asr=..., ra=..., ...)
 """
 
 from backdoorlab.analysis import ANALYSES, analyze  # (registers the analysis report kind)

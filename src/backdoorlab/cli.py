@@ -38,9 +38,9 @@ def _table_of_run(result: backdoorlab.RunResult) -> Table:
         table.add_column(col, justify="right")
     m = result.metrics
     table.add_row(
-        pct(m["acc"]),
-        pct(m["asr"]),
-        pct(m["ra"]),
+        pct(m.acc),
+        pct(m.asr),
+        pct(m.ra),
         str(result.poisoned.count),
         f"{result.timings['train_s']:.1f}",
         f"{result.timings['total_s']:.1f}",

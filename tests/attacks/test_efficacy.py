@@ -95,5 +95,5 @@ def test_the_attack_plants_its_backdoor(digits_config, cross, name):
     settings = {k: cross if v == "CROSS" else v for k, v in settings.items()}
     digits_config["attack"] = {"target": 0, **settings}
     m = run(digits_config, save=False, progress=False).metrics
-    assert m["acc"] >= 85, m  # the backdoor does not cost the model its task
-    assert m["asr"] >= floor, f"{name}: ASR {m['asr']:.2f} (measured {measured}), floor {floor}"
+    assert m.acc >= 85, m  # the backdoor does not cost the model its task
+    assert m.asr >= floor, f"{name}: ASR {m.asr:.2f} (measured {measured}), floor {floor}"

@@ -115,7 +115,7 @@ def test_victim_loop_holds_attack_hooks_only_under_training_control(tiny_config,
     training_mode = runner.run(tiny_config, save=False, progress=False)
     assert WaNetBatch not in seen[0] and WaNetBatch in seen[1]
     assert data_mode.poisoned.count == round(0.2 * 256) and len(data_mode.poisoned.cross) == 51
-    assert training_mode.poisoned.count == 0 and training_mode.metrics["asr"] is not None
+    assert training_mode.poisoned.count == 0 and training_mode.metrics.asr is not None
 
 
 def test_config_is_checked():

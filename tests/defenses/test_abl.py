@@ -48,16 +48,16 @@ def test_end_to_end_records_isolation_precision(tiny_config):
     }
     result = run(tiny_config, save=False, progress=False)
     m = result.metrics
-    assert m["abl_isolated"] == 13  # ceil(0.05 * 256)
-    assert 0 <= m["abl_precision"] <= 100 and 0 <= m["abl_recall"] <= 100
-    assert m["abl_loss_cut"] >= 0 and m["abl_loss_poisoned"] >= 0
+    assert m.defense["abl_isolated"] == 13  # ceil(0.05 * 256)
+    assert 0 <= m.defense["abl_precision"] <= 100 and 0 <= m.defense["abl_recall"] <= 100
+    assert m.defense["abl_loss_cut"] >= 0 and m.defense["abl_loss_poisoned"] >= 0
     assert len(result.history) == 1  # isolation is a phase of its own before train.epochs
 
 
 def test_without_training_on_the_rest_no_main_epoch_runs(tiny_config):
     tiny_config["defense"] = {"name": "abl", "isolation_epochs": 1, "train_on_rest": False}
     result = run(tiny_config, save=False, progress=False)
-    assert result.history == [] and result.metrics["abl_isolated"] == 3  # ceil(0.01 * 256)
+    assert result.history == [] and result.metrics.defense["abl_isolated"] == 3  # ceil(0.01 * 256)
 
 
 def test_report_gives_precision_and_the_losses_of_poisoned_and_clean_samples():

@@ -44,5 +44,5 @@ def test_each_defense_end_to_end(tiny_config, defense):
     tiny_config["defense"] = defense
     tiny_config["train"]["epochs"] = 1
     result = run(tiny_config, save=False, progress=False)
-    assert 0 <= result.metrics["acc"] <= 100 and 0 <= result.metrics["asr"] <= 100
+    assert 0 <= result.metrics.acc <= 100 and 0 <= result.metrics.asr <= 100
     assert result.config.defense.name == defense["name"]

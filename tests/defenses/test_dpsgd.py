@@ -67,8 +67,8 @@ def test_dpsgd_end_to_end_reports_epsilon(tiny_config):
     tiny_config["defense"] = {"name": "dpsgd", "noise_multiplier": 1.0}
     result = run(tiny_config, save=False, progress=False)
     m = result.metrics
-    assert m["dp_steps"] == 2 * 4  # 2 epochs of 256 / 64
-    assert 0 < m["dp_epsilon"] < float("inf") and m["dp_delta"] == 1e-5
+    assert m.defense["dp_steps"] == 2 * 4  # 2 epochs of 256 / 64
+    assert 0 < m.defense["dp_epsilon"] < float("inf") and m.defense["dp_delta"] == 1e-5
 
 
 def test_dpsgd_on_a_batchnorm_model_is_one_clear_error(tiny_config):

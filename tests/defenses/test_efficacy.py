@@ -2,7 +2,7 @@
 why it cannot at this scale.
 
 Post-training repairs start from one infected model per attack, trained once through the stage
-cache (the no-defense twin is that model: `metrics["infected"]`). Training-time defenses are
+cache (the no-defense twin is that model: `metrics.before`). Training-time defenses are
 compared with the same config trained without them, seed for seed. The bounds were set from
 measurements at seeds 0, 1 and 2 (one CPU thread, PyTorch 2.13.0 on x86-64), given in each
 case, with a wide margin; the test runs seed 0.
@@ -54,12 +54,10 @@ def test_the_repair_lowers_the_infected_models_asr(digits_config, cache, name):
         digits_config["attack"] = attack
     digits_config["defense"] = {**defense, **CLEAN}
     m = run(digits_config, save=False, progress=False, cache=cache).metrics
-    before = m["infected"]["metrics"]
-    assert before["asr"] >= 70, before  # the backdoor is there to remove
-    assert m["acc"] >= 75, m  # (AFT at eps 0.2 on 8x8 digits costs 12-16 points)
-    assert m["asr"] <= before["asr"] - drop, (
-        f"{name}: {before['asr']:.2f} -> {m['asr']:.2f} ({measured})"
-    )
+    before = m.before
+    assert before.asr >= 70, before  # the backdoor is there to remove
+    assert m.acc >= 75, m  # (AFT at eps 0.2 on 8x8 digits costs 12-16 points)
+    assert m.asr <= before.asr - drop, f"{name}: {before.asr:.2f} -> {m.asr:.2f} ({measured})"
 
 
 # defense, attack (None: BadNets), model change, measured twin -> defended at seeds 0 / 1 / 2
@@ -87,11 +85,9 @@ def test_training_with_the_defense_lowers_asr_against_its_twin(digits_config, na
     twin = run(digits_config, save=False, progress=False).metrics
     digits_config["defense"] = defense
     m = run(digits_config, save=False, progress=False).metrics
-    assert twin["asr"] >= 70, twin
-    assert m["acc"] >= 85, m
-    assert m["asr"] <= twin["asr"] - drop, (
-        f"{name}: {twin['asr']:.2f} -> {m['asr']:.2f} ({measured})"
-    )
+    assert twin.asr >= 70, twin
+    assert m.acc >= 85, m
+    assert m.asr <= twin.asr - drop, f"{name}: {twin.asr:.2f} -> {m.asr:.2f} ({measured})"
 
 
 def test_mixup_and_random_perturbations_leave_a_patch_backdoor_whole(digits_config):
@@ -100,7 +96,7 @@ def test_mixup_and_random_perturbations_leave_a_patch_backdoor_whole(digits_conf
     (Gao Sec. III-D, beta 0). Their mechanics are tested in test_mixup_cutmix.py and test_at.py;
     this records that their failure to remove is the method's, not a broken run."""
     digits_config["defense"] = {"name": "mixup"}
-    assert run(digits_config, save=False, progress=False).metrics["asr"] >= 90  # measured 100
+    assert run(digits_config, save=False, progress=False).metrics.asr >= 90  # measured 100
     digits_config["attack"] = BLENDED
     digits_config["defense"] = {"name": "random", "threat": "linf", "eps": 0.1}
-    assert run(digits_config, save=False, progress=False).metrics["asr"] >= 90  # 99.70
+    assert run(digits_config, save=False, progress=False).metrics.asr >= 90  # 99.70

@@ -29,8 +29,8 @@ def test_ft_and_aft_repair_the_cached_infected_model(tiny_config, tmp_path):
         save=False,
         progress=False,
     )
-    info = first.metrics["infected"]
-    assert info["from_cache"] is False
+    info = first.metrics
+    assert info.stage["from_cache"] is False
     assert len(list((cache / "infected").iterdir())) == 1
     for defense in (
         {"name": "aft", "epochs": 1, "steps": 2, "eps": 0.1},
@@ -45,25 +45,26 @@ def test_ft_and_aft_repair_the_cached_infected_model(tiny_config, tmp_path):
         },
     ):
         r = run({**tiny_config, "defense": defense}, cache=cache, save=False, progress=False)
-        assert r.metrics["infected"]["from_cache"] is True
-        assert r.metrics["infected"]["cache_key"] == info["cache_key"]
-        assert r.metrics["infected"]["metrics"] == info["metrics"]  # the very same model
-        curve = r.metrics["aft_curve"]
+        assert r.metrics.stage["from_cache"] is True
+        assert r.metrics.stage["cache_key"] == info.stage["cache_key"]
+        assert r.metrics.before == info.before  # the very same model
+        curve = r.metrics.aft_curve
         assert curve[0]["step"] == 0 and all(0 <= p["acc"] <= 100 for p in curve)
-    assert r.metrics["aft_stopped_at_step"] in {c["step"] for c in r.metrics["aft_checks"]}
+    own = r.metrics.defense
+    assert own["aft_stopped_at_step"] in {c["step"] for c in own["aft_checks"]}
     # a different attack setting is a different infected model
     other = {**tiny_config, "attack": {**tiny_config["attack"], "rate": 0.2}}
     r = run(
         {**other, "defense": {"name": "ft", "epochs": 1}}, cache=cache, save=False, progress=False
     )
-    assert r.metrics["infected"]["from_cache"] is False
+    assert r.metrics.stage["from_cache"] is False
     assert len(list((cache / "infected").iterdir())) == 2
 
 
 def test_training_time_defenses_do_not_use_the_infected_model_cache(tiny_config, tmp_path):
     cfg = {**tiny_config, "defense": {"name": "mixup"}}
     r = run(cfg, cache=tmp_path / "cache", save=False, progress=False)
-    assert "infected" not in r.metrics and not (tmp_path / "cache" / "infected").exists()
+    assert r.metrics.before is None and not (tmp_path / "cache" / "infected").exists()
     assert len(list((tmp_path / "cache" / "poisoned").iterdir())) == 1  # the poisoned set is
 
 

@@ -74,4 +74,4 @@ def test_prob_zero_leaves_batches_alone():
 def test_end_to_end(tiny_config, name):
     tiny_config["defense"] = {"name": name}
     result = run(tiny_config, save=False, progress=False)
-    assert 0 <= result.metrics["acc"] <= 100
+    assert 0 <= result.metrics.acc <= 100

@@ -56,16 +56,15 @@ def test_anomaly_index_flags_the_small_outlier():
 def test_each_post_training_defense_end_to_end(tiny_config, tmp_path, defense):
     tiny_config["defense"] = {**defense, "clean_share": 0.25}
     r = run(tiny_config, cache=tmp_path / "cache", save=False, progress=False)
-    assert 0 <= r.metrics["acc"] <= 100 and 0 <= r.metrics["asr"] <= 100
-    assert "acc" in r.metrics["infected"]["metrics"]
+    assert 0 <= r.metrics.acc <= 100 and 0 <= r.metrics.asr <= 100
+    assert r.metrics.before is not None and 0 <= r.metrics.before.acc <= 100
+    own = r.metrics.defense
     if defense["name"] == "fp":
-        assert 0 <= r.metrics["fp_pruned"] < r.metrics["fp_channels"]
-        drops = [
-            r.metrics["fp_steps"][0]["clean_acc"] - s["clean_acc"] for s in r.metrics["fp_steps"]
-        ]
+        assert 0 <= own["fp_pruned"] < own["fp_channels"]
+        drops = [own["fp_steps"][0]["clean_acc"] - s["clean_acc"] for s in own["fp_steps"]]
         assert all(d <= 10 for d in drops[:-1])  # every kept step within the allowed drop
     if defense["name"] == "nc":
-        assert len(r.metrics["nc_norms"]) == 4 and len(r.metrics["nc_anomaly_index"]) == 4
+        assert len(own["nc_norms"]) == 4 and len(own["nc_anomaly_index"]) == 4
 
 
 def _plain_net() -> torch.nn.Module:

@@ -108,14 +108,14 @@ def test_the_runner_scans_through_the_same_path_and_keeps_the_references(digits_
     }
     cache = tmp_path / "cache"
     first = run(cfg, out=tmp_path / "a", add_row=False, cache=cache, progress=False)
-    found = first.metrics["detect"]
+    found = first.metrics.detect
     assert set(found) == {"mm-bd", "calibrated"}
     details = found["calibrated"]["details"]
     assert details["references_trained"] == 3 and details["references"] == 3
     assert details["threshold"] >= 3.0 and len(details["reference_values"]["mm-bd"]) == 3
     assert details["probe_images"] == 180  # half of digits' 360 test images; the rest trains
     second = run(cfg, out=tmp_path / "b", add_row=False, cache=cache, progress=False)
-    again = second.metrics["detect"]["calibrated"]["details"]
+    again = second.metrics.detect["calibrated"]["details"]
     assert again["references_trained"] == 0 and again["null"] == details["null"]
     assert first.config.to_dict()["calibrate"]["evidence"] == "profile"
 
@@ -214,15 +214,15 @@ def test_defense_auto_runs_in_a_config_and_keeps_its_references_in_the_stage_cac
     cache = tmp_path / "cache"
     first = run(cfg, out=tmp_path / "a", add_row=False, cache=cache, progress=False)
     m = first.metrics
-    assert {"scan_before", "scan_after", "steps", "held_out"} <= set(m)
-    assert m["infected"]["metrics"]["asr"] is not None and "der" in m
-    held = m["held_out"]
+    assert None not in (m.scan_before, m.scan_after, m.steps, m.held_out)
+    assert m.before.asr is not None and m.der is not None
+    held = m.held_out
     assert held["images"] > 0 and held["acc_before"] >= 0
-    if m["scan_before"]["infected"]:  # the plan's first step, on the class the scan flagged
-        assert m["steps"][0]["defense"] == "nc"
-        assert m["steps"][0]["options"]["target"] == m["scan_before"]["target"]
+    if m.scan_before["infected"]:  # the plan's first step, on the class the scan flagged
+        assert m.steps[0]["defense"] == "nc"
+        assert m.steps[0]["options"]["target"] == m.scan_before["target"]
     else:
-        assert m["steps"] == [] and m["scan_after"] == m["scan_before"]
+        assert m.steps == [] and m.scan_after == m.scan_before
     kept = list((cache / "auxiliary").iterdir())
     assert len(kept) >= 3  # the scan's references are kept beside the infected model
 

@@ -59,16 +59,16 @@ def test_cells_sharing_a_cache_give_the_metrics_of_uncached_runs(tiny_config, tm
         tiny_config["train"] = {**tiny_config["train"], "epochs": 6, "eval_every": 0}
     configs = [{**tiny_config, "defense": d} for d in ({"name": "none"}, {"name": "ft"})]
     cached = [run(c, cache=cache, save=False, progress=False) for c in configs]
-    assert cached[1].metrics["infected"]["from_cache"] is True
-    assert "infected" not in cached[0].metrics
-    infected = cached[1].metrics["infected"]["metrics"]
-    assert (infected["acc"], infected["asr"]) == (
-        cached[0].metrics["acc"],
-        cached[0].metrics["asr"],
+    assert cached[1].metrics.stage["from_cache"] is True
+    assert cached[0].metrics.before is None
+    infected = cached[1].metrics.before
+    assert (infected.acc, infected.asr) == (
+        cached[0].metrics.acc,
+        cached[0].metrics.asr,
     )
     for c, r in zip(configs, cached, strict=True):
         plain = run(c, save=False, progress=False)
-        assert plain.metrics["acc"] == r.metrics["acc"] and plain.metrics["asr"] == r.metrics["asr"]
+        assert plain.metrics.acc == r.metrics.acc and plain.metrics.asr == r.metrics.asr
 
 
 @pytest.mark.parametrize("part", ["tensors.safetensors", "meta.json"])
@@ -82,11 +82,11 @@ def test_a_truncated_entry_is_a_miss_and_is_rewritten(tiny_config, tmp_path, par
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a crash, a full disk
     assert cache.get("infected", key) is None
     again = run(cfg, out=tmp_path / "b", progress=False, cache=tmp_path / "cache")
-    assert again.metrics["infected"]["from_cache"] is False
-    assert again.metrics["acc"] == first.metrics["acc"]
+    assert again.metrics.stage["from_cache"] is False
+    assert again.metrics.acc == first.metrics.acc
     assert cache.get("infected", key) is not None  # recomputed and stored whole again
     third = run(cfg, out=tmp_path / "c", progress=False, cache=tmp_path / "cache")
-    assert third.metrics["infected"]["from_cache"] is True
+    assert third.metrics.stage["from_cache"] is True
 
 
 def test_an_auxiliary_model_is_trained_once_per_config_and_data(tiny_config, tmp_path):

@@ -13,8 +13,8 @@ ONE_THREAD = ["performance.threads=1"]  # one per xdist worker (the configs fix 
 @pytest.mark.slow
 def test_quickstart_backdoors_digits():
     result = run(CONFIGS / "quickstart.yaml", overrides=ONE_THREAD, save=False, progress=False)
-    assert result.metrics["acc"] >= 90
-    assert result.metrics["asr"] >= 90
+    assert result.metrics.acc >= 90
+    assert result.metrics.asr >= 90
 
 
 @pytest.mark.slow
@@ -26,8 +26,8 @@ def test_mnist_badnets_on_real_mnist(mnist_dir):
         progress=False,
     )
     assert result.poisoned.count == 400  # 5% of 8,000
-    assert result.metrics["acc"] >= 97
-    assert result.metrics["asr"] >= 95
+    assert result.metrics.acc >= 97
+    assert result.metrics.asr >= 95
 
 
 @pytest.mark.slow
@@ -38,6 +38,6 @@ def test_quickstart_cat_removes_the_blended_backdoor():
     defended = run(
         CONFIGS / "quickstart-cat.yaml", overrides=ONE_THREAD, save=False, progress=False
     )
-    assert attacked.metrics["asr"] >= 90  # the backdoor is there without defense
-    assert defended.metrics["asr"] <= 10
-    assert defended.metrics["acc"] >= 90
+    assert attacked.metrics.asr >= 90  # the backdoor is there without defense
+    assert defended.metrics.asr <= 10
+    assert defended.metrics.acc >= 90

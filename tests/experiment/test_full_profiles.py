@@ -109,5 +109,5 @@ def test_a_covering_full_cell_runs_two_batches(sweep, label, cfg, cifar_root):
     cfg = smoke_config(cfg, cifar_root)
     cfg["name"] = slug(f"smoke-{sweep}-{label}")
     result = run(cfg, save=False, progress=False)
-    assert 0 <= result.metrics["acc"] <= 100
-    assert result.metrics["asr"] is not None  # every full cell plants a backdoor
+    assert 0 <= result.metrics.acc <= 100
+    assert result.metrics.asr is not None  # every full cell plants a backdoor

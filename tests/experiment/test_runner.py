@@ -27,7 +27,7 @@ def test_run_writes_folder_row_and_weights(tiny_config, tmp_path):
     assert record["poison"]["count"] == 26 == result.poisoned.count
     assert len(record["history"]) == 2 and "test_asr" in record["history"][-1]
     rows = ResultStore(tmp_path / "runs" / "results.db").rows()
-    assert len(rows) == 1 and rows[0]["acc"] == pytest.approx(result.metrics["acc"])
+    assert len(rows) == 1 and rows[0]["acc"] == pytest.approx(result.metrics.acc)
 
     poison = backdoorlab.records.files.load_tensors(out / "poison.safetensors")
     assert torch.equal(poison["indices"], result.poisoned.indices)
@@ -40,7 +40,7 @@ def test_run_writes_folder_row_and_weights(tiny_config, tmp_path):
 def test_no_attack_baseline(tiny_config):
     tiny_config["attack"] = {"name": "none"}
     result = run(tiny_config, save=False, progress=False)
-    assert result.metrics["asr"] is None and result.poisoned.count == 0
+    assert result.metrics.asr is None and result.poisoned.count == 0
 
 
 def test_same_seed_same_metrics(tiny_config):
@@ -174,8 +174,8 @@ def test_detectors_see_only_the_defender_s_images_and_acc_still_the_whole_split(
     tiny_config["detect"] = {"adv-labels": {"steps": 1}}
     whole = run(tiny_config, save=False, progress=False)
     part = run({**tiny_config, "defender_images": 40}, save=False, progress=False)
-    assert whole.metrics["detect"]["adv-labels"]["details"]["images"] == 128
-    assert part.metrics["detect"]["adv-labels"]["details"]["images"] == 40
-    assert part.metrics["acc"] == whole.metrics["acc"]  # the same model, measured on all 128
+    assert whole.metrics.detect["adv-labels"]["details"]["images"] == 128
+    assert part.metrics.detect["adv-labels"]["details"]["images"] == 40
+    assert part.metrics.acc == whole.metrics.acc  # the same model, measured on all 128
     with pytest.raises(ConfigError, match="`defender_images`: 500 asked, the test split has 128"):
         run({**tiny_config, "defender_images": 500}, save=False, progress=False)

@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import ttest_rel
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.report.cells import Row
 from backdoorlab.report.paired import paired_p, paired_part
 
@@ -16,7 +17,7 @@ ENTRY = {"rows": "attack", "columns": "defense", "over": "seed", "pairs": [["aft
 
 def cell(attack: str, defense: str, seed: int, acc: float, asr: float) -> Row:
     axes = {"attack": attack, "defense": defense, "seed": str(seed)}
-    return Row(f"{attack}-{defense}-{seed}", axes, {}, {"acc": acc, "asr": asr})
+    return Row(f"{attack}-{defense}-{seed}", axes, {}, Metrics(acc=acc, asr=asr))
 
 
 def test_the_p_value_is_a_paired_t_test():

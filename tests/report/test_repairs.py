@@ -3,11 +3,13 @@ family, and what it costs the benign models, from hand-made cells."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.report.cells import Row
 from backdoorlab.report.repairs import repair_rows, repaired_members, repairs_part
 
@@ -17,7 +19,12 @@ def cell(model, defense, attack, before, after, der=None, pattern=None):
               "defense": {"name": defense}}  # fmt: skip
     metrics = {"acc": after[0], "asr": after[1], "der": der,
                "infected": {"metrics": {"acc": before[0], "asr": before[1]}}}  # fmt: skip
-    return Row(f"{model}-{defense}", {"model": model, "defense": defense}, config, metrics)
+    return Row(
+        f"{model}-{defense}",
+        {"model": model, "defense": defense},
+        config,
+        Metrics.from_dict(metrics),
+    )
 
 
 CELLS = [
@@ -29,7 +36,7 @@ CELLS = [
     cell("n2", "aft", "none", (98.0, None), (98.0, None)),
     cell("b1", "auto", "badnets", (99.0, 100.0), (98.5, 0.5), 0.995),
     cell("n1", "auto", "none", (99.0, None), (99.0, None)),
-    Row("plain", {"model": "p"}, {"attack": {"name": "none"}}, {"acc": 99.0}),  # no repair
+    Row("plain", {"model": "p"}, {"attack": {"name": "none"}}, Metrics(acc=99.0)),  # no repair
 ]
 
 
@@ -61,8 +68,8 @@ def scanned(model, attack, target, before, after, scan, rescan, steps):
     row.config["attack"]["target"] = target
     verdict = [{"infected": f is not None, "target": f, "score": z, "threshold": 10.0}
                for f, z in (scan, rescan)]  # fmt: skip
-    row.metrics.update(scan_before=verdict[0], scan_after=verdict[1],
-                       steps=[{"defense": d} for d in steps])  # fmt: skip
+    row.metrics = replace(row.metrics, scan_before=verdict[0], scan_after=verdict[1],
+                          steps=[{"defense": d} for d in steps])  # fmt: skip
     return row
 
 

@@ -8,6 +8,7 @@ import io
 import pytest
 
 from backdoorlab.errors import ConfigError
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.records.store import COLUMNS, ResultStore
 from backdoorlab.report import report
 from backdoorlab.report.cells import sweep_cells
@@ -259,7 +260,7 @@ def test_where_keeps_any_of_a_list_and_the_grid_shows_only_those_rows(tmp_path):
     store.put_sweep("toy", spec)
     _, [section] = report(store.path, tmp_path / "out" / "toy")
     assert section.grid.rows == ["blended"] and section.grid.columns == ["none", "cat"]
-    assert section.grid.cells[("blended", "cat")] == {"acc": 93.0, "asr": 1.0}
+    assert section.grid.cells[("blended", "cat")] == Metrics(acc=93.0, asr=1.0)
     assert not section.grid.missing()
 
 
@@ -291,11 +292,11 @@ def test_the_page_says_how_many_cpu_threads_its_cells_ran_with(tmp_path):
     from backdoorlab.report.page import threads_line
 
     def row(threads):
-        return Row("k", {}, {"performance": {"threads": threads}}, {"acc": 1.0})
+        return Row("k", {}, {"performance": {"threads": threads}}, Metrics(acc=1.0))
 
     assert threads_line([row(1), row(1)]).startswith("Cells ran with 1 CPU thread each (")
     assert threads_line([row(2), row(1)]).startswith("Cells ran with 1 or 2 CPU threads each (cel")
-    assert threads_line([Row("k", {}, {}, {})]) == threads_line([]) == ""
+    assert threads_line([Row("k", {}, {}, Metrics())]) == threads_line([]) == ""
     path, _ = report(_db(tmp_path), tmp_path / "out" / "toy", tables=["t"])
     assert "CPU thread" not in path.read_text()  # the toy cells record no thread count
 

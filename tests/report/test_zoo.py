@@ -160,13 +160,14 @@ def test_a_digits_zoo_trains_once_scores_each_model_and_reports(tmp_path):
 
 def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
     from backdoorlab.errors import ConfigError
+    from backdoorlab.records.metrics import Metrics
     from backdoorlab.report.cells import Row
     from backdoorlab.report.kinds import _members
 
     def row(name, attack, **extra):
         config = {"attack": {"name": attack, "target": 2, **extra}, "model": {"name": "lenet"}}
         detect = {"mm-bd": {"scores": [0.0] * 10, "score": 1.0, "suspects": [], "seconds": 1}}
-        return Row(name, {"model": name}, config, {"asr": 99.0, "detect": detect})
+        return Row(name, {"model": name}, config, Metrics(asr=99.0, detect=detect))
 
     cells = [
         row("a", "pattern", pattern="configs/results/triggers/cross.png"),

@@ -36,11 +36,11 @@ class LoadedRun:
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Rebuild a run's test set and attack (learned triggers from its poison.safetensors)."""
     record = read_run(run_dir)
-    cfg = load_config(record["config"])
+    cfg = load_config(record.config)
     prep = prepare(cfg, trigger_from=run_dir)
     model = load_model(run_dir, prep.device)
-    target = record["config"]["attack"].get("target")
-    return LoadedRun(record["name"], model, prep.splits.test, prep.attack, target)
+    target = record.config["attack"].get("target")
+    return LoadedRun(record.name, model, prep.splits.test, prep.attack, target)
 
 
 def same_test_set(a: LoadedRun, b: LoadedRun) -> None:

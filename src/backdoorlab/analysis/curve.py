@@ -15,12 +15,12 @@ def aft_curve(run: str | Path, out: str | Path) -> Path:
     plt = pyplot()
 
     r = read_run(run)
-    curve = r["metrics"].get("aft_curve")
+    curve = r.metrics.aft_curve
     if not curve:
         raise ConfigError(f"{run} is not an AFT run (no aft_curve in its metrics)")
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     draw_aft_curve(ax, curve)
-    stop = r["metrics"].get("aft_stopped_at_step")
+    stop = r.metrics.named("aft_stopped_at_step")
     if stop is not None:
         ax.axvline(stop, c="gray", ls="--", lw=1, label=f"kept (step {stop})")
     ax.set_xlabel("fine-tuning step")
@@ -28,6 +28,6 @@ def aft_curve(run: str | Path, out: str | Path) -> Path:
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(r["name"], fontsize=10)
+    ax.set_title(r.name, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, Path(out))

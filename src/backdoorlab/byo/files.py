@@ -3,6 +3,7 @@ model's folder (weights, result.json, a results-database row) and a scan's JSON 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from backdoorlab.records.files import (
     save_tensors,
     write_json,
 )
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.records.record import RunRecord
 from backdoorlab.records.store import ResultStore
 
@@ -82,14 +84,18 @@ def save_repair(
         "defense": report.options,
         "source": source,
     }
-    after = report.after or {}
+    evidence = ("scan_before", "scan_after", "steps", "held_out")
+    found = {k: getattr(report, k) for k in evidence} if report.scan_before is not None else {}
+    metrics = Metrics.from_dict({**(report.after or {}), **report.defense_report, **found})
+    if report.before is not None:
+        metrics = replace(metrics, before=Metrics.from_dict(report.before), der=report.der)
     record = RunRecord(
         kind="repair",
         run_id=run_id,
         name=config["name"],
         created=created.isoformat(timespec="seconds"),
         config_hash=fingerprint(config),
-        metrics={**after, "before": report.before, **report.defense_report},
+        metrics=metrics,
         timings={"total_s": report.seconds},
         config=config,
         extra={"repair": report.to_dict()},
@@ -110,7 +116,8 @@ def save_evaluation(
     """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
     out = Path(out)
     with new_run_folder(out, overwrite) as tmp:
-        RunRecord(kind="evaluate", metrics=metrics, extra={"source": source}).save(tmp)
+        numbers = Metrics.from_dict(metrics, "evaluate")
+        RunRecord(kind="evaluate", metrics=numbers, extra={"source": source}).save(tmp)
     return out
 
 
@@ -217,7 +224,8 @@ def save_scan(result: ScanResult, out: str | Path, *, overwrite: bool = False) -
     out = Path(out)
     details = {"kind": "scan", **result.to_dict()}
     summary = {k: details.get(k) for k in ("score", "p_value", "infected", "target", "verdict")}
-    record = RunRecord(kind="scan", metrics=summary, extra={"details": "scan.json"})
+    verdict = Metrics.from_dict(summary, "scan")
+    record = RunRecord(kind="scan", metrics=verdict, extra={"details": "scan.json"})
     with new_run_folder(out, overwrite) as tmp:
         write_json(tmp / "scan.json", details)
         for name, d in result.detections.items():

@@ -4,7 +4,7 @@ model (trained, or from the stage cache), detect, defend and measure, record."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from backdoorlab.records.files import (
     staged_dir,
     write_json,
 )
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.records.record import RunRecord, read_run
 from backdoorlab.records.store import ResultStore
 from backdoorlab.seeds import CLEAN_SUBSET, stream
@@ -62,7 +63,7 @@ class RunResult:
 
     config: ExperimentConfig
     run_id: str
-    metrics: dict[str, Any]
+    metrics: Metrics
     history: list[dict[str, float]]
     timings: dict[str, float]
     model: nn.Module
@@ -201,20 +202,20 @@ def obtain_model(
 
 
 def defend(
-    model: nn.Module, s: Setup, eval_batch_size: int, infected: dict[str, Any]
-) -> tuple[nn.Module, dict[str, Any]]:
+    model: nn.Module, s: Setup, eval_batch_size: int, stage: dict[str, Any]
+) -> tuple[nn.Module, Metrics]:
     """The repaired model and its metrics: ACC/ASR/RA, the defense's own numbers and, for a
-    post-training repair, the infected model's metrics (recorded in `infected`) and the DER."""
+    post-training repair, the infected model's metrics, where it came from (`stage`) and the
+    DER."""
     repairs = s.defense.post_training and not s.defense.identity
     done = repair_and_measure(
         model, s.defense, s.ctx, s.test, s.backdoor,
         batch_size=eval_batch_size, measure_before=repairs,
     )  # fmt: skip
-    metrics: dict[str, Any] = {**done.after, **done.defense_report}
+    metrics = Metrics.from_dict({**done.after, **done.defense_report})
     if repairs:
-        infected["metrics"] = done.before
-        metrics["infected"] = infected
-        metrics["der"] = done.der
+        before = Metrics.from_dict(done.before)
+        metrics = replace(metrics, before=before, stage=stage, der=done.der)
     return done.model, metrics
 
 
@@ -245,13 +246,13 @@ def _run(
             )
         defender = s.test.subset(torch.arange(cfg.defender_images, device=s.test.device))
     t_data = time.perf_counter()
-    model, history, infected = obtain_model(cfg, prep, s, stages, progress)
+    model, history, stage = obtain_model(cfg, prep, s, stages, progress)
     t_train = time.perf_counter()
     detections = detect(model, defender, cfg.detect, cfg.calibrate, stages, progress)
     t_detect = time.perf_counter()
-    model, metrics = defend(model, s, cfg.train.eval_batch_size, infected)
+    model, metrics = defend(model, s, cfg.train.eval_batch_size, stage)
     if detections:
-        metrics["detect"] = detections
+        metrics = replace(metrics, detect=detections)
     t_end = time.perf_counter()
     timings = {
         "data_s": round(t_data - t0, 3),
@@ -318,7 +319,8 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
     with staged_dir(result.out_dir, marker=RUN_MARKER) as tmp:
         save_tensors(tmp / "model.safetensors", result.model.state_dict())
         save_tensors(tmp / "poison.safetensors", poison_tensors(prep.attack, poisoned))
-        write_json(tmp / "metrics.json", {"metrics": result.metrics, "history": result.history})
+        numbers = {"metrics": result.metrics.to_dict(), "history": result.history}
+        write_json(tmp / "metrics.json", numbers)
         record.save(tmp)
         save_attack_grid(prep, tmp / "triggers.png")
     return record
@@ -328,8 +330,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Class
     """The trained model of a saved run (built from its result.json, weights from safetensors)."""
     run_dir = Path(run_dir)
     record = read_run(run_dir)
-    cfg = load_config(record["config"])
-    s = record["input_spec"]
+    cfg = load_config(record.config)
+    s = record.input_spec
     spec = InputSpec(
         s["channels"], tuple(s["size"]), s["num_classes"], tuple(s["mean"]), tuple(s["std"])
     )

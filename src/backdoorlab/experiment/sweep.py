@@ -220,10 +220,10 @@ def sweep(
                     say(f"{head}: finished by another start meanwhile, skipped")
                 continue
             result.ran += 1
-            m = record["metrics"]
+            m = record.metrics
             say(
-                f"{head}: ACC {pct(m.get('acc'))} ASR {pct(m.get('asr'))} "
-                f"({record['timings']['total_s']:.0f} s; sweep {time.perf_counter() - t0:.0f} s)"
+                f"{head}: ACC {pct(m.acc)} ASR {pct(m.asr)} "
+                f"({record.timings['total_s']:.0f} s; sweep {time.perf_counter() - t0:.0f} s)"
             )
     finally:
         close = getattr(outcomes, "close", None)
@@ -235,7 +235,7 @@ def sweep(
 
 def _commit(
     store: ResultStore, spec: SweepSpec, cell: Cell, files: dict[str, bytes], folder: Path
-) -> dict[str, Any] | None:
+) -> RunRecord | None:
     """Write the cell's run folder (renamed into place), then its row (one transaction); None,
     writing nothing, when another start recorded the cell first. The caller holds its lock."""
     if cell.key in store.cells():
@@ -243,8 +243,8 @@ def _commit(
     with staged_dir(folder, marker=RUN_MARKER) as tmp:
         for name, blob in files.items():
             (tmp / check_name(name, "cell file")).write_bytes(blob)
-    record = json.loads(files[RUN_MARKER])
-    row = RunRecord.from_dict(record).to_row(folder.resolve())
+    record = RunRecord.from_dict(json.loads(files[RUN_MARKER]))
+    row = record.to_row(folder.resolve())
     row.update(sweep=spec.name, cell=cell.key, axes_json=cell.axes)
     store.add(row)
     return record

@@ -50,7 +50,7 @@ def plot_triggers(
     if count < 1:
         raise ConfigError("count must be at least 1")
     if run_dir is not None:
-        config = read_run(run_dir)["config"]
+        config = read_run(run_dir).config
     if config is None:
         raise ConfigError("give a `config` file or a `run_dir`")
     cfg = load_config(config, overrides)

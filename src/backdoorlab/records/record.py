@@ -14,6 +14,7 @@ import torch
 from backdoorlab.errors import ConfigError, DataError
 from backdoorlab.limits import read_json
 from backdoorlab.records.files import RUN_MARKER, write_json
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.version import __version__
 
 KINDS = ("run", "repair", "evaluate", "scan")
@@ -40,7 +41,7 @@ class RunRecord:
     file, as before."""
 
     kind: str
-    metrics: dict[str, Any]
+    metrics: Metrics
     run_id: str | None = None
     name: str | None = None
     created: str | None = None
@@ -56,10 +57,20 @@ class RunRecord:
                 f"a run record's kind is one of {', '.join(KINDS)}, not {self.kind!r}"
             )
 
+    @property
+    def poison(self) -> dict[str, Any] | None:
+        """A run's poisoned set: count, cross, control, per_batch, share, file."""
+        return self.extra.get("poison")
+
+    @property
+    def input_spec(self) -> dict[str, Any] | None:
+        """A run's input: channels, size, num_classes, mean, std."""
+        return self.extra.get("input_spec")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of result.json (sections a kind lacks are left out)."""
         out = {k: getattr(self, k) for k in _FIELDS if getattr(self, k) is not None}
-        return {**out, **self.extra}
+        return {**out, "metrics": self.metrics.to_dict(), **self.extra}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
@@ -68,7 +79,7 @@ class RunRecord:
         kind = raw.get("kind") or ("run" if isinstance(raw.get("config"), dict) else "evaluate")
         known = {k: raw[k] for k in _FIELDS if k in raw and k != "kind"}
         extra = {k: v for k, v in raw.items() if k not in _FIELDS}
-        known.setdefault("metrics", {})
+        known["metrics"] = Metrics.from_dict(raw.get("metrics") or {}, kind)
         known.setdefault("versions", {})
         return cls(kind=kind, extra=extra, **known)
 
@@ -88,13 +99,13 @@ class RunRecord:
             "attack": cfg["attack"]["name"],
             "defense": cfg["defense"]["name"],
             "seed": cfg["seed"],
-            "acc": m.get("acc"),
-            "asr": m.get("asr"),
-            "ra": m.get("ra"),
+            "acc": m.acc,
+            "asr": m.asr,
+            "ra": m.ra,
             "status": "finished",
             "out_dir": None if out_dir is None else str(out_dir),
             "config_json": cfg,
-            "metrics_json": m,
+            "metrics_json": m.to_dict(),
             "timings_json": self.timings,
             "versions_json": self.versions,
         }
@@ -118,9 +129,9 @@ def read_record(run_dir: str | Path) -> RunRecord:
     return RunRecord.from_dict(raw)
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The result.json object of a folder whose record has a config (a run or a repair)."""
+def read_run(run_dir: str | Path) -> RunRecord:
+    """The record of a folder whose result.json has a config (a run or a repair)."""
     record = read_record(run_dir)
     if record.config is None:
         raise ConfigError(f"{run_dir}: result.json is not a run record (a {record.kind})")
-    return record.to_dict()
+    return record

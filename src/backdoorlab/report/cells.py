@@ -15,7 +15,8 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep_spec import axis_values
 from backdoorlab.paths import inside
 from backdoorlab.records.files import write_text
-from backdoorlab.records.record import read_run
+from backdoorlab.records.metrics import Metrics
+from backdoorlab.records.record import RunRecord, read_run
 from backdoorlab.records.store import ResultStore
 from backdoorlab.report.grid import Grid
 
@@ -27,7 +28,7 @@ class Row:
     key: str
     axes: dict[str, str]
     config: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: Metrics
     timings: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None  # its run folder (result.json, triggers.png)
 
@@ -53,7 +54,7 @@ class Row:
     def label(self) -> str:
         return ", ".join(self.axes.values()) or self.key[:12]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> RunRecord:
         """The cell's result.json."""
         if self.folder is None:
             raise ConfigError(f"report: cell {self.label} has no run folder")
@@ -84,7 +85,7 @@ def cell_row(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key:
         key,
         axes,
         json.loads(row["config_json"]),
-        json.loads(row["metrics_json"]),
+        Metrics.from_dict(json.loads(row["metrics_json"])),
         json.loads(row["timings_json"]),
         folder,
     )
@@ -141,13 +142,10 @@ def select(entry: dict[str, Any], cells: list[Row]) -> list[Row]:
     return [c for c in cells if all(matches(c.get(k), v) for k, v in where.items())]
 
 
-def extras(metrics: dict[str, Any]) -> str:
-    """A defense's own scalar numbers (ABL isolation precision, DP-SGD epsilon, ...)."""
-    out = []
-    for k, v in metrics.items():
-        if k in ("acc", "asr", "ra") or isinstance(v, (list, dict)) or v is None:
-            continue
-        out.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+def extras(metrics: Metrics) -> str:
+    """DER and a defense's own scalar numbers (ABL isolation precision, DP-SGD epsilon, ...)."""
+    out = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+           for k, v in metrics.scalars().items()]  # fmt: skip
     return ", ".join(out) or "-"
 
 
@@ -168,7 +166,7 @@ def write_csv(out: Path, name: str, table: list[list[Any]]) -> None:
     write_text(inside(out.parent, f"{out.name}-{name}.csv"), buf.getvalue())
 
 
-def record_of(c: Row) -> dict[str, Any] | None:
+def record_of(c: Row) -> RunRecord | None:
     """The cell's result.json; None where its folder is gone (the row alone is reported)."""
     try:
         return c.record()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backdoorlab.metrics.core import der, pct
+from backdoorlab.records.metrics import Metrics
 
 DROP = "Avg. Drop"
 DER_ROW = "Avg. DER"
@@ -18,7 +19,7 @@ class Grid:
 
     rows: list[str]
     columns: list[str]
-    cells: dict[tuple[str, str], dict[str, Any]]
+    cells: dict[tuple[str, str], Metrics]
     baseline: str | None = None
     paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     # cells repeated over seeds: (ACC sd, ASR sd, number of repeats) beside the means in `cells`
@@ -37,7 +38,7 @@ class Grid:
 
     def _ours(self, r: str, c: str) -> tuple[float, float] | None:
         m = self.cells.get((r, c))
-        return None if m is None or m.get("asr") is None else (m["acc"], m["asr"])
+        return None if m is None or m.asr is None else (m.acc, m.asr)
 
     def drop(self, c: str) -> tuple[float, float] | None:
         """Mean (ACC, ASR) drop of column `c` against the baseline column."""
@@ -50,7 +51,7 @@ class Grid:
         base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
         if base is None or cell is None:
             return None
-        return der(base, cell)
+        return der(base.measured(), cell.measured())
 
     def mean_der(self, c: str) -> float | None:
         """Mean DER of column `c` over the rows that have it and their baseline."""

@@ -16,6 +16,8 @@ from backdoorlab.metrics.core import der, pct
 from backdoorlab.paths import inside, slug
 from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.records.files import write_text
+from backdoorlab.records.metrics import Metrics
+from backdoorlab.records.record import RunRecord
 from backdoorlab.report.cells import (
     Part,
     Row,
@@ -42,9 +44,9 @@ from backdoorlab.report.zoo import (
 )
 
 
-def attack_setting(record: dict[str, Any]) -> str:
+def attack_setting(record: RunRecord) -> str:
     """How a run was attacked, in one line: control, label mode, rate and its denominator."""
-    a, poison = record["config"]["attack"], record["poison"]
+    a, poison = record.config["attack"], record.poison
     if a["name"] == "none":
         return "-"
     # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
@@ -69,27 +71,27 @@ def _runs(
     elif "baseline" in entry:
         base = pick(rid, "baseline", entry["baseline"], cells)
         chosen = [c for c in chosen if c is not base]
-        notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics['acc'])}.")
+        notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics.acc)}.")
     records = [record_of(c) for c in chosen]
-    with_der = base is not None and base.metrics.get("asr") is not None
+    with_der = base is not None and base.metrics.asr is not None
     head = ["cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "DER"]
     head += ["poisoned", "train s", "total s", "defense numbers"]
     table = [head]
     for c, r in zip(chosen, records, strict=True):
         m = c.metrics
-        delta = "-" if base is None else f"{m['acc'] - base.metrics['acc']:+.2f}"
-        d = der(base.metrics, m) if with_der else None
+        delta = "-" if base is None else f"{m.acc - base.metrics.acc:+.2f}"
+        d = der(base.metrics.measured(), m.measured()) if with_der else None
         table.append(
             [
                 c.label,
                 c.config["attack"]["name"],
                 "-" if r is None else attack_setting(r),
-                pct(m["acc"]),
+                pct(m.acc),
                 delta,
-                pct(m.get("asr")),
-                pct(m.get("ra")),
+                pct(m.asr),
+                pct(m.ra),
                 "-" if d is None else f"{d:.3f}",
-                "-" if r is None else str(r["poison"]["count"]),
+                "-" if r is None else str(r.poison["count"]),
                 f"{c.timings.get('train_s', 0):.0f}",
                 f"{c.timings.get('total_s', 0):.0f}",
                 extras(m),
@@ -114,22 +116,22 @@ def _runs(
     return Part(rid, title, table=table, figures=figures, notes=notes)
 
 
-def _mean_metrics(group: list[Row]) -> dict[str, Any]:
+def _mean_metrics(group: list[Row]) -> Metrics:
     """One cell's metrics, or the mean ACC / ASR / RA of cells repeated over seeds."""
     if len(group) == 1:
         return group[0].metrics
-    out = dict(group[0].metrics)
+    means = {}
     for k in ("acc", "asr", "ra"):
-        values = [c.metrics[k] for c in group if c.metrics.get(k) is not None]
-        out[k] = statistics.fmean(values) if values else None
-    return out
+        values = [c.metrics.named(k) for c in group if c.metrics.named(k) is not None]
+        means[k] = statistics.fmean(values) if values else None
+    return replace(group[0].metrics, **means)
 
 
 def _spread(group: list[Row]) -> tuple[float, float, int]:
     """(ACC sd, ASR sd, repeats) of cells repeated over seeds (sd 0 for one cell)."""
 
     def sd(k: str) -> float:
-        values = [c.metrics[k] for c in group if c.metrics.get(k) is not None]
+        values = [c.metrics.named(k) for c in group if c.metrics.named(k) is not None]
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
     return sd("acc"), sd("asr"), len(group)
@@ -148,7 +150,7 @@ def _grid(
     groups: dict[tuple[str, str], list[Row]] = {}
     for c in chosen:
         groups.setdefault((c.value(rows), c.value(cols)), []).append(c)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str], Metrics] = {}
     spread: dict[tuple[str, str], tuple[float, float, int]] = {}
     links = {}
     for key, group in groups.items():
@@ -210,7 +212,7 @@ def _closest(
     by = rule.get("by", "acc")
 
     def mean(group: list[Row]) -> float:
-        return sum(c.metrics[by] for c in group) / len(group)
+        return sum(c.metrics.named(by) for c in group) / len(group)
 
     kept = [c for c in cells if not matches(c.value(cols), among)]
     picks = []
@@ -283,7 +285,7 @@ def _lines(
     for ax, panel in zip(axes[0], panels, strict=True):
         for i, line in enumerate(lines):
             pts = sorted(
-                (float(c.value(x)), c.metrics["acc"], c.metrics.get("asr"))
+                (float(c.value(x)), c.metrics.acc, c.metrics.asr)
                 for c in chosen
                 if c.value(lines_key) == line and (not panels_key or c.value(panels_key) == panel)
             )
@@ -317,14 +319,14 @@ def _curve(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
 ) -> Part:
     """ACC (dashed) and ASR (solid) against AFT steps, one colour per `lines` (Mu Fig. 3)."""
-    chosen = [c for c in select(entry, cells) if c.metrics.get("aft_curve")]
+    chosen = [c for c in select(entry, cells) if c.metrics.aft_curve]
     lines_key = entry["lines"]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, line in enumerate(order(spec, lines_key, chosen, entry)):
         for c in (c for c in chosen if c.value(lines_key) == line):
-            draw_aft_curve(ax, c.metrics["aft_curve"], colour=colours[i % len(colours)], label=line)
+            draw_aft_curve(ax, c.metrics.aft_curve, colour=colours[i % len(colours)], label=line)
     path = _finish(fig, [ax], "fine-tuning step", rid, entry, out)
     notes = [] if chosen else ["No cell holds an AFT curve yet."]
     return Part(
@@ -334,7 +336,7 @@ def _curve(
 
 def _feature(cell: Row, name: str) -> float:
     """A cell's metric `name`, or its config value at dotted key `name`, as a number."""
-    raw = cell.metrics[name] if name in cell.metrics else cell.value(name)
+    raw = cell.metrics.named(name) if cell.metrics.has(name) else cell.value(name)
     try:
         return float(raw)
     except (TypeError, ValueError):
@@ -348,7 +350,7 @@ def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
     keys = [group] if isinstance(group, str) else list(group)
     members = []
     for c in select(entry, cells):
-        if not c.metrics.get("detect"):
+        if not c.metrics.detect:
             continue
         attacked = c.config["attack"]["name"] != "none"
         members.append(
@@ -356,8 +358,8 @@ def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
                 c.label,
                 family(c, keys) if attacked else None,
                 c.config["attack"].get("target") if attacked else None,
-                c.metrics.get("asr"),
-                c.metrics["detect"],
+                c.metrics.asr,
+                c.metrics.detect,
                 {f: _feature(c, f) for f in entry.get("features", [])},
             )
         )

@@ -136,8 +136,8 @@ def _html(page: str, title: str, cells: list[Row]) -> str:
         label = ", ".join(f"{k}={v}" for k, v in c.axes.items())
         m = c.metrics
         parts.append(
-            f'<details id="{_anchor(c.key)}"><summary>{e(label)}: ACC {pct(m.get("acc"))}, '
-            f"ASR {pct(m.get('asr'))}</summary><pre>"
+            f'<details id="{_anchor(c.key)}"><summary>{e(label)}: ACC {pct(m.acc)}, '
+            f"ASR {pct(m.asr)}</summary><pre>"
             f"{e(yaml.safe_dump(c.config, sort_keys=False))}</pre></details>"
         )
     parts.append("</body></html>")

@@ -55,8 +55,8 @@ def paired_part(
                 s for (rr, cc, s) in by if rr == r and cc == a and (r, b, s) in by
             )  # fmt: skip
             for m in metrics:
-                va = [by[r, a, s].metrics.get(m) for s in seeds]
-                vb = [by[r, b, s].metrics.get(m) for s in seeds]
+                va = [by[r, a, s].metrics.named(m) for s in seeds]
+                vb = [by[r, b, s].metrics.named(m) for s in seeds]
                 if len(seeds) < 2 or None in va or None in vb:
                     continue
                 diff = [x - y for x, y in zip(va, vb, strict=True)]

@@ -3,7 +3,7 @@ infected model (ASR at most `asr` % at an ACC drop of at most `acc_drop` points)
 drop, ASR after and DER, per defense and attack family; and what it costs a benign model.
 
 Each cell is one model repaired by one defense: the runner records the infected model's ACC/ASR
-(`metrics.infected.metrics`) beside the repaired one's. The true trigger is the runner's, used
+(`Metrics.before`) beside the repaired one's. The true trigger is the runner's, used
 here only to measure ASR; no defense sees it.
 """
 
@@ -57,7 +57,7 @@ def repaired_members(entry: dict[str, Any], cells: list[Row]) -> list[Repaired]:
     defense_key, model_key = entry.get("defense", "defense.name"), entry.get("model", "model")
     out = []
     for c in select(entry, cells):
-        before = (c.metrics.get("infected") or {}).get("metrics")
+        before = c.metrics.before
         if before is None:
             continue
         attacked = c.config["attack"]["name"] != "none"
@@ -66,11 +66,11 @@ def repaired_members(entry: dict[str, Any], cells: list[Row]) -> list[Repaired]:
                 c.get(model_key) or c.label,
                 family(c, keys) if attacked else None,
                 c.value(defense_key),
-                before["acc"],
-                before.get("asr"),
-                c.metrics["acc"],
-                c.metrics.get("asr"),
-                c.metrics.get("der"),
+                before.acc,
+                before.asr,
+                c.metrics.acc,
+                c.metrics.asr,
+                c.metrics.der,
             )
         )
     return out
@@ -137,16 +137,16 @@ def evidence_rows(
     table, tally = [EVIDENCE_HEADER], {"flagged": 0, "right": 0, "infected": 0, "benign": 0,
                                        "benign_flagged": 0, "repaired": 0}  # fmt: skip
     for c in select(entry, cells):
-        before = (c.metrics.get("infected") or {}).get("metrics")
-        scan, after = c.metrics.get("scan_before"), c.metrics.get("scan_after")
+        before = c.metrics.before
+        scan, after = c.metrics.scan_before, c.metrics.scan_after
         if before is None or scan is None or after is None:
             continue
         attacked = c.config["attack"]["name"] != "none"
-        if attacked and (before.get("asr") or 0) < planted:
+        if attacked and (before.asr or 0) < planted:
             continue  # did not plant: set apart in the infected table
         target = c.config["attack"].get("target") if attacked else None
-        drop = before["acc"] - c.metrics["acc"]
-        ok = attacked and (c.metrics.get("asr") or 0) <= asr_max and drop <= drop_max
+        drop = before.acc - c.metrics.acc
+        ok = attacked and (c.metrics.asr or 0) <= asr_max and drop <= drop_max
         if attacked:
             tally["infected"] += 1
             tally["flagged"] += bool(scan["infected"])
@@ -155,8 +155,8 @@ def evidence_rows(
         else:
             tally["benign"] += 1
             tally["benign_flagged"] += bool(scan["infected"])
-        steps = ", ".join(s["defense"] for s in c.metrics.get("steps", [])) or "-"
-        asr = [before.get("asr"), c.metrics.get("asr")]
+        steps = ", ".join(s["defense"] for s in c.metrics.steps or []) or "-"
+        asr = [before.asr, c.metrics.asr]
         table.append([
             c.get(model_key) or c.label, "-" if target is None else str(target), _verdict(scan),
             steps, _verdict(after), f"{drop:.2f}",
