@@ -162,3 +162,18 @@ def test_table_vii_cpu_runs_sec_iv_a_rates_and_abl_at_gamma_0():
     assert rates["badnets"].label_mode == "dirty"
     abl = [c for c in cells.values() if c.defense.name == "abl"]
     assert len(abl) == 4 * 3 and {c.defense.gamma for c in abl} == {0.0}
+
+
+def test_table_x_cpu_runs_table_vii_cpus_attacks_and_no_cat_where_nothing_plants():
+    seven = {c.axes["attack"]: c.config.attack for c in plan("gao2023-table7", "cpu")
+             if c.axes["defense"] == "none" and c.axes["seed"] == "0"}  # fmt: skip
+    cells = plan("gao2023-table10", "cpu")
+    ten = {c.axes["attack"]: c.config.attack for c in cells if c.axes["defense"] == "none"}
+    setting = ("rate", "rate_of", "label_mode", "target")
+    assert {a: tuple(getattr(x, k) for k in setting) for a, x in ten.items()} == {
+        a: tuple(getattr(x, k) for k in setting) for a, x in seven.items()
+    }
+    cat = {(c.axes["attack"], c.config.defense.beta) for c in cells if c.axes["defense"] != "none"}
+    assert cat == {
+        (a, b) for a in ("badnets", "blended", "wanet", "trojan") for b in (1.0, 0.9, 0.8)
+    }
