@@ -223,3 +223,25 @@ def test_repair_takes_autos_settings_from_the_apis_signature():
     assert all(getattr(defaults, n) == params[n].default for n in REPAIR_AUTO)
     given = parser.parse_args([*base, "--references", "16", "--min-steps", "320", "--fpr", "0.1"])
     assert (given.references, given.min_steps, given.fpr) == (16, 320, 0.1)
+
+
+def test_scan_takes_its_calibration_and_its_defaults_from_the_apis_signature():
+    import inspect
+
+    import backdoorlab
+    from backdoorlab.cli import SCAN_CALIBRATION, build_parser, flags_of
+
+    parser = build_parser()
+    flags = flags_of(parser, "scan")
+    params = inspect.signature(backdoorlab.scan).parameters
+    assert {flags[n] for n in SCAN_CALIBRATION} == {"--fpr", "--evidence", "--cache"}
+    (sub,) = (a for a in parser._actions if a.dest == "command")
+    scan_parser = sub.choices["scan"]
+    defaults = scan_parser.parse_args(["--model", "m.pt", "--arch", "lenet", "--data", "d",
+                                       "--out", "o"])  # fmt: skip
+    assert all(getattr(defaults, n) == params[n].default for n in SCAN_CALIBRATION)
+    # the help names the API's default detectors and reference count, not a copy of them
+    text = scan_parser.format_help().replace("\n", " ")
+    text = " ".join(text.split())
+    assert f"default {', '.join(params['detectors'].default)}" in text
+    assert f"(default {params['references'].default}," in text

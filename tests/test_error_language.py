@@ -67,3 +67,20 @@ def test_the_same_error_in_python_and_on_the_command_line(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--model" in err and "none.pt: cannot read" in err and "`" not in err
+
+
+def test_a_bad_scan_or_repair_setting_names_the_parameter_and_on_the_command_line_its_flag():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    data = (torch.rand(40, 1, 8, 8), torch.arange(40) % 10)
+    with pytest.raises(backdoorlab.ConfigError, match=r"^scan: `evidence`: Input should be"):
+        backdoorlab.scan(model, data, evidence="bogus", references=3)
+    with pytest.raises(backdoorlab.ConfigError, match=r"^scan: `fpr`: .*\(got 2\.0\)"):
+        backdoorlab.scan(model, data, fpr=2.0, references=3)
+    with pytest.raises(backdoorlab.ConfigError, match=r"^repair: `rounds`: .*\(got 0\)"):
+        backdoorlab.repair(model, data, rounds=0)
+    assert in_flags("scan: `fpr`: no", flags_of(build_parser(), "scan")) == "scan: --fpr: no"
+    assert in_flags("repair: `rounds`: no", flags_of(build_parser(), "repair")) == (
+        "repair: --rounds: no"
+    )

@@ -346,18 +346,18 @@ def _references(args: argparse.Namespace, data: Any) -> int | list | None:
 
 
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.byo.api import DETECTORS_BY_DEFAULT, scan
+    from backdoorlab.byo.api import scan
     from backdoorlab.byo.files import save_scan
     from backdoorlab.experiment.config import apply_overrides
     from backdoorlab.records.files import check_out
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    references: int | list | None = 8
+    references: int | list | None = _default(scan, "references")
     if args.references is not None:
         references = _references(args, data)
     options = apply_overrides({}, args.overrides)  # detector.key=value -> {detector: {key: value}}
-    detectors = args.detector or list(DETECTORS_BY_DEFAULT)
+    detectors = args.detector or list(_default(scan, "detectors"))
     if isinstance(references, list):
         what = f"against {len(references)} given references"
     else:
@@ -365,7 +365,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
     console.print(f"scanning with {', '.join(detectors)} ({what})")
     result = scan(
         model, data, detectors=detectors, options=options, device=args.device,
-        references=references, fpr=args.fpr, progress=not args.quiet,
+        references=references, progress=not args.quiet, **api_kwargs(args, SCAN_CALIBRATION),
     )  # fmt: skip
     for name, d in result.detections.items():
         table = Table(title=f"{name}: {d.value_name}", title_justify="left")
@@ -445,6 +445,21 @@ REPAIR_AUTO = {
     "cache": "auto: folder the trained references are kept in (none: $BACKDOORLAB_CACHE, else "
     "~/.cache/backdoorlab/references)",
 }
+
+
+# the calibration options a scan takes from the command line (byo.api.scan's parameters)
+SCAN_CALIBRATION = {
+    "fpr": "false-positive rate of the verdict",
+    "evidence": "what each class's calibrated z is taken from: values (raw), index (within-model "
+    "anomaly index) or profile (the residual against the references' class profile)",
+    "cache": "folder the trained references are kept in (none: $BACKDOORLAB_CACHE, else "
+    "~/.cache/backdoorlab/references)",
+}
+
+
+def _default(function: Callable, name: str) -> Any:
+    """The default of `function`'s parameter `name`, for a help text."""
+    return inspect.signature(function).parameters[name].default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -674,18 +689,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         action="append",
         help=f"a detector (repeatable): {', '.join(backdoorlab.DETECTORS.names())}; "
-        "default adv-labels, adv-labels-l2, mm-bd",
+        f"default {', '.join(_default(backdoorlab.scan, 'detectors'))}",
     )
     set_arg(p, "DETECTOR.KEY=VALUE", "a detector setting, e.g. nc.steps=100 (repeatable)")
     p.add_argument(
         "--references",
         metavar="N|DIR",
         help="benign references the verdict is calibrated against: N fresh copies of the model "
-        "trained on half of --data (default 8, kept in $BACKDOORLAB_CACHE or ~/.cache/backdoorlab "
+        f"trained on half of --data (default {_default(backdoorlab.scan, 'references')}, kept "
         "for the next scan; 0: uncalibrated), or a folder of weight files of benign models of the "
         "same --arch (at least 3)",
     )
-    p.add_argument("--fpr", type=float, default=0.05, help="false-positive rate of the verdict")
+    api_options(p, backdoorlab.scan, SCAN_CALIBRATION)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="folder for scan.json and one PNG per detector")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scan at --out")

@@ -41,8 +41,7 @@ class Section(QuietDefaults):
     name: str
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line naming each offending key, e.g. 'attack.rate: must be <= 1 (got 1.5)'."""
+def _offences(exc: ValidationError, quote: str = "") -> str:
     parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "config"
@@ -51,8 +50,19 @@ def format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key"
         elif err["type"] != "missing" and not isinstance(err.get("input"), dict | list):
             msg += f" (got {err['input']!r})"
-        parts.append(f"{key}: {msg}")
-    return "invalid config: " + "; ".join(parts)
+        parts.append(f"{quote}{key}{quote}: {msg}")
+    return "; ".join(parts)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line naming each offending key, e.g. 'attack.rate: must be <= 1 (got 1.5)'."""
+    return "invalid config: " + _offences(exc)
+
+
+def parameter_error(exc: ValidationError, function: str) -> str:
+    """One line naming each offending parameter of `function` in backticks (the CLI turns them
+    into its flags), e.g. "scan: `fpr`: Input should be less than 1 (got 2.0)"."""
+    return f"{function}: " + _offences(exc, "`")
 
 
 def validated(registry: Any, section: dict[str, Any], what: str) -> Any:

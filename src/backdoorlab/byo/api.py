@@ -17,7 +17,7 @@ from torch import nn
 from backdoorlab.assess import repair_and_measure
 from backdoorlab.assess.repair import DETECTORS_BY_DEFAULT, cleared
 from backdoorlab.attacks.user_trigger import make_trigger
-from backdoorlab.config_base import format_validation_error, validated
+from backdoorlab.config_base import format_validation_error, parameter_error, validated
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
@@ -268,9 +268,7 @@ def repair(
         try:
             settings = DEFENSES.validate({**auto_cfg, **plan})
         except ValidationError as exc:  # auto's settings are this function's parameters
-            said = [f"`{'.'.join(map(str, e['loc']))}`: {e['msg']} (got {e.get('input')!r})"
-                    for e in exc.errors()]  # fmt: skip
-            raise ConfigError("repair: " + "; ".join(said)) from None
+            raise ConfigError(parameter_error(exc, "repair")) from None
     try:
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
     except ValidationError as exc:

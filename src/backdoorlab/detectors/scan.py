@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import track
 from torch import nn
 
-from backdoorlab.config_base import format_validation_error
+from backdoorlab.config_base import parameter_error
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import Detection, DetectorConfig, run_detector
 from backdoorlab.detectors.calibrate import Calibration, calibrate
@@ -239,4 +239,4 @@ def validated_calibration(settings: dict[str, Any]) -> CalibrationConfig:
     try:
         return CalibrationConfig.model_validate(settings)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc).replace("invalid config", "scan")) from None
+        raise ConfigError(parameter_error(exc, "scan")) from None
