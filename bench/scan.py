@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from common import Row, machine, mnist_or_digits, print_rows, small_cnn
 
-from backdoorlab.byo.api import DETECTORS_BY_DEFAULT, scan
+from backdoorlab.byo.scanning import DETECTORS_BY_DEFAULT, scan
 from backdoorlab.detectors.base import run_detector
 from backdoorlab.train import TrainConfig, fit
 

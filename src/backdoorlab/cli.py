@@ -234,7 +234,7 @@ def _yours(args: argparse.Namespace):
 
 def _your_model(args: argparse.Namespace, data, weights):
     """The model of --arch with `weights`, fitted to `data`."""
-    from backdoorlab.byo.files import user_model
+    from backdoorlab.byo.api import user_model
 
     return user_model(
         weights,
@@ -263,8 +263,7 @@ def _metrics_table(title: str, rows: list[tuple[str, dict | None]]) -> Table:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.byo.api import evaluate
-    from backdoorlab.byo.files import save_evaluation
+    from backdoorlab.byo.api import evaluate, save_evaluation
     from backdoorlab.records.files import check_out
 
     if args.out:
@@ -281,8 +280,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_repair(args: argparse.Namespace, console: Console) -> int:
-    from backdoorlab.byo.api import repair
-    from backdoorlab.byo.files import save_repair
+    from backdoorlab.byo.api import repair, save_repair
     from backdoorlab.records.files import check_out
 
     check_out(Path(args.out), args.overwrite)
@@ -346,8 +344,7 @@ def _references(args: argparse.Namespace, data: Any) -> int | list | None:
 
 
 def cmd_scan(args: argparse.Namespace, console: Console) -> None:
-    from backdoorlab.byo.api import scan
-    from backdoorlab.byo.files import save_scan
+    from backdoorlab.byo.scanning import save_scan, scan
     from backdoorlab.experiment.config import apply_overrides
     from backdoorlab.records.files import check_out
 

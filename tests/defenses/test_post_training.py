@@ -153,7 +153,7 @@ def test_nc_search_has_the_reference_defaults_and_its_cost_shrinks_a_free_trigge
 
 
 def test_the_trigger_search_leaves_frozen_layers_frozen_and_the_mode_as_found(synthetic):
-    from backdoorlab.byo.api import scan
+    from backdoorlab.byo.scanning import scan
     from backdoorlab.defenses.nc import NCConfig
     from backdoorlab.detectors.trigger_search import reverse_trigger
 

@@ -86,7 +86,7 @@ class Wired(nn.Module):
 
 
 def test_a_wired_backdoor_is_flagged_with_its_target_beside_wired_references(synthetic):
-    from backdoorlab.byo.api import scan
+    from backdoorlab.byo.scanning import scan
 
     data = synthetic(train_size=64, test_size=16).train
     # at eps 0.3 every model sends most adversarial examples to class 0 (a property of the data)

@@ -23,7 +23,7 @@ def plain_net() -> nn.Module:
 
 
 def test_a_second_scan_with_cached_references_trains_nothing(synthetic, tmp_path):
-    from backdoorlab.byo.api import scan
+    from backdoorlab.byo.scanning import scan
 
     data = synthetic(train_size=64).train
     model = plain_net()

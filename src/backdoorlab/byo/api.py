@@ -1,12 +1,14 @@
-"""Bring your own model: evaluate, repair and scan any PyTorch classifier on your own data, with
-your own trigger. Each takes a plain `nn.Module` that maps [0,1] images to logits (or is given
-`mean`/`std`, and normalisation is put in front)."""
+"""Bring your own model: evaluate and repair any PyTorch classifier on your own data, with your
+own trigger, and write what was done (the repaired weights, result.json, a results-database row).
+Each takes a plain `nn.Module` that maps [0,1] images to logits (or is given `mean`/`std`, and
+normalisation is put in front); `user_model` builds one from a weights file."""
 
 from __future__ import annotations
 
 import copy
 import os
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +17,22 @@ from pydantic import ValidationError
 from torch import nn
 
 from backdoorlab.assess import repair_and_measure
-from backdoorlab.assess.repair import DETECTORS_BY_DEFAULT, cleared
+from backdoorlab.assess.repair import cleared
 from backdoorlab.attacks.user_trigger import make_trigger
 from backdoorlab.config_base import format_validation_error, parameter_error, validated
-from backdoorlab.data.base import Dataset
+from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
-from backdoorlab.detectors.base import DETECTORS, Detection
-from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import ReferenceRecipe
-from backdoorlab.detectors.scan import reference_caution, scan_model, validated_calibration
+from backdoorlab.detectors.scan import reference_caution
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
+from backdoorlab.fingerprint import fingerprint
 from backdoorlab.metrics.core import der, measure
-from backdoorlab.models.foreign import Normalized
+from backdoorlab.models.foreign import Normalized, load_foreign
+from backdoorlab.records.files import new_run_id, save_tensors
+from backdoorlab.records.metrics import Metrics
+from backdoorlab.records.record import RunRecord, write_run
 from backdoorlab.train.config import TrainConfig
 
 
@@ -72,7 +75,7 @@ def check_fit(model: nn.Module, data: Dataset, what: str = "`data`") -> int:
     return k
 
 
-def _fitted(
+def fitted_data(
     model: nn.Module,
     source: DataSource,
     split: str,
@@ -86,7 +89,8 @@ def _fitted(
     return _classes(data, k), k
 
 
-def _model(model: nn.Module, mean, std, device: torch.device) -> nn.Module:
+def placed_model(model: nn.Module, mean, std, device: torch.device) -> nn.Module:
+    """`model` (checked to be one) behind the normalisation `mean`/`std`, on `device`."""
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: an nn.Module expected, got {type(model).__name__}")
     return with_normalization(model, mean, std).to(device)
@@ -108,8 +112,8 @@ def evaluate(
     """ACC on `data`; with a trigger, ASR (share of triggered non-target images sent to the
     target) and RA (share still classified correctly), all in percent."""
     dev = resolve_device(device)
-    model = _model(model, mean, std, dev)
-    test, k = _fitted(model, data, "test", dev, "`data`")
+    model = placed_model(model, mean, std, dev)
+    test, k = fitted_data(model, data, "test", dev, "`data`")
     backdoor = None
     if trigger is not None:
         backdoor = make_trigger(trigger, test, target=target, mask=mask, alpha=alpha, device=dev)
@@ -273,11 +277,11 @@ def repair(
         tcfg = TrainConfig(**{"eval_every": 0, **(train or {})})
     except ValidationError as exc:
         raise ConfigError("train: " + format_validation_error(exc)) from None
-    model = _model(copy.deepcopy(model) if copy_model else model, mean, std, dev)
-    clean_data, k = _fitted(model, clean, "train", dev, "clean data")
+    model = placed_model(copy.deepcopy(model) if copy_model else model, mean, std, dev)
+    clean_data, k = fitted_data(model, clean, "train", dev, "clean data")
     test_data, backdoor = None, None
     if test is not None:
-        test_data, _ = _fitted(model, test, "test", dev, "test data", k)
+        test_data, _ = fitted_data(model, test, "test", dev, "test data", k)
     if trigger is not None:
         if test_data is None:  # before/after on the repair's own data: still shows the ASR
             test_data = clean_data
@@ -316,140 +320,87 @@ def reference_cache() -> Path:
     return Path(base) / "backdoorlab" / "references"
 
 
-@dataclass
-class ScanResult:
-    """The detectors' findings; with references, the calibrated verdict: one score, one target
-    or none, a p-value, and how many references were trained for it."""
-
-    detections: dict[str, Detection]
-    suspects: dict[int, list[str]] = field(default_factory=dict)
-    calibration: Calibration | None = None  # with benign references: the calibrated verdict
-    references_trained: int = 0
-    probe_images: int = 0
-    margin_inputs: torch.Tensor | None = None  # suspect, then references (detectors/scan.py)
-    margin_class: int | None = None
-    reference_images: int = 0  # the images the scan's own references train on (0: given ones)
-
-    @property
-    def caution(self) -> str | None:
-        """A warning where the references trained on too few images to hold the stated
-        false-positive rate (detectors/scan.py, HELD_FPR_IMAGES)."""
-        return reference_caution(self.reference_images)
-
-    @property
-    def score(self) -> float | None:
-        """The calibrated model score (largest z over classes and detectors)."""
-        return None if self.calibration is None else self.calibration.score
-
-    @property
-    def p_value(self) -> float | None:
-        """The calibrated p-value (normal fitted to the references' leave-one-out scores)."""
-        return None if self.calibration is None else self.calibration.p_value
-
-    @property
-    def infected(self) -> bool | None:
-        """The calibrated verdict (None without references)."""
-        return None if self.calibration is None else self.calibration.infected
-
-    @property
-    def target(self) -> int | None:
-        """The suspected target class of an infected verdict."""
-        return None if self.calibration is None else self.calibration.target
-
-    @property
-    def verdict(self) -> str:
-        c = self.calibration
-        if c is not None:
-            how = (
-                f"score {c.score:.2f}, threshold {c.threshold:.2f}, empirical p = "
-                f"{c.p_empirical:.2g}; calibrated by {c.references} references"
-            )
-            if c.infected:
-                return f"backdoor suspected: target class {c.target} ({how})"
-            return f"no backdoor found ({how})"
-        if not self.suspects:
-            return "no class stands out: no backdoor found by " + ", ".join(self.detections)
-        parts = [f"class {c} ({', '.join(by)})" for c, by in self.suspects.items()]
-        return "suspected target " + "; ".join(parts) + " (uncalibrated: no references)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "infected": self.infected,
-            "target": self.target,
-            "score": self.score,
-            "p_value": self.p_value,
-            "suspects": {str(c): by for c, by in self.suspects.items()},
-            "detections": {n: d.to_dict() for n, d in self.detections.items()},
-            "references_trained": self.references_trained,
-            "probe_images": self.probe_images,
-            "margin_class": self.margin_class,
-            "reference_images": self.reference_images,
-            "caution": self.caution,
-            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
-        }
-
-
-def scan(
-    model: nn.Module,
-    data: DataSource,
+def user_model(
+    weights: str | Path,
+    arch: str,
+    data: Dataset,
     *,
-    detectors: tuple[str, ...] | list[str] = DETECTORS_BY_DEFAULT,
-    options: dict[str, dict[str, Any]] | None = None,
+    options: dict[str, Any] | None = None,
+    key_map: str | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    device: str = "auto",
-    references: int | list[nn.Module] | None = 8,
-    recipe: ReferenceRecipe | dict[str, Any] | None = None,
-    evidence: str = "profile",
-    fpr: float = 0.05,
-    cache: str | Path | None = None,
-    progress: bool = False,
-) -> ScanResult:
-    """Is `model` backdoored, and towards which class? Each detector's per-class evidence
-    (`options[name]` its settings), calibrated against benign references of the same
-    architecture at false-positive rate `fpr` (detectors/scan.py): `references` fresh copies of
-    the model trained on half of `data` by `recipe` (kept in `cache`, default
-    `reference_cache()`, so the next scan trains nothing), or the benign models given (at least
-    3), or None for the detectors' uncalibrated findings."""
-    dev = resolve_device(device)
-    model = _model(model, mean, std, dev)
-    clean, _ = _fitted(model, data, "test", dev, "data")
-    options = options or {}
-    unknown = set(options) - set(detectors)
-    if unknown:
-        raise ConfigError(f"detector options for {sorted(unknown)}, which do not run")
-    configs = {
-        name: validated(DETECTORS, {"name": name, **options.get(name, {})}, f"detector {name}")
-        for name in detectors
-    }
-    calibration, given = None, None
-    if references is not None:
-        if isinstance(references, bool) or not isinstance(references, int | list | tuple):
-            raise ConfigError(
-                "references: a number of references to train, a list of benign models, or None"
-            )
-        settings: dict[str, Any] = {"evidence": evidence, "fpr": fpr}
-        if isinstance(references, int):
-            base = recipe.model_dump() if isinstance(recipe, ReferenceRecipe) else recipe or {}
-            settings["references"] = {**base, "count": references}
-        else:
-            given = [_model(ref, mean, std, dev) for ref in references]
-        calibration = validated_calibration(settings)
-    store = StageCache(cache if cache is not None else reference_cache())
-    outcome = scan_model(model, clean, configs, calibration, given, store, progress)
-    suspects: dict[int, list[str]] = {}
-    for name, d in outcome.detections.items():
-        for c in d.suspects:
-            suspects.setdefault(c, []).append(name)
-    ordered = dict(sorted(suspects.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-    return ScanResult(
-        outcome.detections,
-        ordered,
-        outcome.calibration,
-        outcome.references_trained,
-        outcome.probe_images,
-        outcome.margin_inputs,
-        outcome.margin_class,
-        outcome.reference_images,
+    num_classes: int | None = None,
+) -> nn.Module:
+    """The model in `weights` built as `arch` for `data`'s image shape; our registered
+    architectures take normalisation inside (mean/std, default none), a factory's model is put
+    behind it when mean/std are given."""
+    c = data.channels
+    spec = InputSpec(
+        c,
+        data.size,
+        num_classes or data.num_classes,
+        tuple(mean) if mean is not None else (0.0,) * c,
+        tuple(std) if std is not None else (1.0,) * c,
     )
+    return load_foreign(
+        weights, arch, spec, options=options, key_map=key_map, normalize=mean is not None
+    )
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights to save: a factory model's own keys (without the normalisation we added)."""
+    return (model.net if isinstance(model, Normalized) else model).state_dict()
+
+
+def save_repair(
+    model: nn.Module,
+    report: RepairReport,
+    out: str | Path,
+    *,
+    source: dict[str, Any],
+    db: str | Path | None = None,
+    add_row: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write OUT/model.safetensors (the repaired weights, in the layout they were loaded in),
+    OUT/result.json and (with `add_row`) a row of `db` (default OUT/../results.db)."""
+    out = Path(out)
+    created = datetime.now(timezone.utc)
+    run_id = new_run_id(created)
+    config = {
+        "name": f"repair-{report.defense}",
+        "seed": report.options.get("seed", 0),
+        "dataset": {"name": str(source.get("data", "user"))},
+        "model": {"name": str(source.get("arch", "user"))},
+        "attack": {"name": "user trigger" if source.get("trigger") else "unknown"},
+        "defense": report.options,
+        "source": source,
+    }
+    evidence = ("scan_before", "scan_after", "steps", "held_out")
+    found = {k: getattr(report, k) for k in evidence} if report.scan_before is not None else {}
+    metrics = Metrics.from_dict({**(report.after or {}), **report.defense_report, **found})
+    if report.before is not None:
+        metrics = replace(metrics, before=Metrics.from_dict(report.before), der=report.der)
+    record = RunRecord(
+        kind="repair",
+        run_id=run_id,
+        name=config["name"],
+        created=created.isoformat(timespec="seconds"),
+        config_hash=fingerprint(config),
+        metrics=metrics,
+        timings={"total_s": report.seconds},
+        config=config,
+        extra={"repair": report.to_dict()},
+    )
+    rows = (Path(db) if db is not None else out.parent / "results.db") if add_row else None
+    weights = {"model.safetensors": lambda p: save_tensors(p, state_of(model))}
+    return write_run(out, record, weights, db=rows, overwrite=overwrite)
+
+
+def save_evaluation(
+    metrics: dict[str, Any], out: str | Path, *, source: dict[str, Any], overwrite: bool = False
+) -> Path:
+    """Write OUT/result.json with the numbers of an evaluation and what they were measured on."""
+    numbers = Metrics.from_dict(metrics, "evaluate")
+    record = RunRecord(kind="evaluate", metrics=numbers, extra={"source": source})
+    return write_run(out, record, overwrite=overwrite)

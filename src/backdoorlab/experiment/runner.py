@@ -26,17 +26,14 @@ from backdoorlab.experiment.triggers import save_attack_grid
 from backdoorlab.metrics.core import measure
 from backdoorlab.models.base import Classifier, build_model
 from backdoorlab.records.files import (
-    RUN_MARKER,
     check_out,
     load_tensors,
     new_run_id,
     save_tensors,
-    staged_dir,
     write_json,
 )
 from backdoorlab.records.metrics import Metrics
-from backdoorlab.records.record import RunRecord, read_run
-from backdoorlab.records.store import ResultStore
+from backdoorlab.records.record import RunRecord, read_run, write_run
 from backdoorlab.seeds import CLEAN_SUBSET, stream
 from backdoorlab.train.distributed import distributed, world
 from backdoorlab.train.hooks import Hook, TrainState
@@ -275,12 +272,21 @@ def record_run(
 ) -> None:
     """Write the run folder and (with a `db`) its results-database row."""
     result.out_dir = out.resolve()
-    record = _save(result, prep, created)
-    if db is not None:
-        ResultStore(db).add(record.to_row(result.out_dir))
+    numbers = {"metrics": result.metrics.to_dict(), "history": result.history}
+    files = {
+        "model.safetensors": lambda p: save_tensors(p, result.model.state_dict()),
+        "poison.safetensors": lambda p: save_tensors(
+            p, poison_tensors(prep.attack, result.poisoned)
+        ),
+        "metrics.json": lambda p: write_json(p, numbers),
+        "triggers.png": lambda p: save_attack_grid(prep, p),
+    }
+    # `run` checked `out` before the work (refusing what `overwrite` does not allow)
+    write_run(out, run_record(result, prep, created), files, db=db, overwrite=True)
 
 
-def _save(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
+def run_record(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
+    """The record of a finished run."""
     cfg = result.config
     spec = prep.poisoned.data.spec
     poisoned = result.poisoned
@@ -316,13 +322,6 @@ def _save(result: RunResult, prep: Prepared, created: datetime) -> RunRecord:
             "history": result.history,
         },
     )
-    with staged_dir(result.out_dir, marker=RUN_MARKER) as tmp:
-        save_tensors(tmp / "model.safetensors", result.model.state_dict())
-        save_tensors(tmp / "poison.safetensors", poison_tensors(prep.attack, poisoned))
-        numbers = {"metrics": result.metrics.to_dict(), "history": result.history}
-        write_json(tmp / "metrics.json", numbers)
-        record.save(tmp)
-        save_attack_grid(prep, tmp / "triggers.png")
     return record
 
 

@@ -27,9 +27,8 @@ from backdoorlab.errors import BackdoorlabError, ConfigError
 from backdoorlab.experiment.executors import EXECUTORS, Task
 from backdoorlab.experiment.sweep_spec import Cell, SweepSpec, expand, load_sweep
 from backdoorlab.metrics.core import pct
-from backdoorlab.paths import check_name
-from backdoorlab.records.files import RUN_MARKER, staged_dir
-from backdoorlab.records.record import RunRecord
+from backdoorlab.records.files import RUN_MARKER
+from backdoorlab.records.record import RunRecord, write_run
 from backdoorlab.records.store import ResultStore
 
 
@@ -240,11 +239,8 @@ def _commit(
     writing nothing, when another start recorded the cell first. The caller holds its lock."""
     if cell.key in store.cells():
         return None
-    with staged_dir(folder, marker=RUN_MARKER) as tmp:
-        for name, blob in files.items():
-            (tmp / check_name(name, "cell file")).write_bytes(blob)
     record = RunRecord.from_dict(json.loads(files[RUN_MARKER]))
-    row = record.to_row(folder.resolve())
-    row.update(sweep=spec.name, cell=cell.key, axes_json=cell.axes)
-    store.add(row)
+    others = {name: blob for name, blob in files.items() if name != RUN_MARKER}
+    row = {"sweep": spec.name, "cell": cell.key, "axes_json": cell.axes}
+    write_run(folder, record, others, db=store.path, row=row)
     return record

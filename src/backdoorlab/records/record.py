@@ -4,6 +4,7 @@ a repair, an evaluation, a scan) and its results-database row."""
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import torch
 
 from backdoorlab.errors import ConfigError, DataError
 from backdoorlab.limits import read_json
-from backdoorlab.records.files import RUN_MARKER, write_json
+from backdoorlab.paths import check_name
+from backdoorlab.records.files import RUN_MARKER, check_out, staged_dir, write_json
 from backdoorlab.records.metrics import Metrics
+from backdoorlab.records.store import ResultStore
 from backdoorlab.version import __version__
 
 KINDS = ("run", "repair", "evaluate", "scan")
@@ -113,6 +116,38 @@ class RunRecord:
     def save(self, folder: Path) -> Path:
         """Write `folder`/result.json (inside a staged folder: the caller renames it)."""
         return write_json(folder / RUN_MARKER, self.to_dict())
+
+
+# a file of a run folder beside result.json: its bytes, or a function writing it at a path
+FileWriter = bytes | Callable[[Path], Any]
+
+
+def write_run(
+    out: str | Path,
+    record: RunRecord,
+    files: Mapping[str, FileWriter] | None = None,
+    *,
+    db: str | Path | None = None,
+    overwrite: bool = True,
+    row: Mapping[str, Any] | None = None,
+) -> Path:
+    """The one writer of run folders: OUT/result.json (`record`) and `files` in a temp folder
+    renamed into place whole, then with `db` the record's results-database row (`row`: more
+    columns, a sweep's cell and axes). An `out` that holds anything but an earlier run is refused;
+    an earlier run only with `overwrite`."""
+    out = Path(out)
+    check_out(out, overwrite)
+    with staged_dir(out, marker=RUN_MARKER) as tmp:
+        for name, content in (files or {}).items():
+            path = tmp / check_name(name, "run file")
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                content(path)
+        record.save(tmp)
+    if db is not None:
+        ResultStore(db).add({**record.to_row(out.resolve()), **(row or {})})
+    return out
 
 
 def read_record(run_dir: str | Path) -> RunRecord:
