@@ -354,3 +354,24 @@ def test_closest_keeps_per_row_the_ratio_whose_acc_is_nearest_the_reference(tmp_
     store.put_sweep("fp", spec)
     with pytest.raises(ConfigError, match="closest needs label, among and to"):
         report(store.path, tmp_path / "out" / "fp", tables=["t"])
+
+
+def test_a_closest_column_whose_searched_columns_are_all_excluded_is_not_missing(tmp_path):
+    spec = {
+        "name": "fp",
+        "axes": {
+            "attack": {"badnets": {}, "sig": {}},
+            "defense": {"none": {}, "cat": {}, "fp-10": {}, "fp-50": {}},
+        },
+        "exclude": [{"attack": ["sig"], "defense": ["fp-10", "fp-50"]}],  # cat is left to run
+        "reports": {
+            "t": _grid(closest={"label": "fp", "among": "fp-*", "to": "cat", "after": "none"})
+        },
+    }
+    store = ResultStore(tmp_path / "results.db")
+    store.put_sweep("fp", spec)
+    cells = [("badnets", d) for d in ("none", "cat", "fp-10", "fp-50")] + [("sig", "none")]
+    for i, (a, d) in enumerate(cells):
+        _add(store, "fp", f"{i:02d}", a, d, {"acc": 90.0 + i, "asr": 50.0})
+    path, _ = report(store.path, tmp_path / "out" / "fp", tables=["t"])
+    assert "Not run yet (or failed): sig/cat." in path.read_text()  # not sig/fp

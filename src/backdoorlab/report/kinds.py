@@ -144,7 +144,9 @@ def _grid(
     chosen = select(entry, cells)
     columns = order(spec, cols, chosen, entry)
     notes = []
+    searched: list[str] = []  # the columns a `closest` column picks from
     if entry.get("closest"):
+        searched = [c for c in columns if matches(c, wanted(entry["closest"].get("among", [])))]
         chosen, columns, said = _closest(rid, entry["closest"], rows, cols, chosen, columns)
         notes.append(said)
     groups: dict[tuple[str, str], list[Row]] = {}
@@ -182,12 +184,18 @@ def _grid(
             "In parentheses: the paper's published numbers; in the Avg. Drop row, their averages "
             "as computed here."
         )
-    # a pair the sweep's `exclude` leaves out is not missing
+    # a pair the sweep's `exclude` leaves out is not missing, nor a `closest` column whose
+    # searched columns are all left out
     rules = [rule for rule in spec.get("exclude", []) if set(rule) <= {rows, cols}]
+
+    def excluded(r: str, c: str) -> bool:
+        return any(excluded_by(rule, {rows: r, cols: c}) for rule in rules)
+
+    picked = entry["closest"]["label"] if searched else None
     missing = [
         (r, c)
         for r, c in grid.missing()
-        if not any(excluded_by(rule, {rows: r, cols: c}) for rule in rules)
+        if not excluded(r, c) and not (c == picked and all(excluded(r, x) for x in searched))
     ]
     if missing:
         cells_text = ", ".join(f"{r}/{c}" for r, c in missing)
