@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import run_detector
+from backdoorlab.errors import ConfigError
 
 TINY = {"count": 3, "train": {"epochs": 1, "batch_size": 32, "eval_every": 0}}
 FAST = {"mm-bd": {"starts": 2, "steps": 5}, "adv-labels": {"steps": 2}}
@@ -234,3 +236,15 @@ def test_the_caution_names_sizes_below_the_smallest_measured_to_hold_the_fpr():
     assert reference_caution(HELD_FPR_IMAGES) is None
     below = reference_caution(HELD_FPR_IMAGES - 1)
     assert below is not None and f"trained on {HELD_FPR_IMAGES - 1} images" in below
+
+
+def test_calibrating_a_detector_that_does_not_run_is_one_error_before_any_work():
+    from backdoorlab.detectors.base import DETECTORS
+    from backdoorlab.detectors.scan import CalibrationConfig, scan_model
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    images, labels = torch.zeros(20, 1, 8, 8, dtype=torch.uint8), torch.arange(20) % 10
+    data = Dataset("toy", images, labels, [str(c) for c in range(10)], (0.5,), (0.5,))
+    detectors = {"mm-bd": DETECTORS.validate({"name": "mm-bd"})}
+    with pytest.raises(ConfigError, match=r"calibrate.detectors: \['nc'\] do not run"):
+        scan_model(model, data, detectors, CalibrationConfig(detectors=["nc"]))

@@ -161,12 +161,6 @@ def scan_model(
                 for n, c in detectors.items()
             }
         )
-    used = calibration.detectors or list(detectors)
-    missing = sorted(set(used) - set(detectors))
-    if missing:
-        raise ConfigError(
-            f"calibrate.detectors: {missing} do not run (detect: {sorted(detectors)})"
-        )
     result = calibrate(
         {n: found[n] for n in used},
         [{n: r[n] for n in used} for r in ref_found],
