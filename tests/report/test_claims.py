@@ -23,6 +23,9 @@ def pages(tmp_path: Path, claims: list[dict]) -> Path:
     (tmp_path / "t7.md").write_text("# page\n")
     (tmp_path / "t7-table7.csv").write_text(GRID)
     (tmp_path / "zoo-detection.csv").write_text("detector,attack,AUROC\nmm-bd,all attacks,0.951\n")
+    (tmp_path / "t7-vs.csv").write_text(
+        "row,compared,metric,p,reading\nbadnets,a - b,ASR,0.002,a lower\n"
+    )
     (tmp_path / "t7-labels").mkdir()
     (tmp_path / "t7-labels" / "a.json").write_text(json.dumps({"infected": {"share": 98.214}}))
     path = tmp_path / "claims.yaml"
@@ -41,12 +44,14 @@ def test_the_ledger_reads_every_number_from_the_pages_files(tmp_path):
         {"table": "t7-table7", "row": "badnets", "column": "cat"},
         {"table": "zoo-detection", "match": {"detector": "mm-bd"}, "show": ["AUROC"]},
         {"json": "t7-labels/a.json", "show": ["infected.share"]},
+        {"table": "t7-vs", "match": {"row": "badnets"}, "show": ["p", "reading"]},
     ]
     src = pages(tmp_path, [claim(cells=cells), claim("not testable at CPU scale", cells=[])])
     text = claims_page(src, tmp_path / "claims").read_text()
     assert "[t7](t7.md) badnets x cat: ACC 96.70, ASR 0.50" in text
     assert "zoo-detection mm-bd: AUROC 0.95" in text  # no page of that name: the CSV's name
     assert "[t7](t7.md) labels/a: infected.share 98.21" in text
+    assert "[t7](t7.md) badnets: p 0.002, reading a lower" in text  # a paired p: 3 decimals
     assert "| reproduced | 1 |" in text and "| not testable at CPU scale | 1 |" in text
     html = claims_page(src, tmp_path / "claims", "html").read_text()
     assert 'href="t7.html"' in html and "<table>" in html

@@ -140,11 +140,15 @@ def _page_of(folder: Path, table: str) -> str | None:
     return None
 
 
-def _number(value: str) -> str:
+def _number(value: str, digits: int = 2) -> str:
     try:
-        return f"{float(value):.2f}"
+        return f"{float(value):.{digits}f}"
     except ValueError:
         return value
+
+
+# a paired test's p keeps the three decimals its table prints (p 0.002 is not "p 0.00")
+_DIGITS = {"p": 3}
 
 
 def _json_values(ref: CellRef, folder: Path) -> str:
@@ -187,7 +191,10 @@ def resolve(ref: CellRef, folder: Path, cache: dict[str, list[dict[str, str]]]) 
     if missing:
         raise ConfigError(f"claims: {ref.table} has no column {missing[0]}")
     label = " x ".join(want.values())
-    values = ", ".join(f"{c.upper() if c in ('acc', 'asr') else c} {_number(row[c])}" for c in show)
+    values = ", ".join(
+        f"{c.upper() if c in ('acc', 'asr') else c} {_number(row[c], _DIGITS.get(c, 2))}"
+        for c in show
+    )
     page = _page_of(folder, ref.table)
     where = f"[{page}]({page}.md)" if page else ref.table
     return f"{where} {label}: {values}" if values else f"{where} {label}"
