@@ -5,6 +5,7 @@ from torch import nn
 from backdoorlab.attacks import ATTACKS, build_attack
 from backdoorlab.data import Dataset
 from backdoorlab.metrics import accuracy, backdoor_metrics, measure
+from backdoorlab.records.metrics import Metrics
 
 
 class PatchDetector(nn.Module):
@@ -60,14 +61,14 @@ def test_acc_asr_ra_by_definition():
 def test_evaluate_without_attack():
     d = data()
     m = measure(PatchDetector(lambda x: torch.ones(len(x), dtype=torch.int64)), d, None)
-    assert m == {"acc": 25.0, "asr": None, "ra": None}
+    assert m == Metrics(acc=25.0, asr=None, ra=None)
 
 
 def test_der_follows_its_definition():
     from backdoorlab.metrics.core import der
 
     # ASR 100 -> 10 (drop 0.9), ACC 95 -> 93 (drop 0.02): (0.9 - 0.02 + 1) / 2
-    assert der({"acc": 95, "asr": 100}, {"acc": 93, "asr": 10}) == pytest.approx(0.94)
+    assert der(Metrics(acc=95, asr=100), Metrics(acc=93, asr=10)) == pytest.approx(0.94)
     # a defense that raises ASR or ACC earns nothing for it and loses nothing either
-    assert der({"acc": 90, "asr": 50}, {"acc": 92, "asr": 60}) == pytest.approx(0.5)
-    assert der({"acc": 90, "asr": None}, {"acc": 92, "asr": None}) is None
+    assert der(Metrics(acc=90, asr=50), Metrics(acc=92, asr=60)) == pytest.approx(0.5)
+    assert der(Metrics(acc=90), Metrics(acc=92)) is None

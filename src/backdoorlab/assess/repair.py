@@ -32,6 +32,7 @@ from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import Store, split_clean, train_references
 from backdoorlab.detectors.scan import scan_model, validated_calibration
 from backdoorlab.metrics.core import Backdoor, der, measure
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.train.config import TrainConfig
 
 
@@ -41,8 +42,8 @@ class RepairOutcome:
     None when not asked for); the defense's own numbers, read once the repair ended; seconds."""
 
     model: nn.Module
-    before: dict[str, float | None] | None
-    after: dict[str, float | None] | None
+    before: Metrics | None
+    after: Metrics | None
     defense_report: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -68,7 +69,7 @@ def repair_and_measure(
     """`defense` applied to `model` with what `ctx` lets it see (seeded with `seed` when given),
     ACC/ASR/RA on `test` before (if `measure_before`) and after, and the defense's report."""
 
-    def measured(m: nn.Module) -> dict[str, float | None] | None:
+    def measured(m: nn.Module) -> Metrics | None:
         return None if test is None else measure(m, test, backdoor, batch_size)
 
     before = measured(model) if measure_before else None
@@ -172,7 +173,7 @@ def auto_repair(
     own, probe = split_clean(work, calibration.references.train_share)
     evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": [],
                                 "reference_images": len(own)}  # fmt: skip
-    held_before = measure(model, held, None)["acc"]
+    held_before = measure(model, held, None).acc
     if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
@@ -199,7 +200,7 @@ def auto_repair(
             break  # the backdoor found is gone: stop repairing
     evidence["scan_after"] = scan_summary(now)
     held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
-                                "acc_after": measure(model, held, None)["acc"]}  # fmt: skip
+                                "acc_after": measure(model, held, None).acc}  # fmt: skip
     if trigger is not None:
         held_out["reversed_trigger_target"] = target
         held_out["reversed_trigger_asr_before"] = reversed_trigger_asr(

@@ -118,7 +118,7 @@ def evaluate(
     if trigger is not None:
         backdoor = make_trigger(trigger, test, target=target, mask=mask, alpha=alpha, device=dev)
     m = measure(model, test, backdoor, batch_size)
-    return {**m, "images": len(test), "classes": k}
+    return {**m.measured(), "images": len(test), "classes": k}
 
 
 def _classes(data: Dataset, k: int) -> Dataset:
@@ -193,7 +193,9 @@ class RepairReport:
     @property
     def der(self) -> float | None:
         """Defense effectiveness rating (None without before/after ASR)."""
-        return None if self.before is None or self.after is None else der(self.before, self.after)
+        if self.before is None or self.after is None:
+            return None
+        return der(Metrics.from_dict(self.before), Metrics.from_dict(self.after))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,7 +292,7 @@ def repair(
         )
     measured_on = None if test_data is None else ("test" if test is not None else "clean")
 
-    def metrics(m: nn.Module) -> dict[str, Any] | None:
+    def metrics(m: nn.Module) -> Metrics | None:
         return None if test_data is None else measure(m, test_data, backdoor)
 
     before = metrics(model)
@@ -303,9 +305,10 @@ def repair(
                               measure_before=False, seed=None if scanned else seed)  # fmt: skip
     shown = (settings if auto else named).model_dump(mode="json")
     found = done.defense_report if scanned else {}
+    plain = [None if m is None else m.measured() for m in (before, done.after)]
     report = RepairReport(
-        defense, shown, len(clean_data), {} if scanned else done.defense_report, before,
-        done.after, done.seconds, measured_on, **found,
+        defense, shown, len(clean_data), {} if scanned else done.defense_report, *plain,
+        done.seconds, measured_on, **found,
     )  # fmt: skip
     return done.model.eval(), report
 

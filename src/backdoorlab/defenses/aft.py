@@ -97,7 +97,7 @@ class _Watch(Hook):
             was = state.model.training
             m = self.ctx.monitor(state.model)
             state.model.train(was)
-            self.curve.append({"step": state.step, "acc": m["acc"], "asr": m.get("asr")})
+            self.curve.append({"step": state.step, "acc": m.acc, "asr": m.asr})
 
     def _check(self, state: TrainState) -> None:
         c = self.cfg

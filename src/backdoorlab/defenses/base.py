@@ -16,6 +16,7 @@ from backdoorlab.attacks.base import PoisonedData
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import Dataset
 from backdoorlab.errors import ConfigError
+from backdoorlab.records.metrics import Metrics
 from backdoorlab.registry import Registry
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.hooks import Batch, Hook, TrainState
@@ -55,7 +56,7 @@ class DefenseContext:
     seed: int
     poisoned: PoisonedData | None = None
     clean: Dataset | None = None
-    monitor: Callable[[nn.Module], dict[str, float | None]] | None = None
+    monitor: Callable[[nn.Module], Metrics] | None = None
     perf: Performance = DEFAULT  # how the work runs: passed to fit and PGD
     store: Any = None  # a stage cache where a defense may keep what it trains (auto: references)
     progress: bool = False  # progress bars on a defense's long work

@@ -50,7 +50,7 @@ class EvalHook(Hook):
     def on_epoch_end(self, state: TrainState, record: dict[str, float]) -> None:
         last = state.epoch + 1 == state.config.epochs
         if last or (self.every and (state.epoch + 1) % self.every == 0):
-            m = measure(state.model, self.test, self.attack, self.batch_size)
+            m = measure(state.model, self.test, self.attack, self.batch_size).measured()
             record.update({f"test_{k}": v for k, v in m.items() if v is not None})
 
 
@@ -155,7 +155,7 @@ def set_up(cfg: ExperimentConfig, prep: Prepared, stages: StageCache | None = No
     clean = clean_subset(train, prep.poisoned.touched(), cfg.defense.clean_share, cfg.seed)
     backdoor = prep.attack if prep.attack.plants_backdoor else None
 
-    def monitor(m: nn.Module) -> dict[str, float | None]:
+    def monitor(m: nn.Module) -> Metrics:
         return measure(m, test, backdoor, cfg.train.eval_batch_size)
 
     ctx = DefenseContext(
@@ -209,10 +209,9 @@ def defend(
         model, s.defense, s.ctx, s.test, s.backdoor,
         batch_size=eval_batch_size, measure_before=repairs,
     )  # fmt: skip
-    metrics = Metrics.from_dict({**done.after, **done.defense_report})
+    metrics = Metrics.from_dict({**done.after.measured(), **done.defense_report})
     if repairs:
-        before = Metrics.from_dict(done.before)
-        metrics = replace(metrics, before=before, stage=stage, der=done.der)
+        metrics = replace(metrics, before=done.before, stage=stage, der=done.der)
     return done.model, metrics
 
 

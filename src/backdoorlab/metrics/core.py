@@ -9,6 +9,7 @@ from torch import nn
 
 from backdoorlab.data.base import Dataset
 from backdoorlab.data.iterator import BatchIterator
+from backdoorlab.records.metrics import Metrics
 
 
 class Backdoor(Protocol):
@@ -63,23 +64,23 @@ def backdoor_metrics(
 
 def measure(
     model: nn.Module, data: Dataset, backdoor: Backdoor | None, batch_size: int = 512
-) -> dict[str, float | None]:
+) -> Metrics:
     """ACC, ASR and RA (percent) of `model` on clean test data; ASR/RA are None without attack."""
     acc = accuracy(model, data, batch_size)
     if backdoor is None:
-        return {"acc": acc, "asr": None, "ra": None}
+        return Metrics(acc=acc)
     asr, ra = backdoor_metrics(model, data, backdoor, batch_size)
-    return {"acc": acc, "asr": asr, "ra": ra}
+    return Metrics(acc=acc, asr=asr, ra=ra)
 
 
-def der(before: dict[str, float | None], after: dict[str, float | None]) -> float | None:
+def der(before: Metrics, after: Metrics) -> float | None:
     """Defense effectiveness rating in [0, 1] from ACC/ASR (percent) before and after a defense:
     (max(0, drop of ASR) - max(0, drop of ACC) + 1) / 2 (reference-settings.md; BackdoorBench).
     None without ASR."""
-    if before.get("asr") is None or after.get("asr") is None:
+    if before.asr is None or after.asr is None:
         return None
-    d_asr = (before["asr"] - after["asr"]) / 100
-    d_acc = (before["acc"] - after["acc"]) / 100
+    d_asr = (before.asr - after.asr) / 100
+    d_acc = (before.acc - after.acc) / 100
     return (max(0.0, d_asr) - max(0.0, d_acc) + 1) / 2
 
 

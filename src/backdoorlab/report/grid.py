@@ -51,7 +51,7 @@ class Grid:
         base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
         if base is None or cell is None:
             return None
-        return der(base.measured(), cell.measured())
+        return der(base, cell)
 
     def mean_der(self, c: str) -> float | None:
         """Mean DER of column `c` over the rows that have it and their baseline."""

@@ -80,7 +80,7 @@ def _runs(
     for c, r in zip(chosen, records, strict=True):
         m = c.metrics
         delta = "-" if base is None else f"{m.acc - base.metrics.acc:+.2f}"
-        d = der(base.metrics.measured(), m.measured()) if with_der else None
+        d = der(base.metrics, m) if with_der else None
         table.append(
             [
                 c.label,
