@@ -208,7 +208,10 @@ def ray_cluster():
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
 
 
+# one Ray cluster per xdist worker would stop the other's (`ray stop --force` in the fixture
+# kills every Ray process on the machine): both tests go to one worker (`--dist loadgroup`)
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_the_ray_executor_gives_the_local_numbers(tiny_config, tmp_path, ray_cluster):
     spec = _small(tiny_config)
     local = sweep(spec, tmp_path / "local", progress=False, say=lambda _: None)
@@ -231,6 +234,7 @@ def test_the_ray_executor_gives_the_local_numbers(tiny_config, tmp_path, ray_clu
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_a_ray_task_whose_worker_dies_is_retried(tiny_config, tmp_path, ray_cluster):
     from backdoorlab.experiment.executors import RayExecutor, Task, run_cell
 
