@@ -78,17 +78,22 @@ def test_every_results_page_sweep_expands_and_its_reports_name_real_cells():
 
 def test_table7_has_a_photos_profile_on_natural_images_at_cpu_scale():
     cells = expand(load_sweep("gao2023-table7", "photos"))
-    # seed 0: six attacks x (none, nine FP ratios, NAD, DP-SGD, ABL, CAT); seeds 1, 2: none, CAT
-    assert len(cells) == 6 * 14 + 6 * 2 * 2
+    # BadNets at the paper's 1%, WaNet and SIG plant nothing on photos: no defense only; the
+    # others (and BadNets at the 5% used instead) every defense at seed 0, none and CAT at 1, 2
+    defended = ("badnets-5pct", "lc", "blended", "trojan")
+    assert len(cells) == 3 * 3 + len(defended) * (14 + 2 * 2)
     assert {c.config.dataset.name for c in cells} == {"photos"}
     assert {c.config.model.name for c in cells} == {"small_cnn"}
     lc = next(c.config for c in cells if c.axes["attack"] == "lc")
     assert lc.attack.surrogate.model.name == "small_cnn"  # not the paper's ResNet-18
     seen = {c.axes["attack"]: (c.config.attack.rate, c.config.attack.label_mode) for c in cells}
-    assert seen == SEC_IV_A
+    assert seen == {**SEC_IV_A, "badnets-5pct": (0.05, "dirty")}
     assert {c.config.defense.gamma for c in cells if c.config.defense.name == "abl"} == {0.0}
     repeated = {c.axes["defense"] for c in cells if c.axes["seed"] != "0"}
     assert repeated == {"none", "cat"}
+    undefended = {c.axes["attack"] for c in cells if c.axes["defense"] == "none"} - set(defended)
+    assert {c.axes["attack"] for c in cells if c.axes["defense"] != "none"} == set(defended)
+    assert undefended == {"badnets", "wanet", "sig"}
 
 
 SEC_IV_A = {  # Gao Sec. IV-A-1 (Tables VII, X): rate and label mode of each attack
