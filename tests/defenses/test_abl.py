@@ -1,8 +1,13 @@
-from types import SimpleNamespace
-
 import torch
 
-from backdoorlab.defenses.abl import ABL, ABLConfig, ABLHook, _LossGuarded, isolate, per_sample_loss
+from backdoorlab.defenses.abl import (
+    ABLConfig,
+    ABLHook,
+    _LossGuarded,
+    isolate,
+    isolation_numbers,
+    per_sample_loss,
+)
 from backdoorlab.experiment import run
 from backdoorlab.train import Batch
 
@@ -60,14 +65,12 @@ def test_without_training_on_the_rest_no_main_epoch_runs(tiny_config):
     assert result.history == [] and result.metrics.defense["abl_isolated"] == 3  # ceil(0.01 * 256)
 
 
-def test_report_gives_precision_and_the_losses_of_poisoned_and_clean_samples():
-    abl = ABL(ABLConfig(name="abl"))
-    abl.hook = ABLHook(abl.cfg, None)
-    abl.hook.losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 2.0, 3.0, 4.0])
-    abl.hook.isolated = isolate(abl.hook.losses, 0.25)  # samples 0 and 1
-    poisoned = SimpleNamespace(indices=torch.tensor([1, 6, 7]), count=3)
-    abl.ctx = SimpleNamespace(poisoned=poisoned)
-    r = abl.report()
+def test_isolation_numbers_give_precision_and_the_losses_of_poisoned_and_clean_samples():
+    losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 2.0, 3.0, 4.0])
+    isolated = isolate(losses, 0.25)  # samples 0 and 1
+    poisoned = torch.tensor([1, 6, 7])
+    assert isolation_numbers(isolated, losses, None) == {"abl_isolated": 2}
+    r = isolation_numbers(isolated, losses, poisoned)
     assert r["abl_isolated"] == 2 and r["abl_precision"] == 50.0
     assert abs(r["abl_recall"] - 100 / 3) < 1e-9
     assert r["abl_loss_poisoned"] == 3.0  # median of 0.2, 3.0, 4.0

@@ -108,3 +108,18 @@ def test_an_auxiliary_model_is_trained_once_per_config_and_data(tiny_config, tmp
     other = {**lc, "eps": 0.1, "surrogate": {**surrogate, "at_eps": 0.1}}
     prepare(load_config({**tiny_config, "attack": other}), cache=cache)
     assert len(cache.keys("auxiliary")) == 2
+
+
+def test_cache_true_keeps_it_beside_the_run_false_keeps_none(tiny_config, tmp_path):
+    """`cache=True` (the default) puts a repair's stage cache beside the run folder; False
+    writes none; a saved run without a post-training defense keeps none either way."""
+    cfg = {**tiny_config, "defense": {"name": "ft", "epochs": 1}}
+    cfg["train"] = {**cfg["train"], "epochs": 1, "eval_every": 0}
+    run(cfg, out=tmp_path / "on" / "run", progress=False)
+    assert StageCache(tmp_path / "on" / "cache").keys("infected")
+    off = run(cfg, out=tmp_path / "off" / "run", progress=False, cache=False)
+    assert off.metrics.stage == {}  # trained here, not taken from a cache
+    assert sorted(p.name for p in (tmp_path / "off").iterdir()) == ["results.db", "run"]
+    plain = {**tiny_config, "train": cfg["train"]}
+    run(plain, out=tmp_path / "plain" / "run", progress=False)
+    assert not (tmp_path / "plain" / "cache").exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -39,12 +39,12 @@ from backdoorlab.train.config import TrainConfig
 @dataclass
 class RepairOutcome:
     """The repaired model; ACC/ASR/RA before and after (None without test data, `before` also
-    None when not asked for); the defense's own numbers, read once the repair ended; seconds."""
+    None when not asked for); the defense's own numbers (its context's findings); seconds."""
 
     model: nn.Module
     before: Metrics | None
     after: Metrics | None
-    defense_report: dict[str, Any] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -67,7 +67,8 @@ def repair_and_measure(
     seed: int | None = None,
 ) -> RepairOutcome:
     """`defense` applied to `model` with what `ctx` lets it see (seeded with `seed` when given),
-    ACC/ASR/RA on `test` before (if `measure_before`) and after, and the defense's report."""
+    ACC/ASR/RA on `test` before (if `measure_before`) and after, and what the defense found
+    (`ctx.findings`, with what its training hooks put there)."""
 
     def measured(m: nn.Module) -> Metrics | None:
         return None if test is None else measure(m, test, backdoor, batch_size)
@@ -78,7 +79,7 @@ def repair_and_measure(
         torch.manual_seed(seed)
     repaired = defense.repair(model, ctx)
     seconds = round(time.perf_counter() - t0, 3)
-    return RepairOutcome(repaired, before, measured(repaired), defense.report(), seconds)
+    return RepairOutcome(repaired, before, measured(repaired), dict(ctx.findings), seconds)
 
 
 class AutoConfig(DefenseConfig):
@@ -141,7 +142,8 @@ def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> 
     repaired model with references that went through the same repair, so that what the repair
     does to any model (unlearning raises some class's margins) is not read as a backdoor."""
     torch.manual_seed(seed)
-    return done.repeat(copy.deepcopy(ref), ctx).eval()
+    own = replace(ctx, findings={})  # a reference's repair reports nothing of the suspect's
+    return done.repeat(copy.deepcopy(ref), own).eval()
 
 
 def auto_repair(
@@ -226,11 +228,9 @@ class AutoRepair(Defense):
 
     def repair(self, model: nn.Module, ctx: DefenseContext) -> nn.Module:
         clean = need_clean(ctx, "auto")
-        model, self.evidence = auto_repair(
+        model, evidence = auto_repair(
             model, clean, ctx.train_config, ctx.device, self.cfg, ctx.seed, ctx.store, ctx.progress
         )
+        # the scan before and after, the steps taken, held-out ACC and reversed-trigger ASR
+        ctx.findings.update(evidence)
         return model
-
-    def report(self) -> dict[str, Any]:
-        """The scan before and after, the steps taken, held-out ACC and reversed-trigger ASR."""
-        return dict(self.evidence)

@@ -304,10 +304,10 @@ def repair(
     done = repair_and_measure(model, build_defense(settings), ctx, test_data, backdoor,
                               measure_before=False, seed=None if scanned else seed)  # fmt: skip
     shown = (settings if auto else named).model_dump(mode="json")
-    found = done.defense_report if scanned else {}
+    found = done.findings if scanned else {}
     plain = [None if m is None else m.measured() for m in (before, done.after)]
     report = RepairReport(
-        defense, shown, len(clean_data), {} if scanned else done.defense_report, *plain,
+        defense, shown, len(clean_data), {} if scanned else done.findings, *plain,
         done.seconds, measured_on, **found,
     )  # fmt: skip
     return done.model.eval(), report

@@ -3,8 +3,8 @@
 Isolation: `isolation_epochs` of training on the loss-guarded objective sign(L - gamma) * L on
 the batch-mean loss, which lets poisoned samples (learned fastest) sink below gamma while clean
 ones hover near it; the lowest-loss share of the training set is isolated. Then (optional) the
-run's `train.epochs` on the rest, from the same weights. Repair: gradient ascent on the isolated
-samples (unlearning).
+run's `train.epochs` on the rest, from the same weights, and, as training ends, gradient ascent
+on the isolated samples (unlearning). All three phases are one hook of the training loop.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class _LossGuarded(Hook):
 
 
 class ABLHook(Hook):
-    """Before training: the isolation phase; during training: batches without the isolated."""
+    """Before training: the isolation phase; during training: batches without the isolated;
+    at its end: unlearning of the isolated, and the isolation's numbers in `ctx.findings`."""
 
     def __init__(self, cfg: ABLConfig, ctx: DefenseContext) -> None:
         self.cfg = cfg
@@ -115,6 +116,42 @@ class ABLHook(Hook):
             return Batch(batch.x, batch.y, batch.idx, loss=lambda lg: lg.sum() * 0.0)
         return Batch(batch.x[keep], batch.y[keep], batch.idx[keep], info=batch.info)
 
+    def on_fit_end(self, state) -> None:
+        if self.isolated is None:
+            return
+        # the isolation is decided: its precision may now be measured against the truth
+        truth = self.ctx.audit() if self.ctx.audit is not None else None
+        self.ctx.findings.update(isolation_numbers(self.isolated, self.losses, truth))
+        c = self.cfg
+        if c.unlearning_epochs == 0:
+            return
+        # ascent drives accuracy on the isolated set down on purpose
+        tune(state.model, self.ctx.train.subset(self.isolated), self.ctx,
+             epochs=c.unlearning_epochs, lr=c.unlearning_lr,
+             batch_size=c.unlearning_batch_size, augment=False, hooks=[_Ascent()],
+             description="unlearn", collapse_patience=0)  # fmt: skip
+
+
+def isolation_numbers(
+    isolated: torch.Tensor, losses: torch.Tensor, poisoned: torch.Tensor | None
+) -> dict[str, object]:
+    """How many samples were isolated, what share of them was truly poisoned (`poisoned`: the
+    indices the attack poisoned, None where unknown), and the median isolation loss of the
+    poisoned and of the other samples (why it missed)."""
+    out: dict[str, object] = {"abl_isolated": int(isolated.numel())}
+    if poisoned is None or poisoned.numel() == 0:
+        return out
+    was = torch.zeros(losses.numel(), dtype=torch.bool, device=losses.device)
+    was[poisoned.to(was.device)] = True
+    hit = float(was[isolated].sum())
+    out["abl_precision"] = 100.0 * hit / isolated.numel()
+    out["abl_recall"] = 100.0 * hit / poisoned.numel()
+    # + 0.0: a loss of -0.0 (softmax saturated) reads 0.0
+    out["abl_loss_poisoned"] = float(losses[was].median()) + 0.0
+    out["abl_loss_clean"] = float(losses[~was].median()) + 0.0
+    out["abl_loss_cut"] = float(losses[isolated].max()) + 0.0  # every isolated loss <= it
+    return out
+
 
 class _Ascent(Hook):
     def transform(self, state, batch: Batch) -> Batch:
@@ -124,41 +161,8 @@ class _Ascent(Hook):
 
 @register_defense("abl", config=ABLConfig)
 class ABL(Defense):
-    """Anti-backdoor learning: isolate the lowest-loss samples, then unlearn them."""
+    """Anti-backdoor learning: isolate the lowest-loss samples, then unlearn them (a
+    training-time defense: its hook does all of it)."""
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
-        self.ctx = ctx
-        self.hook = ABLHook(self.cfg, ctx)
-        return [self.hook]
-
-    def repair(self, model: torch.nn.Module, ctx: DefenseContext) -> torch.nn.Module:
-        c = self.cfg
-        if self.hook.isolated is None or c.unlearning_epochs == 0:
-            return model
-        # ascent drives accuracy on the isolated set down on purpose
-        tune(model, ctx.train.subset(self.hook.isolated), ctx, epochs=c.unlearning_epochs,
-             lr=c.unlearning_lr, batch_size=c.unlearning_batch_size, augment=False,
-             hooks=[_Ascent()], description="unlearn", collapse_patience=0)  # fmt: skip
-        return model
-
-    def report(self) -> dict[str, object]:
-        """How many samples were isolated, what share of them was truly poisoned, and the
-        median isolation loss of the poisoned and of the other samples (why it missed)."""
-        isolated = self.hook.isolated
-        if isolated is None:
-            return {}
-        out: dict[str, object] = {"abl_isolated": int(isolated.numel())}
-        poisoned = self.ctx.poisoned
-        if poisoned is not None and poisoned.count > 0:
-            # ground truth for the report only; the defense itself never looked at it
-            losses = self.hook.losses
-            was = torch.zeros(losses.numel(), dtype=torch.bool, device=losses.device)
-            was[poisoned.indices.to(was.device)] = True
-            hit = float(was[isolated].sum())
-            out["abl_precision"] = 100.0 * hit / isolated.numel()
-            out["abl_recall"] = 100.0 * hit / poisoned.count
-            # + 0.0: a loss of -0.0 (softmax saturated) reads 0.0
-            out["abl_loss_poisoned"] = float(losses[was].median()) + 0.0
-            out["abl_loss_clean"] = float(losses[~was].median()) + 0.0
-            out["abl_loss_cut"] = float(losses[isolated].max()) + 0.0  # every isolated loss <= it
-        return out
+        return [ABLHook(self.cfg, ctx)]

@@ -153,20 +153,16 @@ class AdversarialFineTuning(Defense):
         )  # fmt: skip
         gen = torch.Generator().manual_seed(stream(ctx.seed, AFT_PROBE))
         probe = data.subset(torch.randperm(len(data), generator=gen)[: c.check_size])
-        self.watch = _Watch(c, ctx, probe, threat)
-        hooks = [_SwapIn(adv), self.watch]
+        watch = _Watch(c, ctx, probe, threat)
+        hooks = [_SwapIn(adv), watch]
         tune(model, data, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, augment=False,
              hooks=hooks, description="aft")  # fmt: skip
         if c.clean_epochs and c.data == "clean":
             tune(model, data, ctx, epochs=c.clean_epochs, lr=c.lr, batch_size=c.batch_size,
                  augment=True, description="aft stage 3")  # fmt: skip
+        # the ACC/ASR curve over fine-tuning steps and the early-stopping checks
+        ctx.findings["aft_curve"] = watch.curve
+        if watch.checks:
+            ctx.findings["aft_checks"] = watch.checks
+            ctx.findings["aft_stopped_at_step"] = watch.best[1] if watch.best else None
         return model
-
-    def report(self) -> dict[str, object]:
-        """The ACC/ASR curve over fine-tuning steps and the early-stopping checks."""
-        w = self.watch
-        out: dict[str, object] = {"aft_curve": w.curve}
-        if w.checks:
-            out["aft_checks"] = w.checks
-            out["aft_stopped_at_step"] = w.best[1] if w.best else None
-        return out

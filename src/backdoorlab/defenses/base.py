@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from backdoorlab.attacks.base import PoisonedData
 from backdoorlab.config_base import Section
 from backdoorlab.data.base import Dataset
 from backdoorlab.errors import ConfigError
@@ -43,23 +42,27 @@ register_defense = DEFENSES.register
 class DefenseContext:
     """What a defense may see: the (possibly poisoned) training set and the run's settings.
 
-    `poisoned` is the attack's bookkeeping; a defense must not read it (it is the ground truth
-    that metrics like ABL's isolation precision compare against). `clean` is the defender's
-    clean subset (`clean_share` of
-    the training set, drawn by seed from the samples the attack left alone). `monitor(model)`
-    returns test ACC/ASR for curves a defense records; it must never steer a decision.
+    `clean` is the defender's clean subset (`clean_share` of the training set, drawn by seed
+    from the samples the attack left alone). Two views of the ground truth serve a defense's
+    own numbers and must never steer a decision: `monitor(model)` returns test ACC/ASR for the
+    curves a defense records; `audit()` the indices of the training samples the attack
+    poisoned, which a defense compares with what it decided once it has decided (ABL's
+    isolation precision). `findings` is where a defense and its hooks put their own numbers
+    (JSON values: what was pruned, flagged, isolated); the run stores them as
+    `metrics.defense`.
     """
 
     train: Dataset
     train_config: TrainConfig
     device: torch.device
     seed: int
-    poisoned: PoisonedData | None = None
     clean: Dataset | None = None
     monitor: Callable[[nn.Module], Metrics] | None = None
+    audit: Callable[[], torch.Tensor] | None = None
     perf: Performance = DEFAULT  # how the work runs: passed to fit and PGD
     store: Any = None  # a stage cache where a defense may keep what it trains (auto: references)
     progress: bool = False  # progress bars on a defense's long work
+    findings: dict[str, Any] = field(default_factory=dict)
 
 
 class Defense:
@@ -67,7 +70,9 @@ class Defense:
 
     A defense with `post_training = True` only repairs a finished model: the runner then takes the
     infected model from the stage cache (training and storing it on a miss). `identity` marks the
-    no-defense baseline, whose model is the infected model itself.
+    no-defense baseline, whose model is the infected model itself. What a defense measures about
+    its own work goes into `ctx.findings`; an instance keeps only its settings (and, for
+    `repeat`, what its last repair found).
     """
 
     Config = DefenseConfig
@@ -91,10 +96,6 @@ class Defense:
         same defense; a defense whose repair depends on what it found in the suspect (Neural
         Cleanse's triggers) reuses that."""
         return type(self)(self.cfg).repair(model, ctx)
-
-    def report(self) -> dict[str, object]:
-        """Defense-specific numbers to store with the run."""
-        return {}
 
 
 # -- helpers shared by several defenses ------------------------------------------------------

@@ -44,13 +44,39 @@ def clip_per_sample(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str
     return {k: g * factor.view(-1, *([1] * (g.dim() - 1))) for k, g in grads.items()}
 
 
-class DPSGDHook(Hook):
-    """Replaces the step: clipped per-sample gradients, summed, noised, averaged."""
+def privacy(cfg: DPSGDConfig, sample_rate: float, steps: int) -> dict[str, object]:
+    """delta, the steps taken and the epsilon that opacus' RDP accountant gives (None without
+    opacus installed).
 
-    def __init__(self, cfg: DPSGDConfig, seed: int) -> None:
+    The accountant assumes Poisson sampling at rate batch/N; we draw shuffled fixed-size
+    batches, as most DP-SGD papers' code does, so epsilon is the customary approximation.
+    """
+    out: dict[str, object] = {"dp_delta": cfg.delta, "dp_steps": steps}
+    try:
+        from opacus.accountants import RDPAccountant
+    except ImportError:
+        out["dp_epsilon"] = None
+        return out
+    if cfg.noise_multiplier == 0:
+        out["dp_epsilon"] = float("inf")
+        return out
+    accountant = RDPAccountant()
+    accountant.history = [(cfg.noise_multiplier, sample_rate, steps)]
+    out["dp_epsilon"] = float(accountant.get_epsilon(cfg.delta))
+    return out
+
+
+class DPSGDHook(Hook):
+    """Replaces the step: clipped per-sample gradients, summed, noised, averaged. With
+    `findings` (a defense context's), the privacy spent is put there when training ends."""
+
+    def __init__(
+        self, cfg: DPSGDConfig, seed: int, findings: dict[str, object] | None = None
+    ) -> None:
         self.cfg = cfg
         self.seed = seed
         self.steps = 0
+        self.findings = findings
 
     def on_fit_start(self, state) -> None:
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in state.model.modules()):
@@ -82,33 +108,15 @@ class DPSGDHook(Hook):
         self.steps += 1
         return losses.mean(), logits
 
+    def on_fit_end(self, state) -> None:
+        if self.findings is not None:
+            rate = min(1.0, state.config.batch_size / len(state.data))
+            self.findings.update(privacy(self.cfg, rate, self.steps))
+
 
 @register_defense("dpsgd", config=DPSGDConfig)
 class DPSGD(Defense):
     """Differentially private SGD; needs a GroupNorm model (model.norm: group)."""
 
     def training_hooks(self, ctx: DefenseContext) -> list[Hook]:
-        self.hook = DPSGDHook(self.cfg, ctx.seed)
-        self.sample_rate = min(1.0, ctx.train_config.batch_size / len(ctx.train))
-        return [self.hook]
-
-    def report(self) -> dict[str, object]:
-        """The (epsilon, delta) that opacus' RDP accountant gives, where opacus is installed.
-
-        The accountant assumes Poisson sampling at rate batch/N; we draw shuffled fixed-size
-        batches, as most DP-SGD papers' code does, so epsilon is the customary approximation.
-        """
-        c = self.cfg
-        out: dict[str, object] = {"dp_delta": c.delta, "dp_steps": self.hook.steps}
-        try:
-            from opacus.accountants import RDPAccountant
-        except ImportError:
-            out["dp_epsilon"] = None
-            return out
-        if c.noise_multiplier == 0:
-            out["dp_epsilon"] = float("inf")
-            return out
-        accountant = RDPAccountant()
-        accountant.history = [(c.noise_multiplier, self.sample_rate, self.hook.steps)]
-        out["dp_epsilon"] = float(accountant.get_epsilon(c.delta))
-        return out
+        return [DPSGDHook(self.cfg, ctx.seed, ctx.findings)]

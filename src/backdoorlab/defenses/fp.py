@@ -148,44 +148,37 @@ class FinePruning(CleanRepair):
         c = self.cfg
         if c.layer is None and isinstance(model, Classifier):
             pruner: HeadPruner | ConvPruner = HeadPruner(model)
-            self.layer = "fc (last group)"
+            layer = "fc (last group)"
         else:
-            self.layer = c.layer or default_layer(model, clean.head())
-            pruner = ConvPruner(model, self.layer)
+            layer = c.layer or default_layer(model, clean.head())
+            pruner = ConvPruner(model, layer)
         order = pruner.activity(clean).argsort()  # least active first
         n = order.numel()
         base = accuracy(model, clean)
         pruned = order[:0]
-        self.steps: list[dict[str, float]] = [{"pruned": 0, "clean_acc": base}]
+        steps: list[dict[str, float]] = [{"pruned": 0, "clean_acc": base}]
         k = 0
         if c.ratio is not None:  # a fixed share (Gao's grid), no stopping rule
             pruned = order[: round(c.ratio * n)]
             pruner.prune(pruned)
-            self.steps.append({"pruned": int(pruned.numel()), "clean_acc": accuracy(model, clean)})
+            steps.append({"pruned": int(pruned.numel()), "clean_acc": accuracy(model, clean)})
         while c.ratio is None:
             k_next = min(n - 1, k + max(1, round(c.step * n)))
             if k_next == k:
                 break
             pruner.prune(order[:k_next])
             acc = accuracy(model, clean)
-            self.steps.append({"pruned": k_next, "clean_acc": acc})
+            steps.append({"pruned": k_next, "clean_acc": acc})
             if base - acc > c.max_acc_drop:
                 break
             k, pruned = k_next, order[:k_next]
         pruner.prune(pruned)  # undo the step that went too far
-        self.pruned = int(pruned.numel())
-        self.channels = n
+        # how many channels were pruned, where, and the clean accuracy at each pruning step
+        ctx.findings.update(
+            fp_layer=layer, fp_pruned=int(pruned.numel()), fp_channels=n, fp_steps=steps
+        )
         if c.epochs:
             self.tune(model, clean, ctx, epochs=c.epochs, lr=c.lr, batch_size=c.batch_size,
                       augment=True, hooks=[_KeepPruned(pruner, pruned)],
                       description="fp fine-tune")  # fmt: skip
         return model
-
-    def report(self) -> dict[str, object]:
-        """How many channels were pruned, where, and the clean accuracy at each pruning step."""
-        return {
-            "fp_layer": self.layer,
-            "fp_pruned": self.pruned,
-            "fp_channels": self.channels,
-            "fp_steps": self.steps,
-        }

@@ -90,7 +90,7 @@ class NAD(CleanRepair):
     def fix(self, model: nn.Module, clean: Dataset, ctx: DefenseContext) -> nn.Module:
         c = self.cfg
         layers = nad_layers(model, c, clean.head())
-        self.layers = layers
+        ctx.findings["nad_layers"] = layers  # the layers whose attention is distilled
         betas = c.betas[-len(layers) :]  # fewer layers than betas: the last weights
         teacher = copy.deepcopy(model)
         self.tune(teacher, clean, ctx, epochs=c.teacher_epochs, lr=c.lr, batch_size=c.batch_size,
@@ -100,7 +100,3 @@ class NAD(CleanRepair):
                   augment=True, hooks=[_Distill(teacher, layers, betas, c.power)],
                   description="nad student")  # fmt: skip
         return model
-
-    def report(self) -> dict[str, object]:
-        """The layers whose attention was distilled."""
-        return {"nad_layers": self.layers}

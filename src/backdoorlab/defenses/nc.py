@@ -49,7 +49,7 @@ class NeuralCleanse(CleanRepair):
             trigger = agree([reverse_trigger(model, clean, c.target, c, ctx.seed)], ctx.device)[0]
             triggers = {c.target: trigger}
             flagged = [c.target]
-            self.result = {"nc_norms": {c.target: trigger[2]}, "nc_flagged": flagged}
+            ctx.findings.update(nc_norms={c.target: trigger[2]}, nc_flagged=flagged)
         else:
             found = [
                 reverse_trigger(model, clean, t, c, ctx.seed) for t in range(clean.num_classes)
@@ -59,12 +59,11 @@ class NeuralCleanse(CleanRepair):
             norms = torch.tensor([t[2] for t in triggers.values()])
             index = mad_index(norms, "low")  # only a small trigger is suspect
             flagged = [k for k in range(len(norms)) if index[k] > c.anomaly_threshold]
-            self.result = {
-                "nc_norms": norms.tolist(),
-                "nc_anomaly_index": index.tolist(),
-                "nc_flagged": flagged,
-            }
-        self.triggers = {k: triggers[k] for k in flagged}  # mask, pattern, norm per class
+            ctx.findings.update(
+                nc_norms=norms.tolist(), nc_anomaly_index=index.tolist(), nc_flagged=flagged
+            )
+        # mask, pattern, norm per flagged class: what `repeat` unlearns from another model
+        self.triggers = {k: triggers[k] for k in flagged}
         if not flagged or c.epochs == 0:
             return model
         return self.unlearn(model, clean, ctx, self.triggers)
@@ -102,7 +101,3 @@ class NeuralCleanse(CleanRepair):
                   batch_size=c.unlearn_batch_size, augment=True,
                   description="nc unlearn")  # fmt: skip
         return model
-
-    def report(self) -> dict[str, object]:
-        """Trigger L1 norms, anomaly indices and the flagged classes."""
-        return self.result

@@ -106,20 +106,21 @@ def run(
     add_row: bool = True,
     save: bool = True,
     progress: bool = True,
-    cache: str | Path | None = None,
+    cache: str | Path | bool = True,
     overwrite: bool = False,
 ) -> RunResult:
     """Train, evaluate and (with `save`) write the run folder and its results-database row.
 
     `out` defaults to runs/<name>-<time>; `db` to results.db in the parent of `out` (`add_row`
     False: the folder and no database row). `cache` is the stage-cache folder holding poisoned
-    sets and infected models (default, for post-training defenses and for runs with detectors,
-    that save: `cache` beside the run folder; no cache otherwise). Detectors (`cfg.detect`)
+    sets and infected models: a path; True (the default) for `cache` beside the run folder
+    where another run may share them (a saved run with a post-training defense or detectors;
+    none otherwise); False for none. Detectors (`cfg.detect`)
     score the trained model before any repair. An existing `out` is refused unless it is an
     earlier run folder and `overwrite` is set (checked before any work).
 
     Started by `torchrun` with several processes, the run trains data-parallel (DDP) and rank 0
-    alone shows progress and writes; the stage cache is not used.
+    alone shows progress and writes; it uses no stage cache (a cache folder is refused).
     """
     cfg = load_config(config, overrides)
     if save and out is not None:
@@ -131,7 +132,12 @@ def run(
                     f"train.batch_size: {cfg.train.batch_size} does not split evenly over "
                     f"{w.size} processes (it is the global batch)"
                 )
-            progress, cache = progress and w.main, None
+            if not isinstance(cache, bool):
+                raise ConfigError(
+                    f"`cache`: {cache} given, but a run under torchrun uses no stage cache "
+                    "(its ranks would write one folder at once); leave it out"
+                )
+            progress, cache = progress and w.main, False
             save = save and w.main
         with performance(cfg.performance):
             return _run(cfg, out, db, add_row, save, progress, cache)
@@ -160,7 +166,7 @@ def set_up(cfg: ExperimentConfig, prep: Prepared, stages: StageCache | None = No
 
     ctx = DefenseContext(
         train=train, train_config=cfg.train, device=prep.device, seed=cfg.seed,
-        poisoned=prep.poisoned, clean=clean, monitor=monitor, perf=cfg.performance,
+        clean=clean, monitor=monitor, audit=lambda: prep.poisoned.indices, perf=cfg.performance,
         store=stages,
     )  # fmt: skip
     return Setup(train, test, backdoor, build_defense(cfg.defense), ctx)
@@ -209,7 +215,7 @@ def defend(
         model, s.defense, s.ctx, s.test, s.backdoor,
         batch_size=eval_batch_size, measure_before=repairs,
     )  # fmt: skip
-    metrics = Metrics.from_dict({**done.after.measured(), **done.defense_report})
+    metrics = Metrics.from_dict({**done.after.measured(), **done.findings})
     if repairs:
         metrics = replace(metrics, before=done.before, stage=stage, der=done.der)
     return done.model, metrics
@@ -222,14 +228,14 @@ def _run(
     add_row: bool,
     save: bool,
     progress: bool,
-    cache: str | Path | None,
+    cache: str | Path | bool,
 ) -> RunResult:
     if out is None:
         out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
     rows = (Path(db) if db is not None else Path(out).parent / "results.db") if add_row else None
-    if cache is None and save and not world().active:
-        cache = default_cache(cfg, Path(out))
-    stages = StageCache(cache) if cache is not None else None
+    if cache is True:
+        cache = default_cache(cfg, Path(out)) if save else None
+    stages = StageCache(cache) if cache not in (None, False) else None
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     prep = prepare(cfg, progress, cache=stages)  # data, fitted attack, poisoned set
