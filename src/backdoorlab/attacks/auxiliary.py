@@ -52,7 +52,7 @@ def auxiliary_key(aux: AuxiliaryModel, data: Dataset) -> str:
     return fingerprint(type(aux).__name__, aux.model_dump(mode="json"), data.images, data.labels)
 
 
-def obtain_model(
+def auxiliary_model(
     aux: AuxiliaryModel,
     data: Dataset,
     *,

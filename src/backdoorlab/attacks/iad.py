@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
-from backdoorlab.attacks.auxiliary import AuxiliaryModel, obtain_model
+from backdoorlab.attacks.auxiliary import AuxiliaryModel, auxiliary_model
 from backdoorlab.attacks.base import (
     STAMP_CHUNK,
     Attack,
@@ -176,7 +176,9 @@ class InputAware(Attack):
         self.fit_mask(data, progress)
         if self.stores_poison:
             hooks = [IADBatch(self)]
-            obtain_model(self.cfg.surrogate, data, key="surrogate", hooks=hooks, progress=progress)
+            auxiliary_model(
+                self.cfg.surrogate, data, key="surrogate", hooks=hooks, progress=progress
+            )
 
     def fit_mask(self, data: Dataset, progress: bool) -> None:
         """Stage 1: train the mask network alone (density + diversity losses)."""

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 from rich.progress import track
 
-from backdoorlab.attacks.auxiliary import AuxiliaryModel, obtain_model
+from backdoorlab.attacks.auxiliary import AuxiliaryModel, auxiliary_model
 from backdoorlab.attacks.base import Attack, AttackConfig, PoisonedData, register_attack
 from backdoorlab.attacks.corners import corner_patches
 from backdoorlab.data.base import Dataset, InputSpec
@@ -73,7 +73,7 @@ class LabelConsistent(Attack):
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
         s = self.cfg.surrogate
         recipe = PerturbBatch([Perturbation(LinfBall(s.at_eps), s.at_steps, s.at_alpha)])
-        self.surrogate = obtain_model(
+        self.surrogate = auxiliary_model(
             s, data, key="surrogate", hooks=[recipe], progress=progress, store=self.models
         )
 

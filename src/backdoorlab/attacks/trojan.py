@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from rich.progress import track
 
-from backdoorlab.attacks.auxiliary import AuxiliaryModel, obtain_model
+from backdoorlab.attacks.auxiliary import AuxiliaryModel, auxiliary_model
 from backdoorlab.attacks.base import Attack, AttackConfig, register_attack
 from backdoorlab.attacks.corners import corner_box
 from backdoorlab.data.base import Dataset, InputSpec
@@ -52,7 +52,7 @@ class Trojan(Attack):
         return x * (1 - self.mask) + self.pattern * self.mask
 
     def fit(self, data: Dataset, *, progress: bool = False) -> None:
-        model = obtain_model(
+        model = auxiliary_model(
             self.cfg.clean_model, data, key="clean_model", progress=progress, store=self.models
         )
         for p in model.parameters():

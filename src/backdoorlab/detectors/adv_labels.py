@@ -83,7 +83,7 @@ class AdvLabelsL2Config(AdvLabelsConfig):
 
 @register_detector("adv-labels-l2", config=AdvLabelsL2Config)
 @register_detector("adv-labels", config=AdvLabelsConfig)
-def adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) -> Detection:
+def detect_adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsConfig) -> Detection:
     """Where untargeted PGD examples land: per class, the % of other classes' examples it gets.
 
     The outlier score is the MAD anomaly index of those shares over the classes (high side)."""

@@ -172,7 +172,7 @@ def set_up(cfg: ExperimentConfig, prep: Prepared, stages: StageCache | None = No
     return Setup(train, test, backdoor, build_defense(cfg.defense), ctx)
 
 
-def obtain_model(
+def trained_model(
     cfg: ExperimentConfig, prep: Prepared, s: Setup, stages: StageCache | None, progress: bool
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
     """The trained model (from the stage cache for a post-training defense when it holds it),
@@ -248,7 +248,7 @@ def _run(
             )
         defender = s.test.subset(torch.arange(cfg.defender_images, device=s.test.device))
     t_data = time.perf_counter()
-    model, history, stage = obtain_model(cfg, prep, s, stages, progress)
+    model, history, stage = trained_model(cfg, prep, s, stages, progress)
     t_train = time.perf_counter()
     detections = detect(model, defender, cfg.detect, cfg.calibrate, stages, progress)
     t_detect = time.perf_counter()
