@@ -14,6 +14,7 @@ from backdoorlab.defenses import (  # noqa: F401
 )
 from backdoorlab.defenses.base import (
     DEFENSES,
+    CleanRepair,
     Defense,
     DefenseConfig,
     DefenseContext,
@@ -24,6 +25,7 @@ from backdoorlab.defenses.base import (
 
 __all__ = [
     "DEFENSES",
+    "CleanRepair",
     "Defense",
     "DefenseConfig",
     "DefenseContext",
