@@ -9,6 +9,9 @@ from backdoorlab.cli import main
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment import run
 
+# one xdist worker for the module, so that its `runs` fixture trains once
+pytestmark = pytest.mark.xdist_group("analyses")
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

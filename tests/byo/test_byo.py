@@ -13,6 +13,8 @@ from backdoorlab.cli import main
 from tests.byo import foreign_mnist
 
 FACTORY = f"{Path(foreign_mnist.__file__)}:make"
+# one xdist worker for the module: its `foreign` fixture (13 s of training) is built once
+pytestmark = pytest.mark.xdist_group("byo-foreign")
 
 
 @pytest.fixture(scope="module")
