@@ -64,3 +64,15 @@ def _close(got: dict, want: dict) -> None:
             assert abs(got[k] - v) <= TOLERANCE[k], (k, got, want)
         else:
             assert got[k] == v, (k, got, want)
+
+
+def test_the_readme_s_own_defense_registers_runs_and_reports_its_findings(tiny_config):
+    from backdoorlab.experiment import run
+
+    text = README.read_text().split("`register_defense` work the same way.", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # registers "shrink"
+    tiny_config["defense"] = {"name": "shrink", "factor": 0.9}
+    r = run(tiny_config, save=False, progress=False, cache=False)
+    assert r.metrics.defense == {"clean_images": 13}  # clean_share 5% of 256 training images
+    assert r.metrics.before is not None  # measured before the repair, as for a built-in
