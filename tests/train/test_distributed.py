@@ -190,3 +190,30 @@ def test_agree_hands_every_rank_rank_zeros_value(tmp_path):
     for r in (0, 1):
         assert torch.equal(load_tensors(tmp_path / f"agree{r}.safetensors")["t"], torch.zeros(2))
         assert json.loads((tmp_path / f"agree{r}.json").read_text()) == [0, False]
+
+
+def _cache_worker(rank: int, size: int, port: int, out: str, cfg: dict) -> None:
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.experiment import run
+
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    try:
+        run(cfg, save=False, progress=False, cache=Path(out) / "cache")
+        said = "ran"
+    except ConfigError as e:
+        said = str(e)
+    (Path(out) / f"cache{rank}.txt").write_text(said)
+    os._exit(0)  # as _worker: no interpreter teardown after gloo
+
+
+def test_a_cache_folder_under_torchrun_is_refused_before_any_work(tmp_path, tiny_config):
+    cfg = dict(tiny_config, defense={"name": "ft", "epochs": 1})
+    mp.spawn(_cache_worker, args=(2, _free_port(), str(tmp_path), cfg), nprocs=2)
+    for r in (0, 1):
+        said = (tmp_path / f"cache{r}.txt").read_text()
+        assert said.startswith("`cache`: ") and "uses no stage cache" in said, said
+    assert not (tmp_path / "cache").exists()
