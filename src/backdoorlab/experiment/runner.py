@@ -233,9 +233,9 @@ def _run(
     if out is None:
         out = Path("runs") / f"{cfg.name}-{new_run_id(datetime.now(timezone.utc))}"
     rows = (Path(db) if db is not None else Path(out).parent / "results.db") if add_row else None
-    if cache is True:
-        cache = default_cache(cfg, Path(out)) if save else None
-    stages = StageCache(cache) if cache not in (None, False) else None
+    if isinstance(cache, bool):
+        cache = default_cache(cfg, Path(out)) if cache and save else None
+    stages = StageCache(cache) if cache is not None else None
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     prep = prepare(cfg, progress, cache=stages)  # data, fitted attack, poisoned set
