@@ -322,6 +322,31 @@ def test_a_grid_over_repeated_cells_shows_mean_and_spread(tmp_path):
         report(db, tmp_path / "out" / "toy", tables=["t"])
 
 
+def test_a_cell_run_over_fewer_seeds_is_compared_with_the_baseline_of_its_own_seeds(tmp_path):
+    """Gao VII photos: no defense over three seeds, the other defenses over one; a defense's
+    Avg. Drop and DER compare it with the no-defense cell of that seed, not the mean of three."""
+    db = _db(tmp_path)
+    store = ResultStore(db)
+    # blended x aft ran at eps 0.2 only, where blended x none has ACC 96 (97 at eps 0.1)
+    _add(store, "toy", "90", "blended", "aft", {"acc": 90.0, "asr": 3.0}, {"eps": 0.2},
+         {"eps": "0.2"})  # fmt: skip
+    over = {**SPEC["reports"]["t"], "over": "eps"}
+    del over["where"]
+    store.put_sweep("toy", {**SPEC, "reports": {"t": over}})
+    path, _ = report(db, tmp_path / "out" / "toy", tables=["t"])
+    text = path.read_text()
+    # aft: badnets (97.5 - 96.5, 100 - 5) over both eps, blended (96 - 90, 99 - 3) at eps 0.2
+    # alone: mean (3.50, 95.50); against blended's mean over both eps ACC would read 3.75
+    assert "| **Avg. Drop** | - | - | 3.50 (10.00) | 98.00 (96.00) | 3.50 | 95.50 |" in text
+    assert "against the mean of the none cells of its own `eps` values" in text
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "toy-t.csv").read_text())))
+    aft = next(r for r in rows if r["row"] == "blended" and r["column"] == "aft")
+    # DER = (max(0, 99 - 3) - max(0, 96 - 90) + 100) / 200 = 0.95 (the mean ACC 96.5 gives 0.9475)
+    assert (aft["n"], aft["der"]) == ("1", "0.95")
+    cat = next(r for r in rows if r["row"] == "blended" and r["column"] == "cat")
+    assert cat["der"] == str(round((98 - 4 + 100) / 200, 4))  # both seeds: the whole baseline
+
+
 def test_closest_keeps_per_row_the_ratio_whose_acc_is_nearest_the_reference(tmp_path):
     """Gao's Table VII FP: ratios searched, the one with the ACC closest to CAT's shown."""
     spec = {

@@ -24,12 +24,15 @@ class Grid:
     paper: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     # cells repeated over seeds: (ACC sd, ASR sd, number of repeats) beside the means in `cells`
     spread: dict[tuple[str, str], tuple[float, float, int]] = field(default_factory=dict)
+    # a cell repeated over fewer seeds than its baseline is compared with the baseline's mean
+    # over its own seeds (None: no seed in common); other cells with the whole baseline cell
+    base: dict[tuple[str, str], Metrics | None] = field(default_factory=dict)
 
     def _paper(self, r: str, c: str) -> list[float] | None:
         return self.paper.get(r, {}).get(c)
 
-    def _drop(self, c: str, numbers) -> tuple[float, float] | None:
-        pairs = [(numbers(r, self.baseline), numbers(r, c)) for r in self.rows]
+    def _drop(self, c: str, numbers, base) -> tuple[float, float] | None:
+        pairs = [(base(r, c), numbers(r, c)) for r in self.rows]
         pairs = [(b, m) for b, m in pairs if b is not None and m is not None]
         if not pairs or c == self.baseline:
             return None
@@ -40,15 +43,23 @@ class Grid:
         m = self.cells.get((r, c))
         return None if m is None or m.asr is None else (m.acc, m.asr)
 
+    def _base(self, r: str, c: str) -> Metrics | None:
+        """The baseline cell (r, c) is compared with: over (r, c)'s seeds where they differ."""
+        return self.base[(r, c)] if (r, c) in self.base else self.cells.get((r, self.baseline))
+
+    def _base_numbers(self, r: str, c: str) -> tuple[float, float] | None:
+        m = self._base(r, c)
+        return None if m is None or m.asr is None else (m.acc, m.asr)
+
     def drop(self, c: str) -> tuple[float, float] | None:
         """Mean (ACC, ASR) drop of column `c` against the baseline column."""
-        return None if self.baseline is None else self._drop(c, self._ours)
+        return None if self.baseline is None else self._drop(c, self._ours, self._base_numbers)
 
     def cell_der(self, r: str, c: str) -> float | None:
         """Defense effectiveness rating of cell (r, c) against row r's baseline cell."""
         if self.baseline is None or c == self.baseline:
             return None
-        base, cell = self.cells.get((r, self.baseline)), self.cells.get((r, c))
+        base, cell = self._base(r, c), self.cells.get((r, c))
         if base is None or cell is None:
             return None
         return der(base, cell)
@@ -62,7 +73,7 @@ class Grid:
         """The same from the published numbers."""
         if self.baseline is None or not self.paper:
             return None
-        return self._drop(c, lambda r, col: self._paper(r, col))
+        return self._drop(c, self._paper, lambda r, _: self._paper(r, self.baseline))
 
     def pairs(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """Each row (then Avg. Drop) as (label, [(ACC, ASR) text per column])."""

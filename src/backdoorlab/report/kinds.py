@@ -137,6 +137,23 @@ def _spread(group: list[Row]) -> tuple[float, float, int]:
     return sd("acc"), sd("asr"), len(group)
 
 
+def _same_seeds(
+    groups: dict[tuple[str, str], list[Row]], baseline: str, over: str
+) -> dict[tuple[str, str], Metrics | None]:
+    """For each cell repeated over fewer `over` values than its row's baseline cell, the
+    baseline's mean over the values the cell ran (None: none in common)."""
+    base: dict[tuple[str, str], Metrics | None] = {}
+    for (r, c), group in groups.items():
+        reference = groups.get((r, baseline))
+        if c == baseline or reference is None:
+            continue
+        ran = {cell.value(over) for cell in group}
+        matched = [cell for cell in reference if cell.value(over) in ran]
+        if len(matched) != len(reference):
+            base[(r, c)] = _mean_metrics(matched) if matched else None
+    return base
+
+
 def _grid(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
 ) -> Part:
@@ -165,20 +182,29 @@ def _grid(
         found[key], links[key] = _mean_metrics(group), group[0].key
         if over:
             spread[key] = _spread(group)
+    baseline = entry.get("baseline")
+    base = _same_seeds(groups, baseline, over) if over and baseline else {}
     grid = Grid(
         order(spec, rows, chosen, entry),
         columns,
         found,
-        baseline=entry.get("baseline"),
+        baseline=baseline,
         paper=entry.get("paper", {}),
         spread=spread,
+        base=base,
     )
     if over:
         counts = sorted({n for _, _, n in spread.values()})
-        notes.append(
+        said = (
             f"Each cell: the mean ± sample standard deviation over the `{over}` axis "
-            f"({' or '.join(map(str, counts))} repeats); Avg. Drop and DER use the means."
+            f"({' or '.join(map(str, counts))} repeats); Avg. Drop and DER use the means"
         )
+        if base:
+            said += (
+                f", a cell's against the mean of the {baseline} cells of its own `{over}` "
+                f"values (where it ran fewer than {baseline})"
+            )
+        notes.append(said + ".")
     if grid.paper:
         notes.append(
             "In parentheses: the paper's published numbers; in the Avg. Drop row, their averages "
