@@ -338,7 +338,7 @@ def test_a_cell_run_over_fewer_seeds_is_compared_with_the_baseline_of_its_own_se
     # aft: badnets (97.5 - 96.5, 100 - 5) over both eps, blended (96 - 90, 99 - 3) at eps 0.2
     # alone: mean (3.50, 95.50); against blended's mean over both eps ACC would read 3.75
     assert "| **Avg. Drop** | - | - | 3.50 (10.00) | 98.00 (96.00) | 3.50 | 95.50 |" in text
-    assert "against the mean of the none cells of its own `eps` values" in text
+    assert "compare a cell run over fewer `eps` values than the none column with the none" in text
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "toy-t.csv").read_text())))
     aft = next(r for r in rows if r["row"] == "blended" and r["column"] == "aft")
     # DER = (max(0, 99 - 3) - max(0, 96 - 90) + 100) / 200 = 0.95 (the mean ACC 96.5 gives 0.9475)

@@ -201,8 +201,8 @@ def _grid(
         )
         if base:
             said += (
-                f", a cell's against the mean of the {baseline} cells of its own `{over}` "
-                f"values (where it ran fewer than {baseline})"
+                f", and compare a cell run over fewer `{over}` values than the {baseline} "
+                f"column with the {baseline} cells of those values only"
             )
         notes.append(said + ".")
     if grid.paper:
