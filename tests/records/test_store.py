@@ -45,3 +45,18 @@ def test_duplicate_run_id_is_rejected_and_leaves_one_row(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         store.add(record(1))
     assert len(store.rows()) == 1
+
+
+def test_a_database_written_before_a_column_gains_it_and_keeps_its_rows(tmp_path):
+    """Databases kept beside the pages predate `poison_json`: opening one adds the column."""
+    import sqlite3
+
+    path = tmp_path / "results.db"
+    ResultStore(path).add(record(1))
+    with sqlite3.connect(path) as con:  # as a database written before the column was
+        con.execute("ALTER TABLE runs DROP COLUMN poison_json")
+    store = ResultStore(path)
+    store.add({**record(2), "poison_json": {"count": 80, "control": "data"}})
+    old, new = store.rows()
+    assert old["run_id"] == "r1" and old["poison_json"] is None
+    assert new["poison_json"] == '{"control": "data", "count": 80}'

@@ -184,8 +184,9 @@ def test_the_page_renders_in_a_real_browser_and_a_cell_link_opens_its_config(tmp
     assert sum('open=""' in line for line in others) == 1
 
 
-def _runs_db(tmp_path, baseline_asr: float | None):
-    """Three cells with run folders: a baseline and two attacks (one with a trigger grid)."""
+def _runs_db(tmp_path, baseline_asr: float | None, keep_poison: bool = False):
+    """Three cells with run folders: a baseline and two attacks (one with a trigger grid); with
+    `keep_poison` the rows hold the poisoned set's bookkeeping too, as rows written now do."""
     from backdoorlab.records.files import write_json
 
     store = ResultStore(tmp_path / "results.db")
@@ -216,6 +217,7 @@ def _runs_db(tmp_path, baseline_asr: float | None):
             out_dir=str(tmp_path / "moved" / folder.name),  # the sweep folder was moved since
             config_json=config, metrics_json=metrics, timings_json={"train_s": 12.4, "total_s": 20},
             versions_json={}, sweep="runs", cell=f"cell{i}" + "0" * 20, axes_json={"attack": label},
+            poison_json=poison if keep_poison else None,
         )  # fmt: skip
         store.add(row)
     return store.path
@@ -242,6 +244,25 @@ def test_runs_rows_change_against_the_baseline_poison_counts_times_and_trigger_g
     assert png.parent == tmp_path / "out" and png.read_bytes().endswith(b"fake")
     assert f"]({png.name})" in text
     assert list(csv.reader(io.StringIO((tmp_path / "out" / "p-r.csv").read_text())))[0] == head
+
+
+def test_runs_table_and_trigger_grids_need_no_run_folder_once_written(tmp_path):
+    """A page rebuilt from its database alone (the run folders gone) is the same page: the
+    setting and poisoned count come from the row, a trigger grid already beside it stays."""
+    import shutil
+
+    db = _runs_db(tmp_path, None, keep_poison=True)
+    first, _ = report(db, tmp_path / "out" / "p")
+    text = first.read_text()
+    shutil.rmtree(tmp_path / "cells")
+    again, [section] = report(db, tmp_path / "out" / "p")
+    assert again.read_text() == text
+    bad = section.table[1]
+    assert bad[2] == "data control, dirty-label, rate 0.05 of dataset" and bad[7] == "400"
+    assert len(section.figures) == 1  # badnets' grid, copied by the first report
+    # elsewhere (no grid copied there yet, no run folder): the table still, no figure
+    _, [bare] = report(db, tmp_path / "elsewhere" / "p")
+    assert bare.table == section.table and not bare.figures
 
 
 def test_runs_der_against_an_attacked_baseline(tmp_path):

@@ -108,6 +108,7 @@ class RunRecord:
             "status": "finished",
             "out_dir": None if out_dir is None else str(out_dir),
             "config_json": cfg,
+            "poison_json": self.poison,
             "metrics_json": m.to_dict(),
             "timings_json": self.timings,
             "versions_json": self.versions,

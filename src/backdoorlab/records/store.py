@@ -13,7 +13,8 @@ from typing import Any
 from backdoorlab.errors import ConfigError
 
 # the runs table's columns in order; a sweep cell's row: `cell` is its config hash (unique: a
-# cell is recorded once), `axes_json` its label on each axis
+# cell is recorded once), `axes_json` its label on each axis; `poison_json` the poisoned set's
+# bookkeeping (count, control, ...), so a report needs no run folder for it
 _COLUMN_TYPES = (
     ("run_id", "TEXT UNIQUE NOT NULL"), ("created", "TEXT NOT NULL"), ("name", "TEXT NOT NULL"),
     ("config_hash", "TEXT NOT NULL"), ("dataset", "TEXT NOT NULL"), ("model", "TEXT NOT NULL"),
@@ -21,7 +22,7 @@ _COLUMN_TYPES = (
     ("acc", "REAL"), ("asr", "REAL"), ("ra", "REAL"), ("status", "TEXT NOT NULL"),
     ("out_dir", "TEXT"), ("config_json", "TEXT NOT NULL"), ("metrics_json", "TEXT NOT NULL"),
     ("timings_json", "TEXT NOT NULL"), ("versions_json", "TEXT NOT NULL"), ("sweep", "TEXT"),
-    ("cell", "TEXT"), ("axes_json", "TEXT"),
+    ("cell", "TEXT"), ("axes_json", "TEXT"), ("poison_json", "TEXT"),
 )  # fmt: skip
 COLUMNS = tuple(name for name, _ in _COLUMN_TYPES)
 _COLUMN_LINES = "".join(f"    {name} {kind},\n" for name, kind in _COLUMN_TYPES)
@@ -48,6 +49,10 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
+            have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+            for name, kind in _COLUMN_TYPES:  # a database written before a column existed
+                if name not in have:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

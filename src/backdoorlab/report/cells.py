@@ -31,6 +31,7 @@ class Row:
     metrics: Metrics
     timings: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None  # its run folder (result.json, triggers.png)
+    poison: dict[str, Any] | None = None  # the poisoned set's bookkeeping, from the database
 
     def value(self, name: str) -> str:
         """The cell's label on axis `name`, or the config value at dotted key `name`."""
@@ -88,6 +89,7 @@ def cell_row(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key:
         Metrics.from_dict(json.loads(row["metrics_json"])),
         json.loads(row["timings_json"]),
         folder,
+        json.loads(row["poison_json"]) if row.get("poison_json") else None,
     )
 
 

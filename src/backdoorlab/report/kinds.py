@@ -17,7 +17,6 @@ from backdoorlab.paths import inside, slug
 from backdoorlab.plotting import pyplot, save_figure
 from backdoorlab.records.files import write_text
 from backdoorlab.records.metrics import Metrics
-from backdoorlab.records.record import RunRecord
 from backdoorlab.report.cells import (
     Part,
     Row,
@@ -44,9 +43,9 @@ from backdoorlab.report.zoo import (
 )
 
 
-def attack_setting(record: RunRecord) -> str:
+def attack_setting(config: dict[str, Any], poison: dict[str, Any]) -> str:
     """How a run was attacked, in one line: control, label mode, rate and its denominator."""
-    a, poison = record.config["attack"], record.poison
+    a = config["attack"]
     if a["name"] == "none":
         return "-"
     # runs written before `per_batch` was recorded: nothing stored poisoned means per batch
@@ -55,6 +54,15 @@ def attack_setting(record: RunRecord) -> str:
     control = a.get("control", "training" if per_batch else "data")
     cross = f", {poison['cross']} cross" if poison.get("cross") else ""
     return f"{control} control, {a['label_mode']}-label, rate {a['rate']:g} of {of}{cross}"
+
+
+def _poison(cell: Row) -> dict[str, Any] | None:
+    """The cell's poisoned-set bookkeeping: from the database, else (a row written before the
+    database kept it) from its run folder's result.json."""
+    if cell.poison is not None:
+        return cell.poison
+    record = record_of(cell)
+    return None if record is None else record.poison
 
 
 def _runs(
@@ -72,12 +80,12 @@ def _runs(
         base = pick(rid, "baseline", entry["baseline"], cells)
         chosen = [c for c in chosen if c is not base]
         notes.append(f"Baseline (`{base.label}`): ACC {pct(base.metrics.acc)}.")
-    records = [record_of(c) for c in chosen]
+    poisons = [_poison(c) for c in chosen]
     with_der = base is not None and base.metrics.asr is not None
     head = ["cell", "attack", "setting", "ACC", "ACC - baseline", "ASR", "RA", "DER"]
     head += ["poisoned", "train s", "total s", "defense numbers"]
     table = [head]
-    for c, r in zip(chosen, records, strict=True):
+    for c, poison in zip(chosen, poisons, strict=True):
         m = c.metrics
         delta = "-" if base is None else f"{m.acc - base.metrics.acc:+.2f}"
         d = der(base.metrics, m) if with_der else None
@@ -85,13 +93,13 @@ def _runs(
             [
                 c.label,
                 c.config["attack"]["name"],
-                "-" if r is None else attack_setting(r),
+                "-" if poison is None else attack_setting(c.config, poison),
                 pct(m.acc),
                 delta,
                 pct(m.asr),
                 pct(m.ra),
                 "-" if d is None else f"{d:.3f}",
-                "-" if r is None else str(r.poison["count"]),
+                "-" if poison is None else str(poison["count"]),
                 f"{c.timings.get('train_s', 0):.0f}",
                 f"{c.timings.get('total_s', 0):.0f}",
                 extras(m),
@@ -106,11 +114,13 @@ def _runs(
     )
     figures = []
     for c in chosen if entry.get("triggers", True) else []:
+        if c.config["attack"]["name"] == "none":
+            continue
         grid = c.folder / "triggers.png" if c.folder is not None else None
-        if c.config["attack"]["name"] != "none" and grid is not None and grid.is_file():
-            name = slug(f"{out.name}-{rid}-{c.label}") + ".png"
-            target = inside(out.parent, name)
+        target = inside(out.parent, slug(f"{out.name}-{rid}-{c.label}") + ".png")
+        if grid is not None and grid.is_file():
             shutil.copyfile(grid, target)
+        if target.is_file():  # copied now, or by an earlier report whose run folders are gone
             figures.append((f"{c.label}: clean, triggered, change", target))
     write_csv(out, rid, table)
     return Part(rid, title, table=table, figures=figures, notes=notes)
