@@ -400,3 +400,24 @@ def test_a_dry_run_prints_every_cells_config_and_writes_nothing(tmp_path, capsys
                              "clean_share": 0.05}  # fmt: skip
     assert ft["attack"]["alpha"] == 0.2 and ft["train"]["epochs"] == 30
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_line_reaches_a_redirected_output_at_once(monkeypatch):
+    """A sweep started in the background with its output in a log file shows each cell as it
+    ends: its lines are flushed, not left in the buffer until it fills."""
+    import io
+    import sys
+
+    from backdoorlab.experiment.sweep import print_now
+
+    class Log(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+            super().flush()
+
+    log = Log()
+    monkeypatch.setattr(sys, "stdout", log)
+    print_now("[1/2] cell: ACC 99.00")
+    assert log.getvalue() == "[1/2] cell: ACC 99.00\n" and log.flushes == 1

@@ -32,6 +32,12 @@ from backdoorlab.records.record import RunRecord, write_run
 from backdoorlab.records.store import ResultStore
 
 
+def print_now(line: str) -> None:
+    """Print one line at once: a sweep's log file shows each cell as it ends, not when the
+    buffer fills."""
+    print(line, flush=True)
+
+
 @dataclass
 class SweepResult:
     """A sweep after a start: its cells, how many ran now, which failed, where results are."""
@@ -119,7 +125,7 @@ def sweep(
     merge: Sequence[str | Path] = (),
     only: Mapping[str, Sequence[str]] | None = None,
     progress: bool = True,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = print_now,
 ) -> SweepResult:
     """Run the cells of `source` (a sweep file, its name, a mapping or a spec) that
     OUT/results.db does not hold yet; returns the tally. OUT defaults to runs/<name>[-<profile>].
