@@ -13,6 +13,11 @@ DROP = "Avg. Drop"
 DER_ROW = "Avg. DER"
 
 
+def _numbers(m: Metrics | None) -> tuple[float, float] | None:
+    """(ACC, ASR) of a cell with an ASR, else None."""
+    return None if m is None or m.asr is None else (m.acc, m.asr)
+
+
 @dataclass
 class Grid:
     """ACC/ASR per (row, column) label, with the baseline column and published numbers."""
@@ -40,16 +45,14 @@ class Grid:
         return sum(b[0] - m[0] for b, m in pairs) / n, sum(b[1] - m[1] for b, m in pairs) / n
 
     def _ours(self, r: str, c: str) -> tuple[float, float] | None:
-        m = self.cells.get((r, c))
-        return None if m is None or m.asr is None else (m.acc, m.asr)
+        return _numbers(self.cells.get((r, c)))
 
     def _base(self, r: str, c: str) -> Metrics | None:
         """The baseline cell (r, c) is compared with: over (r, c)'s seeds where they differ."""
         return self.base[(r, c)] if (r, c) in self.base else self.cells.get((r, self.baseline))
 
     def _base_numbers(self, r: str, c: str) -> tuple[float, float] | None:
-        m = self._base(r, c)
-        return None if m is None or m.asr is None else (m.acc, m.asr)
+        return _numbers(self._base(r, c))
 
     def drop(self, c: str) -> tuple[float, float] | None:
         """Mean (ACC, ASR) drop of column `c` against the baseline column."""
