@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -130,3 +131,19 @@ def test_analysis_report_kind_runs_the_declared_analyses_on_sweep_cells(tmp_path
     assert "![labels](page-labels/adversarial-labels.png)" in path.read_text()
     with pytest.raises(ConfigError, match="not an AFT run"):  # the curve needs an AFT cell
         report(result.db, tmp_path / "page", figures=["curve"])
+    # the run folders gone, the page is written again from the database and the numbers the
+    # analysis kept beside it; numbers kept for other options are refused
+    page = path.read_text()
+    shutil.rmtree(tmp_path / "sw" / "cells")
+    assert not list((tmp_path / "sw").rglob("model.safetensors"))
+    again, _ = report(result.db, tmp_path / "page", figures=["labels"])
+    assert again.read_text() == page
+    inputs = tmp_path / "page-labels" / "inputs.json"
+    kept = json.loads(inputs.read_text())
+    assert kept["options"] == {"eps": 0.1, "steps": 2} and kept["benign"] is not None
+    inputs.write_text(json.dumps({**kept, "options": {"eps": 0.3, "steps": 2}}))
+    with pytest.raises(ConfigError, match="is of other cells or options"):
+        report(result.db, tmp_path / "page", figures=["labels"])
+    inputs.unlink()
+    with pytest.raises(ConfigError, match="holds no earlier result"):
+        report(result.db, tmp_path / "page", figures=["labels"])

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backdoorlab.analysis.curve import aft_curve
+from backdoorlab.analysis.curve import aft_curve, draw_curve
 from backdoorlab.analysis.distance import feature_distances
 from backdoorlab.analysis.labels import adversarial_labels
 from backdoorlab.analysis.tsne import feature_tsne
 from backdoorlab.errors import ConfigError
+from backdoorlab.limits import read_json
 from backdoorlab.paths import inside
+from backdoorlab.records.files import write_json
 from backdoorlab.report import Part, Row, pick, report_kind
 
 
@@ -81,7 +84,9 @@ def analysis_section(
     labels-badnets: {kind: analysis, analysis: labels, run: {attack: badnets},
                      benign: {attack: clean}, options: {eps: 0.2}}
 
-    Its JSON and PNG go to the folder OUT-<rid>; the page shows the figure and its numbers."""
+    Its JSON and PNG go to the folder OUT-<rid>; the page shows the figure and its numbers. The
+    AFT curve is drawn from the database; an analysis that loads models, once its run folders are
+    gone, reads the numbers it wrote there for the same cells and options."""
     name = entry.get("analysis")
     if name not in ANALYSES:
         raise ConfigError(f"report {rid}: analysis must be one of {', '.join(ANALYSES)}")
@@ -89,13 +94,46 @@ def analysis_section(
     run = pick(rid, "run", entry.get("run"), cells)
     benign = pick(rid, "benign", entry.get("benign"), cells) if a.benign else None
     folder = inside(out.parent, f"{out.name}-{rid}")
-    result = analyze(
-        name,
-        run.folder,
-        folder,
-        benign=None if benign is None else benign.folder,
-        **entry.get("options", {}),
-    )
+    options = entry.get("options", {})
     title = entry.get("title", rid)
+    if name == "curve":
+        draw_curve(str(run.config.get("name", run.label)), run.metrics, folder / a.figure)
+        return Part(rid, title, figures=[(title, folder / a.figure)])
+    inputs = {"analysis": name, "run": run.key, "benign": benign and benign.key, "options": options}
+    kept = folder / "inputs.json"
+    gone = [c.label for c in (run, benign) if c is not None and not _has_model(c)]
+    if not gone:
+        result = analyze(
+            name,
+            run.folder,
+            folder,
+            benign=None if benign is None else benign.folder,
+            **options,
+        )
+        write_json(kept, inputs)
+    else:
+        result = _kept_result(rid, folder, a, inputs, gone)
     notes = [a.summary(result)] if a.summary is not None else []
     return Part(rid, title, figures=[(title, folder / a.figure)], notes=notes)
+
+
+def _has_model(c: Row) -> bool:
+    return c.folder is not None and (c.folder / "model.safetensors").is_file()
+
+
+def _kept_result(
+    rid: str, folder: Path, a: Analysis, inputs: dict[str, Any], gone: list[str]
+) -> dict[str, Any]:
+    """The numbers an earlier report of this analysis wrote for the same cells and options."""
+    numbers = folder / Path(a.figure).with_suffix(".json").name
+    if not (folder / "inputs.json").is_file() or not numbers.is_file():
+        raise ConfigError(
+            f"report {rid}: the model of {', '.join(gone)} is gone (no run folder) and "
+            f"{folder} holds no earlier result of this analysis"
+        )
+    if read_json(folder / "inputs.json") != json.loads(json.dumps(inputs)):
+        raise ConfigError(
+            f"report {rid}: the model of {', '.join(gone)} is gone (no run folder) and the "
+            f"result in {folder} is of other cells or options"
+        )
+    return read_json(numbers)
