@@ -245,3 +245,11 @@ def test_scan_takes_its_calibration_and_its_defaults_from_the_apis_signature():
     text = " ".join(text.split())
     assert f"default {', '.join(params['detectors'].default)}" in text
     assert f"(default {params['references'].default}," in text
+
+
+def test_a_sweeps_cache_is_a_folder_not_a_switch(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "digits-zoo", "--out", "sw", "--cache", "false"])
+    assert e.value.code == 2 and "'false' is not a folder" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

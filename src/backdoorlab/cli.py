@@ -98,6 +98,15 @@ def _executor_options(args: argparse.Namespace, console: Console) -> dict:
     }
 
 
+def _cache_folder(value: str) -> str:
+    """A sweep's stage-cache folder; a switch word would otherwise become a folder's name."""
+    if value.lower() in {"false", "true", "off", "on", "no", "yes", "none", "0", "1"}:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a folder: a sweep always keeps its stages (shared by its cells)"
+        )
+    return value
+
+
 def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     import json
 
@@ -558,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="sweep folder: results.db, cells/, cache/ (default runs/<name>)")
     p.add_argument("--profile", help="a profile of the sweep file (e.g. cpu, full)")
-    p.add_argument("--cache", help="stage-cache folder (default OUT/cache)")
+    p.add_argument(
+        "--cache", type=_cache_folder, help="stage-cache folder (default OUT/cache; always kept)"
+    )
     p.add_argument(
         "--report",
         nargs="?",
