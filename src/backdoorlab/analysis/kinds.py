@@ -29,10 +29,17 @@ class Analysis:
     options: tuple[str, ...]  # the keyword options it takes
     benign: bool = False  # whether it needs a benign model's run folder
     summary: Callable[[dict[str, Any]], str] | None = None  # its numbers in one line
+    # in a report: drawn from the cell's database row alone, (row, out) -> its numbers
+    from_row: Callable[[Row, Path], dict[str, Any]] | None = None
 
 
 def _curve(run: Path, benign: Path | None, out: Path) -> dict[str, Any]:
     return {"figure": str(aft_curve(run, Path(out) / "aft-curve.png"))}
+
+
+def _curve_of_row(c: Row, out: Path) -> dict[str, Any]:
+    name = str(c.config.get("name", c.label))
+    return {"figure": str(draw_curve(name, c.metrics, out / "aft-curve.png"))}
 
 
 ANALYSES: dict[str, Analysis] = {
@@ -56,7 +63,7 @@ ANALYSES: dict[str, Analysis] = {
     "tsne": Analysis(
         lambda run, benign, out, **o: feature_tsne(run, out, **o), "tsne.png", ("count", "seed")
     ),
-    "curve": Analysis(_curve, "aft-curve.png", ()),
+    "curve": Analysis(_curve, "aft-curve.png", (), from_row=_curve_of_row),
 }
 
 
@@ -85,8 +92,8 @@ def analysis_section(
                      benign: {attack: clean}, options: {eps: 0.2}}
 
     Its JSON and PNG go to the folder OUT-<rid>; the page shows the figure and its numbers. The
-    AFT curve is drawn from the database; an analysis that loads models, once its run folders are
-    gone, reads the numbers it wrote there for the same cells and options."""
+    AFT curve is drawn from the database row; an analysis that loads models, once its run folders
+    are gone, reads the numbers it wrote there for the same cells and options."""
     name = entry.get("analysis")
     if name not in ANALYSES:
         raise ConfigError(f"report {rid}: analysis must be one of {', '.join(ANALYSES)}")
@@ -96,13 +103,12 @@ def analysis_section(
     folder = inside(out.parent, f"{out.name}-{rid}")
     options = entry.get("options", {})
     title = entry.get("title", rid)
-    if name == "curve":
-        draw_curve(str(run.config.get("name", run.label)), run.metrics, folder / a.figure)
-        return Part(rid, title, figures=[(title, folder / a.figure)])
     inputs = {"analysis": name, "run": run.key, "benign": benign and benign.key, "options": options}
     kept = folder / "inputs.json"
     gone = [c.label for c in (run, benign) if c is not None and not _has_model(c)]
-    if not gone:
+    if a.from_row is not None:
+        result = a.from_row(run, folder)
+    elif not gone:
         result = analyze(
             name,
             run.folder,
