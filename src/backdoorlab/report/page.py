@@ -39,7 +39,8 @@ def written_by(command: str | None) -> list[str]:
     """The Markdown lines that name the command a report was written by (none without one)."""
     if not command:
         return []
-    return [f"Written by `{command}`; every number below comes from the results database it reads.", ""]
+    source = "every number below comes from the results database it reads."
+    return [f"Written by `{command}`; {source}", ""]
 
 
 def read_notes(notes: str | Path | None) -> str | None:
