@@ -1,98 +1,113 @@
-"""How the calibrated scan's settings were chosen: every evidence (raw values, within-model
-index, class-profile residual), every subset of the probes and a floor under the threshold,
-scored on the development zoo (configs/results/detection-dev.yaml) from the values its runs
-stored (the suspect's and each reference's per-class values), so nothing is rerun.
+"""How the calibrated scan's settings are chosen: every evidence (raw values, within-model index,
+class-profile residual), every subset of the probes and a floor under the threshold, scored on
+the development zoos from the values their runs kept (the suspect's and each reference's
+per-class values, in docs/results/data/<zoo>.db.gz), so nothing is rerun; then the rule below
+picks one setting.
 
-    .venv/bin/python scripts/calibration_choices.py [--work runs/results/detection-dev]
+    .venv/bin/python -m scripts.calibration_choices [ZOO ...]
+        (default: detection-dev detection-dev-2, the two development zoos)
 
-Run `make results-pages PAGES=detection-dev` first (it trains the zoo and its references).
+The rule (configs/results/detection-dev-2.yaml, written down before that zoo ran): keep the
+settings that flag no benign model at some floor; among them take the highest target accuracy,
+then the most infected models flagged at the lowest floor that flags no benign model, then the
+fewest probes, then the evidence in the order profile, values, index. The floor is that lowest
+floor. Run `make results-pages PAGES=<zoo>` first for a zoo whose database is not kept yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import itertools
+import json
+import sqlite3
+import tempfile
 from pathlib import Path
 
-from backdoorlab.detectors.base import Detection
-from backdoorlab.detectors.calibrate import EVIDENCE, calibrate
-from backdoorlab.limits import read_json
+from backdoorlab.detectors.calibrate import EVIDENCE
+from backdoorlab.detectors.scan import CalibrationConfig, recalibrated_detection
 from backdoorlab.metrics.detection import separation
 
+DATA = Path(__file__).resolve().parents[1] / "docs" / "results" / "data"
 FLOORS = (0.0, 5.0, 8.0, 10.0, 12.0, 15.0)
+PREFERRED = ("profile", "values", "index")  # the rule's order of evidence
 
 
-def members(work: Path) -> list[dict]:
-    """Each run of the zoo: infected or not, its target, the suspect's and references' values."""
-    out = []
-    for path in sorted(work.glob("cells/*/result.json")):
-        record = read_json(path)
-        found = record["metrics"]["detect"]
-        details = found["calibrated"]["details"]
-        attack = record["config"]["attack"]
-        out.append(
-            {
-                "name": record["config"]["name"],
-                "infected": attack["name"] != "none",
-                "target": attack.get("target") if attack["name"] != "none" else None,
-                "suspect": {n: found[n] for n in details["reference_values"]},
-                "references": details["reference_values"],
-            }
-        )
-    return out
+def members(zoo: str) -> list[dict]:
+    """Each model of a kept zoo: its name, infected or not, target, and kept detections."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "results.db"
+        db.write_bytes(gzip.decompress((DATA / f"{zoo}.db.gz").read_bytes()))
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT name, config_json, metrics_json FROM runs").fetchall()
+        con.close()
+    out: dict[str, dict] = {}
+    for name, config, metrics in rows:
+        found = json.loads(metrics).get("detect", {})
+        if "calibrated" not in found:
+            continue  # a run from before the zoo was calibrated
+        if name in out:
+            raise SystemExit(f"{zoo}: two calibrated runs named {name}")
+        attack = json.loads(config)["attack"]
+        infected = attack["name"] != "none"
+        out[name] = {
+            "name": name,
+            "infected": infected,
+            "target": attack.get("target") if infected else None,
+            "found": found,
+        }
+    return list(out.values())
 
 
-def _detection(n: str, like: dict, values: list[float]) -> Detection:
-    return Detection(n, values, [0.0] * len(values), [], 0.0, "", side=like["side"],
-                     scale=like.get("scale", "linear"))  # fmt: skip
-
-
-def score(member: dict, detectors: tuple[str, ...], evidence: str, floor: float) -> tuple:
-    """(score, most suspicious class, threshold) of one member under one setting."""
-    sus = {
-        n: _detection(n, member["suspect"][n], member["suspect"][n]["values"]) for n in detectors
-    }
-    count = len(member["references"][detectors[0]])
-    refs = [
-        {n: _detection(n, member["suspect"][n], member["references"][n][i]) for n in detectors}
-        for i in range(count)
-    ]
-    c = calibrate(sus, refs, 0.05, floor=0.5, evidence=evidence, min_threshold=floor)
-    top = max(range(len(c.z[detectors[0]])), key=lambda k: max(c.z[n][k] for n in detectors))
-    return c.score, top, c.threshold
+def score(member: dict, detectors: tuple[str, ...], evidence: str) -> tuple[float, int, float]:
+    """(score, most suspicious class, threshold without a floor) of one model under a setting."""
+    cfg = CalibrationConfig(detectors=list(detectors), evidence=evidence, min_threshold=0.0)
+    d = recalibrated_detection(member["found"], cfg)
+    top = max(range(len(d["values"])), key=d["values"].__getitem__)
+    return d["score"], top, d["details"]["threshold"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default="runs/results/detection-dev", help="the zoo's folder")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("zoos", nargs="*", default=["detection-dev", "detection-dev-2"])
     args = parser.parse_args()
-    zoo = members(Path(args.work))
+    zoo = [m for z in args.zoos for m in members(z)]
     benign = sum(not m["infected"] for m in zoo)
     infected = len(zoo) - benign
-    names = list(zoo[0]["references"])
-    print(f"{len(zoo)} models ({benign} benign, {infected} infected)\n")
+    names = sorted(zoo[0]["found"]["calibrated"]["details"]["reference_values"])
+    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, {infected} infected)\n")
     print("| probes | evidence | AUROC | target acc | " +
           " | ".join(f"flagged B/I at floor {f:g}" for f in FLOORS) + " |")  # fmt: skip
     print("| --- | --- | ---: | ---: |" + " ---: |" * len(FLOORS))
-    rows = []
+    candidates = []
     for k in range(1, len(names) + 1):
         for detectors in itertools.combinations(names, k):
             for evidence in EVIDENCE:
-                got = [score(m, detectors, evidence, 0.0) for m in zoo]
+                got = [score(m, detectors, evidence) for m in zoo]
                 sep = separation([int(m["infected"]) for m in zoo], [g[0] for g in got])
                 hits = sum(
                     g[1] == m["target"] for g, m in zip(got, zoo, strict=True) if m["infected"]
                 )
-                cells = []
+                cells, clear = [], None
                 for f in FLOORS:
                     flagged = [g[0] > max(g[2], f) for g in got]
                     fb = sum(x for x, m in zip(flagged, zoo, strict=True) if not m["infected"])
                     fi = sum(x for x, m in zip(flagged, zoo, strict=True) if m["infected"])
                     cells.append(f"{fb}/{fi}")
+                    if fb == 0 and clear is None:
+                        clear = (f, fi)
                 auroc = f"{sep.auroc:.3f}" if sep else "-"
                 head = f"| {' + '.join(detectors)} | {evidence} | {auroc} | {hits}/{infected} | "
-                rows.append(head + " | ".join(cells) + " |")
-    print("\n".join(rows))
+                print(head + " | ".join(cells) + " |")
+                if clear is not None:
+                    rank = (-hits, -clear[1], len(detectors), PREFERRED.index(evidence))
+                    candidates.append((rank, detectors, evidence, clear[0]))
+    if not candidates:
+        print("\nNo setting flags no benign model at any floor.")
+        return
+    _, detectors, evidence, floor = min(candidates)
+    probes = " + ".join(detectors)
+    print(f"\nThe rule picks: probes {probes}, evidence {evidence}, floor {floor:g}.")
 
 
 if __name__ == "__main__":

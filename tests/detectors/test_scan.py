@@ -248,3 +248,44 @@ def test_calibrating_a_detector_that_does_not_run_is_one_error_before_any_work()
     detectors = {"mm-bd": DETECTORS.validate({"name": "mm-bd"})}
     with pytest.raises(ConfigError, match=r"calibrate.detectors: \['nc'\] do not run"):
         scan_model(model, data, detectors, CalibrationConfig(detectors=["nc"]))
+
+
+def test_a_kept_scan_recalibrates_to_what_a_scan_at_those_settings_gives(synthetic):
+    from backdoorlab.detectors.base import DETECTORS
+    from backdoorlab.detectors.scan import (
+        CalibrationConfig,
+        calibrated_detection,
+        recalibrated_detection,
+        scan_model,
+    )
+
+    data = synthetic(train_size=32).train
+    probes = {n: DETECTORS.validate({"name": n, **o}) for n, o in FAST.items()}
+    refs = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        refs.append(plain_net())
+        refs[-1].load_state_dict({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+                                  for k, v in refs[-1].state_dict().items()})  # fmt: skip
+
+    def record(cal: CalibrationConfig) -> dict:
+        outcome = scan_model(plain_net(), data, probes, cal, references=refs)
+        found = {n: d.to_dict() for n, d in outcome.detections.items()}
+        return {**found, "calibrated": calibrated_detection(outcome)}
+
+    both = CalibrationConfig(evidence="values", min_threshold=0.0)
+    kept = record(both)
+    again = recalibrated_detection(kept, both)
+    assert {k: v for k, v in again.items() if k != "seconds"} == {
+        k: v for k, v in kept["calibrated"].items() if k != "seconds"
+    }
+    one = CalibrationConfig(detectors=["adv-labels"], evidence="index", min_threshold=0.0)
+    fresh = record(one)["calibrated"]
+    moved = recalibrated_detection(kept, one)
+    assert moved["values"] == fresh["values"] and moved["score"] == fresh["score"]
+    assert moved["details"]["null"] == fresh["details"]["null"]
+    assert list(moved["details"]["z"]) == ["adv-labels"]
+    with pytest.raises(ConfigError, match="keeps no references' values"):
+        recalibrated_detection({n: kept[n] for n in probes}, both)
+    with pytest.raises(ConfigError, match=r"\['nc'\] were not run"):
+        recalibrated_detection(kept, CalibrationConfig(detectors=["nc"]))

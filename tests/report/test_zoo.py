@@ -180,3 +180,36 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
     assert [m.group for m in _members({"kind": "detect"}, cells)] == ["pattern", "badnets", None]
     with pytest.raises(ConfigError, match="group keys"):
         _members({"kind": "detect", "group": ["attack.nope"]}, cells)
+
+
+def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
+    import gzip
+    import json
+
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.records.metrics import Metrics
+    from backdoorlab.report.cells import Row
+    from backdoorlab.report.kinds import _detect
+
+    db = tmp_path / "dev.db"
+    db.write_bytes(gzip.decompress((REPO / "docs/results/data/detection-dev.db.gz").read_bytes()))
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
+    con.close()
+    cells = [
+        Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
+        for n, c, m, a in rows
+    ]
+    own = json.loads(rows[0][1])["calibrate"]  # the settings the zoo's scans ran at
+    own = {k: v for k, v in own.items() if k != "references"}
+    l2 = {**own, "detectors": ["adv-labels-l2"]}
+    entry = {"kind": "detect", "recalibrate": {"same": own, "l2": l2}}
+    part = _detect("detection", entry, {}, cells, tmp_path / "page")
+    table = {(r[0], r[1]): r for r in part.table[1:]}
+    for group in ("all attacks", "badnets", "blended"):
+        # every column but the seconds (the recalibrated row counts its own probes only)
+        assert table[("same", group)][1:-1] == table[("calibrated", group)][1:-1]
+    assert table[("l2", "all attacks")][4:] != table[("calibrated", "all attacks")][4:]
+    with pytest.raises(ConfigError, match="references' recipe cannot change"):
+        _detect("detection", {"kind": "detect", "recalibrate": {"x": {"references": {}}}},
+                {}, cells, tmp_path / "page")  # fmt: skip

@@ -10,7 +10,7 @@ the suspect only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -226,6 +226,36 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
             "reference_values": outcome.reference_values,
         },
     ).to_dict()
+
+
+def recalibrated_detection(
+    stored: dict[str, dict[str, Any]], calibration: CalibrationConfig
+) -> dict[str, Any]:
+    """A kept scan calibrated again under other `calibration` settings, with no model run:
+    `stored` is a record's detections (each probe's on the suspect, and under `calibrated` the
+    values every reference gave); the references' recipe must be the one the scan used."""
+    kept = stored.get("calibrated", {}).get("details", {}).get("reference_values")
+    if not kept:
+        raise ConfigError("recalibrate: the record keeps no references' values (not calibrated)")
+    used = calibration.detectors or sorted(kept)
+    missing = [n for n in used if n not in kept or n not in stored]
+    if missing:
+        raise ConfigError(f"recalibrate: {missing} were not run on the model and its references")
+    suspect = {n: Detection(**stored[n]) for n in used}
+    refs = [
+        {n: replace(suspect[n], values=kept[n][i]) for n in used} for i in range(len(kept[used[0]]))
+    ]
+    result = calibrate(
+        suspect,
+        refs,
+        calibration.fpr,
+        floor=calibration.floor,
+        evidence=calibration.evidence,
+        min_threshold=calibration.min_threshold,
+    )
+    probe_images = stored["calibrated"]["details"].get("probe_images", 0)
+    outcome = ScanOutcome(suspect, result, 0, probe_images, {n: kept[n] for n in used})
+    return calibrated_detection(outcome)
 
 
 def validated_calibration(settings: dict[str, Any]) -> CalibrationConfig:

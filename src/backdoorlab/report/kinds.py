@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from backdoorlab.detectors.scan import recalibrated_detection, validated_calibration
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep_spec import excluded_by
 from backdoorlab.metrics.core import der, pct
@@ -431,6 +432,32 @@ def _confounds(
     return Part(rid, title, table=table, notes=notes)
 
 
+def _recalibrated(rid: str, entry: dict[str, Any], members: list[Member]) -> list[Member]:
+    """`members` with a row per entry of `recalibrate` ({name: calibration settings}): each
+    model's kept scan calibrated again under those settings, with no model run."""
+    settings = entry.get("recalibrate") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"report {rid}: recalibrate maps a row name to calibration settings")
+    chosen = {}
+    for name, options in settings.items():
+        if "references" in (options or {}):
+            raise ConfigError(
+                f"report {rid}: recalibrate {name}: the references' recipe cannot change "
+                "without training them again (rerun the sweep)"
+            )
+        chosen[name] = validated_calibration(options or {})
+    return [
+        replace(
+            m,
+            detections={
+                **m.detections,
+                **{n: recalibrated_detection(m.detections, c) for n, c in chosen.items()},
+            },
+        )
+        for m in members
+    ]
+
+
 def _detect(
     rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
 ) -> Part:
@@ -438,8 +465,9 @@ def _detect(
 
     `group` (default attack.name; a list of keys joins their values) names a model's family;
     a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an
-    attacked model needs to count infected."""
-    members = _members(entry, cells)
+    attacked model needs to count infected; `recalibrate` adds rows of the calibrated scan under
+    other settings, computed from the values the cells kept."""
+    members = _recalibrated(rid, entry, _members(entry, cells))
     planted = float(entry.get("planted", 50))
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
