@@ -18,7 +18,12 @@ from backdoorlab.data.user import DataSource
 from backdoorlab.detectors.base import DETECTORS, Detection
 from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import ReferenceRecipe
-from backdoorlab.detectors.scan import reference_caution, scan_model, validated_calibration
+from backdoorlab.detectors.scan import (
+    EVIDENCE_BY_DEFAULT,
+    reference_caution,
+    scan_model,
+    validated_calibration,
+)
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
@@ -113,7 +118,7 @@ def scan(
     device: str = "auto",
     references: int | list[nn.Module] | None = 8,
     recipe: ReferenceRecipe | dict[str, Any] | None = None,
-    evidence: str = "profile",
+    evidence: str = EVIDENCE_BY_DEFAULT,
     fpr: float = 0.05,
     cache: str | Path | None = None,
     progress: bool = False,

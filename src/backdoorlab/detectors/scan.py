@@ -34,6 +34,11 @@ from backdoorlab.detectors.references import (
 from backdoorlab.errors import ConfigError
 from backdoorlab.train.perf import prepare_model
 
+# chosen on the two development zoos (configs/results/detection-dev.yaml, detection-dev-2.yaml)
+# by the rule scripts/calibration_choices.py applies; the probes are assess.repair's
+# DETECTORS_BY_DEFAULT (adv-labels-l2 and mm-bd)
+EVIDENCE_BY_DEFAULT = "values"
+
 
 class CalibrationConfig(BaseModel):
     """A calibrated scan's settings: the references' recipe, which evidence is calibrated, and
@@ -43,7 +48,7 @@ class CalibrationConfig(BaseModel):
 
     references: ReferenceRecipe = Field(default_factory=ReferenceRecipe)
     evidence: Literal["values", "index", "profile"] = Field(
-        "profile",
+        EVIDENCE_BY_DEFAULT,
         description="what is compared per class with the references: the raw value, the "
         "anomaly index within the model, or the residual of the model's class profile fitted to "
         "the references' (detectors/calibrate.py)",
@@ -57,8 +62,8 @@ class CalibrationConfig(BaseModel):
     min_threshold: float = Field(
         10.0,
         ge=0,
-        description="the verdict's threshold is never below this z (set on the development zoo: "
-        "its benign models reached 8.5, its infected ones 12.5 and more)",
+        description="the verdict's threshold is never below this z (set on the development "
+        "zoos: the lowest floor that flagged none of their 16 benign models)",
     )
     floor: float = Field(
         0.5,
