@@ -34,10 +34,10 @@ from backdoorlab.detectors.references import (
 from backdoorlab.errors import ConfigError
 from backdoorlab.train.perf import prepare_model
 
-# chosen on the two development zoos (configs/results/detection-dev.yaml, detection-dev-2.yaml)
-# by the rule scripts/calibration_choices.py applies; the probes are assess.repair's
-# DETECTORS_BY_DEFAULT (adv-labels-l2 and mm-bd)
-EVIDENCE_BY_DEFAULT = "values"
+# chosen on the development zoo (configs/results/detection-dev.yaml) with assess.repair's
+# DETECTORS_BY_DEFAULT; the second development round's choice (adv-labels-l2 + mm-bd on raw
+# values) was not adopted: docs/results/detection-dev-2.md says why
+EVIDENCE_BY_DEFAULT = "profile"
 
 
 class CalibrationConfig(BaseModel):
@@ -62,8 +62,8 @@ class CalibrationConfig(BaseModel):
     min_threshold: float = Field(
         10.0,
         ge=0,
-        description="the verdict's threshold is never below this z (set on the development "
-        "zoos: the lowest floor that flagged none of their 16 benign models)",
+        description="the verdict's threshold is never below this z (set on the development zoo: "
+        "its benign models reached 8.5, its infected ones 12.5 and more)",
     )
     floor: float = Field(
         0.5,

@@ -10,7 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backdoorlab.detectors.scan import recalibrated_detection, validated_calibration
+from backdoorlab.detectors.scan import (
+    CalibrationConfig,
+    recalibrated_detection,
+    validated_calibration,
+)
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.sweep_spec import excluded_by
 from backdoorlab.metrics.core import der, pct
@@ -432,9 +436,12 @@ def _confounds(
     return Part(rid, title, table=table, notes=notes)
 
 
-def _recalibrated(rid: str, entry: dict[str, Any], members: list[Member]) -> list[Member]:
+def _recalibrated(
+    rid: str, entry: dict[str, Any], members: list[Member]
+) -> tuple[list[Member], dict[str, CalibrationConfig]]:
     """`members` with a row per entry of `recalibrate` ({name: calibration settings}): each
-    model's kept scan calibrated again under those settings, with no model run."""
+    model's kept scan calibrated again under those settings, with no model run; and those
+    settings by name."""
     settings = entry.get("recalibrate") or {}
     if not isinstance(settings, dict):
         raise ConfigError(f"report {rid}: recalibrate maps a row name to calibration settings")
@@ -446,7 +453,7 @@ def _recalibrated(rid: str, entry: dict[str, Any], members: list[Member]) -> lis
                 "without training them again (rerun the sweep)"
             )
         chosen[name] = validated_calibration(options or {})
-    return [
+    again = [
         replace(
             m,
             detections={
@@ -456,6 +463,7 @@ def _recalibrated(rid: str, entry: dict[str, Any], members: list[Member]) -> lis
         )
         for m in members
     ]
+    return again, chosen
 
 
 def _detect(
@@ -467,7 +475,7 @@ def _detect(
     a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an
     attacked model needs to count infected; `recalibrate` adds rows of the calibrated scan under
     other settings, computed from the values the cells kept."""
-    members = _recalibrated(rid, entry, _members(entry, cells))
+    members, again = _recalibrated(rid, entry, _members(entry, cells))
     planted = float(entry.get("planted", 50))
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
@@ -481,6 +489,13 @@ def _detect(
         f"{planted:g}%. Target acc: share of infected models whose most anomalous class is the "
         "target. Flagged: share of models with a class above the detector's threshold."
     ]
+    for name, c in again.items():
+        probes = " + ".join(c.detectors or ["every probe kept"])
+        notes.append(
+            f"{name}: the calibrated scan at other settings ({probes}; evidence {c.evidence}; "
+            f"threshold floor {c.min_threshold:g}; FPR {c.fpr:g}), computed from the values each "
+            "cell kept for the model and its references; no model ran again."
+        )
     benign, infected, failed = split(members, planted)
     if failed:
         names = ", ".join(f"{m.name} (ASR {pct(m.asr)})" for m in failed)
