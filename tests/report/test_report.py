@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import pytest
 
@@ -320,6 +321,16 @@ def test_the_page_says_how_many_cpu_threads_its_cells_ran_with(tmp_path):
     assert threads_line([Row("k", {}, {}, Metrics())]) == threads_line([]) == ""
     path, _ = report(_db(tmp_path), tmp_path / "out" / "toy", tables=["t"])
     assert "CPU thread" not in path.read_text()  # the toy cells record no thread count
+    # the CPU each cell recorded is named; cells from before it was recorded name none
+    on = [replace(row(1), versions={"cpu": c}) for c in ("AMD EPYC", "Intel Xeon", "AMD EPYC")]
+    assert threads_line(on).endswith(" They ran on: AMD EPYC; Intel Xeon.")
+    assert "ran on" not in threads_line([row(1)])
+
+
+def test_every_run_records_the_cpu_it_ran_on():
+    from backdoorlab.records.record import cpu_name, versions
+
+    assert versions()["cpu"] == cpu_name() and cpu_name().strip() == cpu_name() != ""
 
 
 def test_a_grid_over_repeated_cells_shows_mean_and_spread(tmp_path):

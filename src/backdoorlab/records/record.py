@@ -25,13 +25,27 @@ _FIELDS = ("kind", "run_id", "name", "created", "config_hash", "metrics", "timin
            "config")  # fmt: skip
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; else what `platform` knows): results on a
+    CPU change with its family, even at one thread."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def versions() -> dict[str, str]:
-    """Versions of backdoorlab, torch, numpy and Python."""
+    """Versions of backdoorlab, torch, numpy and Python, and the CPU the run used."""
     return {
         "backdoorlab": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "cpu": cpu_name(),
     }
 
 

@@ -32,6 +32,7 @@ class Row:
     timings: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None  # its run folder (result.json, triggers.png)
     poison: dict[str, Any] | None = None  # the poisoned set's bookkeeping, from the database
+    versions: dict[str, str] = field(default_factory=dict)  # package versions and the CPU
 
     def value(self, name: str) -> str:
         """The cell's label on axis `name`, or the config value at dotted key `name`."""
@@ -90,6 +91,7 @@ def cell_row(row: dict[str, Any], store: ResultStore, axes: dict[str, str], key:
         json.loads(row["timings_json"]),
         folder,
         json.loads(row["poison_json"]) if row.get("poison_json") else None,
+        json.loads(row["versions_json"]) if row.get("versions_json") else {},
     )
 
 

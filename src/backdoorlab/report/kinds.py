@@ -494,7 +494,8 @@ def _detect(
         notes.append(
             f"{name}: the calibrated scan at other settings ({probes}; evidence {c.evidence}; "
             f"threshold floor {c.min_threshold:g}; FPR {c.fpr:g}), computed from the values each "
-            "cell kept for the model and its references; no model ran again."
+            "cell kept for the model and its references; no model ran again. Its seconds add up "
+            "its own probes' on the model."
         )
     benign, infected, failed = split(members, planted)
     if failed:

@@ -63,10 +63,14 @@ def threads_line(cells: list[Row]) -> str:
         return ""
     text = " or ".join(sorted("the default" if n is None else str(n) for n in counts))
     each = "each" if len(counts) == 1 else "each (cells differ)"
-    return (
+    line = (
         f"Cells ran with {text} CPU thread{'s' if counts != {1} else ''} {each} "
         "(`performance.threads`); results on a CPU change with the thread count."
     )
+    cpus = sorted({c.versions["cpu"] for c in cells if c.versions.get("cpu")})
+    if cpus:  # recorded since 2026-12-06; earlier cells do not say
+        line += f" They ran on: {'; '.join(cpus)}."
+    return line
 
 
 def _anchor(key: str) -> str:
