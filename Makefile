@@ -42,7 +42,7 @@ test: install-dev
 	$(BIN)/ruff format --check src tests bench
 	@echo "test order: random, TEST_SEED=$(TEST_SEED) (replay: make test TEST_SEED=$(TEST_SEED))"
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not serial" --durations=5 --randomly-seed=$(TEST_SEED) $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -m serial --durations=3 --randomly-seed=$(TEST_SEED) $(PYTEST_ARGS)  # 2-thread tests: beside another worker, 30x slower
+	$(BIN)/python -m pytest -m serial --durations=3 --randomly-seed=$(TEST_SEED) $(PYTEST_ARGS)  # 2-thread tests (beside another worker, 30x slower) and the Ray tests
 
 # benchmarks against peer implementations (docs/performance.md); ART is needed only here
 $(VENV)/.installed-bench: $(VENV)/.installed-dev

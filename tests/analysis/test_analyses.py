@@ -10,7 +10,9 @@ from backdoorlab.cli import main
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment import run
 
-# one xdist worker for the module, so that its `runs` fixture trains once
+# meant to keep the module on one xdist worker, so that its `runs` fixture trains once; with
+# pytest 9.2 `--dist loadgroup` does not group (test_sweep.py's Ray tests), and each worker that
+# runs one of these tests trains it
 pytestmark = pytest.mark.xdist_group("analyses")
 
 
