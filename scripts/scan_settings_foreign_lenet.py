@@ -1,7 +1,8 @@
 """The calibrated scan of issue 26's SGD LeNet (tests/byo/foreign_mnist.py:sgd_lenet: a 4x4 patch
 sent to class 3, trained by a plain PyTorch script) on its 500 clean images, at the first
 development zoo's settings (the defaults) and at the second round's pick (adv-labels-l2 + mm-bd
-on raw values; configs/results/detection-dev-2.yaml): why the pick was not adopted.
+on raw values; configs/results/detection-dev-2.yaml). Before the raw values' scale was floored
+at a share's step (100 / probe images), the pick's z-scores degenerated here (commit 50685da).
 
     .venv/bin/python -m scripts.scan_settings_foreign_lenet [--mnist ../shared/data/mnist]
 

@@ -3,6 +3,8 @@ references' leave-one-out null, one target or none."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -124,3 +126,23 @@ def test_profile_evidence_forgives_a_model_that_is_sharper_everywhere_not_one_cl
 def test_the_threshold_never_falls_below_its_floor():
     c = calibrate({"adv-labels": det(shares(0, c3=60.0))}, REFERENCES, min_threshold=1e3)
     assert c.threshold == 1e3 and not c.infected and c.target is None
+
+
+def test_raw_shares_where_every_reference_gives_zero_are_scaled_by_the_probe_s_step():
+    """Issue 26's SGD LeNet: references on 250 images gave most classes a share of exactly 0,
+    and a scale of 1e-6 made z-scores of 1e7 for the suspect and the references alike."""
+
+    def zeros_but(seed: int, k: int) -> Detection:
+        v = [0.0] * 10
+        v[k] = 30.0 + seed  # adversarial labels pile up on one class, the rest get none
+        return Detection("adv-labels-l2", v, [0.0] * 10, [], 0.0, "v", resolution=0.4)
+
+    refs = [{"adv-labels-l2": zeros_but(s, 8)} for s in range(8)]
+    suspect = zeros_but(0, 8)
+    suspect.values[3] = 12.0  # a share no reference gives class 3
+    found = calibrate({"adv-labels-l2": suspect}, refs, evidence="values", floor=0.5)
+    assert found.z["adv-labels-l2"][3] == pytest.approx(12.0 / 0.4)  # the step, not 1e-6
+    assert found.target == 3 and found.infected and max(found.null) < 5
+    continuous = replace(suspect, resolution=0.0)
+    refs0 = [{"adv-labels-l2": replace(r["adv-labels-l2"], resolution=0.0)} for r in refs]
+    assert calibrate({"adv-labels-l2": continuous}, refs0, evidence="values").score > 1e6

@@ -214,8 +214,8 @@ def auto_repair(
 
 
 # the calibrated scan's probe, chosen on the development zoo (configs/results/detection-dev.yaml,
-# scripts/calibration_choices.py; the second round's adv-labels-l2 + mm-bd was not adopted:
-# docs/results/detection-dev-2.md); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`, about 6
+# scripts/calibration_choices.py; the second round's adv-labels-l2 + mm-bd is not the default
+# yet: docs/results/detection-dev-2.md); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`, about 6
 # minutes per MNIST model on one thread) stay available
 DETECTORS_BY_DEFAULT = ("mm-bd",)
 

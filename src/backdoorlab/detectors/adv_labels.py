@@ -110,4 +110,5 @@ def detect_adversarial_labels(model: nn.Module, data: Dataset, cfg: AdvLabelsCon
         "% of other classes' adversarial examples labelled as the class",
         {"norm": cfg.norm, "eps": cfg.eps, "steps": cfg.steps, "images": len(data)},
         scale="log",
+        resolution=round(100.0 / len(data), 6),  # one image, at most, of a class's share
     )

@@ -44,6 +44,9 @@ class Detection:
     details: dict[str, Any] = field(default_factory=dict)
     side: str = "high"  # which values are suspicious: 'high' (adv-labels) or 'low' (nc)
     scale: str = "linear"  # how profiles compare: 'log' (shares, norms) or 'linear' (margins)
+    # the smallest step the values can take (a share over n images: 100/n; 0: continuous);
+    # detections kept before it was recorded count as continuous
+    resolution: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +61,7 @@ class Detection:
         value_name: str,
         details: dict[str, Any],
         scale: str = "linear",
+        resolution: float = 0.0,
     ) -> Detection:
         """Per-class `values`, scored by their MAD anomaly index on `side`; classes above the
         threshold are suspects, most anomalous first."""
@@ -73,6 +77,7 @@ class Detection:
             details=details,
             side=side,
             scale=scale,
+            resolution=resolution,
         )
 
 

@@ -136,15 +136,18 @@ def transform(
 def _z_all(
     suspect: dict[str, torch.Tensor],
     refs: dict[str, torch.Tensor],
-    kinds: dict[str, tuple[str, str]],
+    kinds: dict[str, tuple[str, str, float]],
     evidence: str,
     floor: float,
 ) -> dict[str, torch.Tensor]:
     out = {}
     for d, v in suspect.items():
-        side, scale = kinds[d]
+        side, scale, resolution = kinds[d]
         mine, theirs, side = transform(v, refs[d], side, evidence, scale)
-        out[d] = robust_z(mine, theirs, side, spread_floor=floor)
+        # raw values never differ by less than the probe can show (a share over n images moves
+        # in steps of 100/n): where the references agree exactly, that step is the scale
+        least = max(resolution, 1e-6) if evidence == "values" else 1e-6
+        out[d] = robust_z(mine, theirs, side, abs_floor=least, spread_floor=floor)
     return out
 
 
@@ -176,7 +179,7 @@ def calibrate(
         )
     if not 0 < fpr < 1:
         raise ConfigError(f"fpr: a false-positive rate in (0, 1), not {fpr}")
-    kinds = {d: (det.side, det.scale) for d, det in suspect.items()}
+    kinds = {d: (det.side, det.scale, det.resolution) for d, det in suspect.items()}
     values = {d: torch.tensor(det.values) for d, det in suspect.items()}
     ref_values = {d: torch.tensor([r[d].values for r in references]) for d in suspect}
     z = _z_all(values, ref_values, kinds, evidence, floor)

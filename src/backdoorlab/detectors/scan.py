@@ -35,8 +35,8 @@ from backdoorlab.errors import ConfigError
 from backdoorlab.train.perf import prepare_model
 
 # chosen on the development zoo (configs/results/detection-dev.yaml) with assess.repair's
-# DETECTORS_BY_DEFAULT; the second development round's choice (adv-labels-l2 + mm-bd on raw
-# values) was not adopted: docs/results/detection-dev-2.md says why
+# DETECTORS_BY_DEFAULT; the second development round's pick (adv-labels-l2 + mm-bd on raw
+# values) is not the default yet: docs/results/detection-dev-2.md says why
 EVIDENCE_BY_DEFAULT = "profile"
 
 
