@@ -115,6 +115,22 @@ def _detect_cached(
     return found
 
 
+def calibrated(
+    suspect: dict[str, Detection],
+    references: list[dict[str, Detection]],
+    calibration: CalibrationConfig,
+) -> Calibration:
+    """The suspect's detections calibrated against the references' at `calibration`'s settings."""
+    return calibrate(
+        suspect,
+        references,
+        calibration.fpr,
+        floor=calibration.floor,
+        evidence=calibration.evidence,
+        min_threshold=calibration.min_threshold,
+    )
+
+
 def scan_model(
     model: nn.Module,
     clean: Dataset,
@@ -166,13 +182,8 @@ def scan_model(
                 for n, c in detectors.items()
             }
         )
-    result = calibrate(
-        {n: found[n] for n in used},
-        [{n: r[n] for n in used} for r in ref_found],
-        calibration.fpr,
-        floor=calibration.floor,
-        evidence=calibration.evidence,
-        min_threshold=calibration.min_threshold,
+    result = calibrated(
+        {n: found[n] for n in used}, [{n: r[n] for n in used} for r in ref_found], calibration
     )
     c = result.target if result.target is not None else _top_class(result)
     shape = tuple(probe.images.shape[1:])
@@ -250,14 +261,7 @@ def recalibrated_detection(
     refs = [
         {n: replace(suspect[n], values=kept[n][i]) for n in used} for i in range(len(kept[used[0]]))
     ]
-    result = calibrate(
-        suspect,
-        refs,
-        calibration.fpr,
-        floor=calibration.floor,
-        evidence=calibration.evidence,
-        min_threshold=calibration.min_threshold,
-    )
+    result = calibrated(suspect, refs, calibration)
     probe_images = stored["calibrated"]["details"].get("probe_images", 0)
     outcome = ScanOutcome(suspect, result, 0, probe_images, {n: kept[n] for n in used})
     return calibrated_detection(outcome)
