@@ -185,6 +185,7 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
 def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
     import gzip
     import json
+    from dataclasses import replace
 
     from backdoorlab.errors import ConfigError
     from backdoorlab.records.metrics import Metrics
@@ -210,6 +211,10 @@ def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_set
         # every column but the seconds (the recalibrated row counts its own probes only)
         assert table[("same", group)][1:-1] == table[("calibrated", group)][1:-1]
     assert table[("l2", "all attacks")][4:] != table[("calibrated", "all attacks")][4:]
+    bare = [replace(c, metrics=replace(c.metrics, detect={"mm-bd": c.metrics.detect["mm-bd"]}))
+            for c in cells[:1]]  # fmt: skip
+    with pytest.raises(ConfigError, match=r"detection: .*benign-d1: recalibrate: the record keeps"):
+        _detect("detection", entry, {}, bare, tmp_path / "page")
     with pytest.raises(ConfigError, match="references' recipe cannot change"):
         _detect("detection", {"kind": "detect", "recalibrate": {"x": {"references": {}}}},
                 {}, cells, tmp_path / "page")  # fmt: skip

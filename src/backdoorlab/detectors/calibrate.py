@@ -4,7 +4,8 @@ A MAD index over the classes of one model cannot tell a property of the data (ev
 MNIST model's adversarial examples pile up on 8) from a backdoor. Here each class's evidence is
 a robust z-score against the same class on the references: (e - median) / (1.4826 * MAD). The
 scale is floored at a share of the median and at a share of the classes' median spread, so that
-a class the few references happen to agree on does not divide by almost nothing. The evidence
+a class the few references happen to agree on does not divide by almost nothing; raw values also
+at the probe's step (`Detection.resolution`: a share over n images moves by 100/n). The evidence
 (`transform`) is the raw value, the anomaly index within the model, or the class-profile
 residual: the model's values minus their least-squares fit to the references' median profile
 (a model sharper on every class, as one trained on more data is, is not an outlier).

@@ -453,16 +453,13 @@ def _recalibrated(
                 "without training them again (rerun the sweep)"
             )
         chosen[name] = validated_calibration(options or {})
-    again = [
-        replace(
-            m,
-            detections={
-                **m.detections,
-                **{n: recalibrated_detection(m.detections, c) for n, c in chosen.items()},
-            },
-        )
-        for m in members
-    ]
+    again = []
+    for m in members:
+        try:
+            rows = {n: recalibrated_detection(m.detections, c) for n, c in chosen.items()}
+        except ConfigError as exc:
+            raise ConfigError(f"report {rid}: {m.name}: {exc}") from None
+        again.append(replace(m, detections={**m.detections, **rows}))
     return again, chosen
 
 
