@@ -138,6 +138,14 @@ def test_auto_repair_leaves_a_model_the_scan_clears_unchanged(synthetic, tmp_pat
     assert held["images"] == 16 and held["acc_before"] == held["acc_after"]
     assert report.reference_images == 32 and "trained on 32 images" in report.caution
     assert report.to_dict()["summary"] == report.summary
+    assert "detectors" not in report.options  # unset: the scan's defaults, hashed as before
+    # the scan's probes and evidence can be chosen; an unknown probe is one clear error
+    _, other = repair(model, data, references=3, cache=tmp_path, device="cpu",
+                      scan_detectors=["adv-labels"], scan_evidence="values")  # fmt: skip
+    assert other.options["detectors"] == ["adv-labels"] and other.options["evidence"] == "values"
+    assert other.scan_before["score"] != report.scan_before["score"]
+    with pytest.raises(ConfigError, match="detector bogus"):
+        repair(model, data, references=3, cache=tmp_path, device="cpu", scan_detectors=["bogus"])
 
 
 def test_auto_repair_refuses_a_named_defenses_options(synthetic):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -86,9 +86,18 @@ class AutoConfig(DefenseConfig):
     """The settings of defense auto: the scan's references and false-positive rate, how many
     repair steps at most, and the share of the clean data held out for evidence."""
 
-    quiet = ("min_steps",)  # added after docs/results/repair-zoo.md was published
+    # added after docs/results/repair-zoo.md was published: unset, a config hashes as before
+    quiet = ("min_steps", "detectors", "evidence")
 
     references: int = Field(8, ge=3, le=256, description="benign references of the scan")
+    detectors: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="the scan's probes (None: the scan's defaults, DETECTORS_BY_DEFAULT)",
+    )
+    evidence: Literal["values", "index", "profile"] | None = Field(
+        None, description="the scan's calibrated evidence (None: the scan's default)"
+    )
     min_steps: int | None = Field(
         None,
         ge=1,
@@ -159,9 +168,13 @@ def auto_repair(
     """Scan, then repair step by step (cfg.plan) while the calibrated scan flags the model, and
     the evidence: scan before and after, the steps, held-out ACC and reversed-trigger ASR."""
     work, held = split_clean(clean, 1 - cfg.held_out)
-    detectors = {n: DETECTORS.validate({"name": n}) for n in DETECTORS_BY_DEFAULT}
+    probes = cfg.detectors or DETECTORS_BY_DEFAULT
+    detectors = {n: validated(DETECTORS, {"name": n}, f"detector {n}") for n in probes}
     recipe = {"count": cfg.references, "min_steps": cfg.min_steps}
-    calibration = validated_calibration({"references": recipe, "fpr": cfg.fpr})
+    settings: dict[str, Any] = {"references": recipe, "fpr": cfg.fpr}
+    if cfg.evidence is not None:
+        settings["evidence"] = cfg.evidence
+    calibration = validated_calibration(settings)
 
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
         # the first scan trains (or finds) the references on a share of `work` and probes the

@@ -231,6 +231,8 @@ def repair(
     fpr: float = 0.05,
     rounds: int = 2,
     min_steps: int | None = None,
+    scan_detectors: list[str] | None = None,
+    scan_evidence: str | None = None,
     cache: str | Path | None = None,
     evidence: bool = False,
     progress: bool = False,
@@ -240,7 +242,8 @@ def repair(
     model calibrated against `references` benign references (see `scan`); finding nothing, it
     leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
     rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
-    (the references train for at least `min_steps` SGD steps where given), and
+    (the references train for at least `min_steps` SGD steps where given; the scan's probes
+    and evidence are `scan_detectors` and `scan_evidence`, by default the scan's), and
     reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
     trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
     registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
@@ -270,7 +273,8 @@ def repair(
     if scanned:  # a named defense with evidence: auto's plan of that one defense, forced
         plan = {} if auto else {"plan": [defense], "rounds": 1, "options": options, "force": True}
         auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
-                    "min_steps": min_steps}  # fmt: skip
+                    "min_steps": min_steps, "detectors": scan_detectors,
+                    "evidence": scan_evidence}  # fmt: skip
         try:
             settings = DEFENSES.validate({**auto_cfg, **plan})
         except ValidationError as exc:  # auto's settings are this function's parameters
