@@ -17,27 +17,22 @@ floor. Run `make results-pages PAGES=<zoo>` first for a zoo whose database is no
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import sqlite3
-import tempfile
-from pathlib import Path
 
 from backdoorlab.detectors.calibrate import EVIDENCE
 from backdoorlab.detectors.scan import CalibrationConfig, recalibrated_detection
 from backdoorlab.metrics.detection import separation
+from scripts.rebuild_pages import kept_database
 
-DATA = Path(__file__).resolve().parents[1] / "docs" / "results" / "data"
 FLOORS = (0.0, 5.0, 8.0, 10.0, 12.0, 15.0)
 PREFERRED = ("profile", "values", "index")  # the rule's order of evidence
 
 
 def members(zoo: str) -> list[dict]:
     """Each model of a kept zoo: its name, infected or not, target, and kept detections."""
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "results.db"
-        db.write_bytes(gzip.decompress((DATA / f"{zoo}.db.gz").read_bytes()))
+    with kept_database(zoo) as db:
         con = sqlite3.connect(db)
         rows = con.execute("SELECT name, config_json, metrics_json FROM runs").fetchall()
         con.close()

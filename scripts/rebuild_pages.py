@@ -10,12 +10,14 @@ rebuilds each page the same way into a temporary folder and compares.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import html
 import re
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from backdoorlab.report import report
@@ -27,6 +29,19 @@ HEADS = {"md": r"^Written by `(.+?)`;", "html": r"Written by <code>(.+?)</code>;
 def kept_pages() -> list[str]:
     """The pages whose database is kept beside them."""
     return sorted(p.name.removesuffix(".db.gz") for p in (DOCS / "data").glob("*.db.gz"))
+
+
+@contextlib.contextmanager
+def kept_database(page: str) -> Iterator[Path]:
+    """A temporary copy of the page's kept database, its run-folder paths cleared (so that a
+    reader sees the database alone, not run folders left on disk)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "results.db"
+        db.write_bytes(gzip.decompress((DOCS / "data" / f"{page}.db.gz").read_bytes()))
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE runs SET out_dir = NULL")
+        con.close()
+        yield db
 
 
 def rebuild(page: str, into: Path = DOCS, formats: tuple[str, ...] = ("md", "html")) -> Path:
@@ -46,12 +61,7 @@ def rebuild(page: str, into: Path = DOCS, formats: tuple[str, ...] = ("md", "htm
             shutil.copyfile(png, into / png.name)
         for folder in DOCS.glob(f"{page}-*/"):
             shutil.copytree(folder, into / folder.name)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "results.db"
-        db.write_bytes(gzip.decompress((DOCS / "data" / f"{page}.db.gz").read_bytes()))
-        with sqlite3.connect(db) as con:  # the database alone, not run folders left on disk
-            con.execute("UPDATE runs SET out_dir = NULL")
-        con.close()
+    with kept_database(page) as db:
         for fmt, command in commands.items():
             out, _ = report(db, into / page, fmt=fmt, command=command,
                             notes=DOCS / "notes" / f"{page}.md")  # fmt: skip

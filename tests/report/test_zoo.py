@@ -183,7 +183,6 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
 
 
 def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
-    import gzip
     import json
     from dataclasses import replace
 
@@ -191,12 +190,12 @@ def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_set
     from backdoorlab.records.metrics import Metrics
     from backdoorlab.report.cells import Row
     from backdoorlab.report.kinds import _detect
+    from scripts.rebuild_pages import kept_database
 
-    db = tmp_path / "dev.db"
-    db.write_bytes(gzip.decompress((REPO / "docs/results/data/detection-dev.db.gz").read_bytes()))
-    with sqlite3.connect(db) as con:
+    with kept_database("detection-dev") as db:
+        con = sqlite3.connect(db)
         rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
-    con.close()
+        con.close()
     cells = [
         Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
         for n, c, m, a in rows
