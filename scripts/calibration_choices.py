@@ -12,6 +12,13 @@ settings that flag no benign model at some floor; among them take the highest ta
 then the most infected models flagged at the lowest floor that flags no benign model, then the
 fewest probes, then the evidence in the order profile, values, index. The floor is that lowest
 floor. Run `make results-pages PAGES=<zoo>` first for a zoo whose database is not kept yet.
+
+    .venv/bin/python -m scripts.calibration_choices --test detection-mnist
+        the same table on a test zoo, as evidence of how the scan moves with its settings there
+        (what the rule would pick on it is printed as such: choosing from it tunes on the test zoo)
+
+As on the pages, an attacked model counts as infected where its attack planted (ASR >= 50);
+the others are left out and counted.
 """
 
 from __future__ import annotations
@@ -28,16 +35,19 @@ from scripts.rebuild_pages import kept_database
 
 FLOORS = (0.0, 5.0, 8.0, 10.0, 12.0, 15.0)
 PREFERRED = ("profile", "values", "index")  # the rule's order of evidence
+PLANTED = 50.0  # the detect report's default: below this ASR an attack did not plant
 
 
-def members(zoo: str) -> list[dict]:
-    """Each model of a kept zoo: its name, infected or not, target, and kept detections."""
+def members(zoo: str) -> tuple[list[dict], list[str]]:
+    """Each model of a kept zoo (its name, infected or not, target, and kept detections), and
+    the names of the attacked models whose attack did not plant."""
     with kept_database(zoo) as db:
         con = sqlite3.connect(db)
-        rows = con.execute("SELECT name, config_json, metrics_json FROM runs").fetchall()
+        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
         con.close()
     out: dict[str, dict] = {}
-    for name, config, metrics in rows:
+    failed = []
+    for name, config, metrics, asr in rows:
         found = json.loads(metrics).get("detect", {})
         if "calibrated" not in found:
             continue  # a run from before the zoo was calibrated
@@ -45,13 +55,16 @@ def members(zoo: str) -> list[dict]:
             raise SystemExit(f"{zoo}: two calibrated runs named {name}")
         attack = json.loads(config)["attack"]
         infected = attack["name"] != "none"
+        if infected and (asr or 0.0) < PLANTED:
+            failed.append(name)
+            continue
         out[name] = {
             "name": name,
             "infected": infected,
             "target": attack.get("target") if infected else None,
             "found": found,
         }
-    return list(out.values())
+    return list(out.values()), failed
 
 
 def score(member: dict, detectors: tuple[str, ...], evidence: str) -> tuple[float, int, float]:
@@ -65,12 +78,19 @@ def score(member: dict, detectors: tuple[str, ...], evidence: str) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("zoos", nargs="*", default=["detection-dev", "detection-dev-2"])
+    parser.add_argument(
+        "--test", action="store_true", help="the zoos are test zoos: evidence, not a choice"
+    )
     args = parser.parse_args()
-    zoo = [m for z in args.zoos for m in members(z)]
+    kept = [members(z) for z in args.zoos]
+    zoo = [m for found, _ in kept for m in found]
+    failed = [name for _, names in kept for name in names]
     benign = sum(not m["infected"] for m in zoo)
     infected = len(zoo) - benign
     names = sorted(zoo[0]["found"]["calibrated"]["details"]["reference_values"])
-    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, {infected} infected)\n")
+    left = f"; left out, attack not planted: {', '.join(failed)}" if failed else ""
+    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, {infected} infected"
+          f"{left})\n")  # fmt: skip
     print("| probes | evidence | AUROC | target acc | " +
           " | ".join(f"flagged B/I at floor {f:g}" for f in FLOORS) + " |")  # fmt: skip
     print("| --- | --- | ---: | ---: |" + " ---: |" * len(FLOORS))
@@ -102,7 +122,13 @@ def main() -> None:
         return
     _, detectors, evidence, floor = min(candidates)
     probes = " + ".join(detectors)
-    print(f"\nThe rule picks: probes {probes}, evidence {evidence}, floor {floor:g}.")
+    if args.test:
+        print(
+            f"\nOn these test zoos the rule would pick: probes {probes}, evidence {evidence}, "
+            f"floor {floor:g}. Evidence only: a setting chosen here is tuned on the test zoo."
+        )
+    else:
+        print(f"\nThe rule picks: probes {probes}, evidence {evidence}, floor {floor:g}.")
 
 
 if __name__ == "__main__":
