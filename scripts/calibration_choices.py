@@ -75,25 +75,17 @@ def score(member: dict, detectors: tuple[str, ...], evidence: str) -> tuple[floa
     return d["score"], top, d["details"]["threshold"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("zoos", nargs="*", default=["detection-dev", "detection-dev-2"])
-    parser.add_argument(
-        "--test", action="store_true", help="the zoos are test zoos: evidence, not a choice"
-    )
-    args = parser.parse_args()
-    kept = [members(z) for z in args.zoos]
-    zoo = [m for found, _ in kept for m in found]
-    failed = [name for _, names in kept for name in names]
-    benign = sum(not m["infected"] for m in zoo)
-    infected = len(zoo) - benign
+def choice_table(zoo: list[dict]) -> tuple[list[str], tuple[tuple[str, ...], str, float] | None]:
+    """The table's rows (Markdown) over every setting, and the rule's pick (probes, evidence,
+    floor; None where no setting flags no benign model at any floor)."""
+    infected = sum(m["infected"] for m in zoo)
     names = sorted(zoo[0]["found"]["calibrated"]["details"]["reference_values"])
-    left = f"; left out, attack not planted: {', '.join(failed)}" if failed else ""
-    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, {infected} infected"
-          f"{left})\n")  # fmt: skip
-    print("| probes | evidence | AUROC | target acc | " +
-          " | ".join(f"flagged B/I at floor {f:g}" for f in FLOORS) + " |")  # fmt: skip
-    print("| --- | --- | ---: | ---: |" + " ---: |" * len(FLOORS))
+    rows = [
+        "| probes | evidence | AUROC | target acc | "
+        + " | ".join(f"flagged B/I at floor {f:g}" for f in FLOORS)
+        + " |",
+        "| --- | --- | ---: | ---: |" + " ---: |" * len(FLOORS),
+    ]
     candidates = []
     for k in range(1, len(names) + 1):
         for detectors in itertools.combinations(names, k):
@@ -113,15 +105,36 @@ def main() -> None:
                         clear = (f, fi)
                 auroc = f"{sep.auroc:.3f}" if sep else "-"
                 head = f"| {' + '.join(detectors)} | {evidence} | {auroc} | {hits}/{infected} | "
-                print(head + " | ".join(cells) + " |")
+                rows.append(head + " | ".join(cells) + " |")
                 if clear is not None:
                     rank = (-hits, -clear[1], len(detectors), PREFERRED.index(evidence))
                     candidates.append((rank, detectors, evidence, clear[0]))
     if not candidates:
+        return rows, None
+    _, detectors, evidence, floor = min(candidates)
+    return rows, (detectors, evidence, floor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("zoos", nargs="*", default=["detection-dev", "detection-dev-2"])
+    parser.add_argument(
+        "--test", action="store_true", help="the zoos are test zoos: evidence, not a choice"
+    )
+    args = parser.parse_args()
+    kept = [members(z) for z in args.zoos]
+    zoo = [m for found, _ in kept for m in found]
+    failed = [name for _, names in kept for name in names]
+    benign = sum(not m["infected"] for m in zoo)
+    left = f"; left out, attack not planted: {', '.join(failed)}" if failed else ""
+    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, "
+          f"{len(zoo) - benign} infected{left})\n")  # fmt: skip
+    rows, pick = choice_table(zoo)
+    print("\n".join(rows))
+    if pick is None:
         print("\nNo setting flags no benign model at any floor.")
         return
-    _, detectors, evidence, floor = min(candidates)
-    probes = " + ".join(detectors)
+    probes, evidence, floor = " + ".join(pick[0]), pick[1], pick[2]
     if args.test:
         print(
             f"\nOn these test zoos the rule would pick: probes {probes}, evidence {evidence}, "

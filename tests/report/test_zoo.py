@@ -217,3 +217,17 @@ def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_set
     with pytest.raises(ConfigError, match="references' recipe cannot change"):
         _detect("detection", {"kind": "detect", "recalibrate": {"x": {"references": {}}}},
                 {}, cells, tmp_path / "page")  # fmt: skip
+
+
+def test_the_choice_rule_gives_the_published_pick_and_leaves_out_attacks_that_did_not_plant():
+    from scripts.calibration_choices import choice_table, members
+
+    dev = [m for zoo in ("detection-dev", "detection-dev-2") for m in members(zoo)[0]]
+    rows, pick = choice_table(dev)
+    # the pick written into configs/results/detection-dev-2.yaml, from the kept values alone
+    assert pick == (("adv-labels-l2", "mm-bd"), "values", 10.0)
+    assert len(rows) == 2 + 21  # header, rule, 7 subsets of 3 probes x 3 evidences
+    assert "| adv-labels-l2 + mm-bd | values | 1.000 | 16/16 | 6/16 |" in "\n".join(rows)
+    held, failed = members("detection-heldout")
+    assert failed == ["detection-heldout-blended-lenet-1"]  # ASR 2.50: as on the page
+    assert (len(held), sum(m["infected"] for m in held)) == (59, 35)
