@@ -36,7 +36,8 @@ from backdoorlab.train.perf import prepare_model
 
 # chosen on the development zoo (configs/results/detection-dev.yaml) with assess.repair's
 # DETECTORS_BY_DEFAULT; the second development round's pick (adv-labels-l2 + mm-bd on raw
-# values) is not the default yet: docs/results/detection-dev-2.md says why
+# values) is not the default: with a repair's 400 images it flags most benign models
+# (docs/results/repair-zoo.md, auto-pick; docs/results/detection-dev-2-data-320.md)
 EVIDENCE_BY_DEFAULT = "profile"
 
 
