@@ -10,9 +10,9 @@ from backdoorlab.cli import main
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment import run
 
-# meant to keep the module on one xdist worker, so that its `runs` fixture trains once; with
-# pytest 9.2 `--dist loadgroup` does not group (test_sweep.py's Ray tests), and each worker that
-# runs one of these tests trains it
+# keeps the module on one xdist worker, so that its `runs` fixture trains once (`--dist
+# loadgroup`; with pytest 9.2 it does not group, pytest-xdist#1386: pyproject.toml keeps pytest
+# below it)
 pytestmark = pytest.mark.xdist_group("analyses")
 
 

@@ -13,9 +13,9 @@ from backdoorlab.cli import main
 from tests.byo import foreign_mnist
 
 FACTORY = f"{Path(foreign_mnist.__file__)}:make"
-# meant to keep the module on one xdist worker, so that its `foreign` fixture (13 s of training)
-# is built once; with pytest 9.2 `--dist loadgroup` does not group (test_sweep.py's Ray tests),
-# and each worker that runs one of these tests builds it
+# keeps the module on one xdist worker, so that its `foreign` fixture (13 s of training) is built
+# once (`--dist loadgroup`; with pytest 9.2 it does not group, pytest-xdist#1386: pyproject.toml
+# keeps pytest below it)
 pytestmark = pytest.mark.xdist_group("byo-foreign")
 
 

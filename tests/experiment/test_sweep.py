@@ -216,9 +216,9 @@ def ray_cluster():
 
 # one Ray cluster per xdist worker would stop the other's (`ray stop --force` in the fixture
 # kills every Ray process on the machine, the other worker's driver too): both tests run in the
-# serial part, in one process. `xdist_group` cannot keep them together: with pytest 9.2 and
-# pytest-xdist 3.8, `--dist loadgroup` does not group (xdist renames `item._nodeid`, which
-# pytest 9 no longer reads), and seed 2796 ran them on two workers at once
+# serial part, in one process. `xdist_group` is not relied on: with pytest 9.2 and pytest-xdist
+# 3.8 `--dist loadgroup` does not group (xdist renames `item._nodeid`, which pytest 9.2 no
+# longer reads: pytest-xdist#1386), and seed 2796 ran them on two workers at once
 @pytest.mark.slow
 @pytest.mark.serial
 def test_the_ray_executor_gives_the_local_numbers(tiny_config, tmp_path, ray_cluster):
