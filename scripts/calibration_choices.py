@@ -2,7 +2,8 @@
 class-profile residual), every subset of the probes and a floor under the threshold, scored on
 the development zoos from the values their runs kept (the suspect's and each reference's
 per-class values, in docs/results/data/<zoo>.db.gz), so nothing is rerun; then the rule below
-picks one setting.
+picks one setting. The scoring and the rule are backdoorlab.report.settings (a page's
+`settings` report shows one zoo's table); this script pools several zoos.
 
     .venv/bin/python -m scripts.calibration_choices [ZOO ...]
         (default: detection-dev detection-dev-2, the two development zoos)
@@ -24,17 +25,13 @@ the others are left out and counted.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sqlite3
 
-from backdoorlab.detectors.calibrate import EVIDENCE
-from backdoorlab.detectors.scan import CalibrationConfig, recalibrated_detection
-from backdoorlab.metrics.detection import separation
+from backdoorlab.report.settings import Pick, settings_rows
+from backdoorlab.report.zoo import Member
 from scripts.rebuild_pages import kept_database
 
-FLOORS = (0.0, 5.0, 8.0, 10.0, 12.0, 15.0)
-PREFERRED = ("profile", "values", "index")  # the rule's order of evidence
 PLANTED = 50.0  # the detect report's default: below this ASR an attack did not plant
 
 
@@ -67,52 +64,20 @@ def members(zoo: str) -> tuple[list[dict], list[str]]:
     return list(out.values()), failed
 
 
-def score(member: dict, detectors: tuple[str, ...], evidence: str) -> tuple[float, int, float]:
-    """(score, most suspicious class, threshold without a floor) of one model under a setting."""
-    cfg = CalibrationConfig(detectors=list(detectors), evidence=evidence, min_threshold=0.0)
-    d = recalibrated_detection(member["found"], cfg)
-    top = max(range(len(d["values"])), key=d["values"].__getitem__)
-    return d["score"], top, d["details"]["threshold"]
-
-
-def choice_table(zoo: list[dict]) -> tuple[list[str], tuple[tuple[str, ...], str, float] | None]:
-    """The table's rows (Markdown) over every setting, and the rule's pick (probes, evidence,
-    floor; None where no setting flags no benign model at any floor)."""
-    infected = sum(m["infected"] for m in zoo)
-    names = sorted(zoo[0]["found"]["calibrated"]["details"]["reference_values"])
-    rows = [
-        "| probes | evidence | AUROC | target acc | "
-        + " | ".join(f"flagged B/I at floor {f:g}" for f in FLOORS)
-        + " |",
-        "| --- | --- | ---: | ---: |" + " ---: |" * len(FLOORS),
+def choice_table(zoo: list[dict]) -> tuple[list[str], Pick | None]:
+    """The table's rows (Markdown) over every setting, and the rule's pick (None where no
+    setting flags no benign model at any floor): report/settings.py on the kept models."""
+    as_members = [
+        Member(m["name"], "infected" if m["infected"] else None, m["target"], None, m["found"])
+        for m in zoo
     ]
-    candidates = []
-    for k in range(1, len(names) + 1):
-        for detectors in itertools.combinations(names, k):
-            for evidence in EVIDENCE:
-                got = [score(m, detectors, evidence) for m in zoo]
-                sep = separation([int(m["infected"]) for m in zoo], [g[0] for g in got])
-                hits = sum(
-                    g[1] == m["target"] for g, m in zip(got, zoo, strict=True) if m["infected"]
-                )
-                cells, clear = [], None
-                for f in FLOORS:
-                    flagged = [g[0] > max(g[2], f) for g in got]
-                    fb = sum(x for x, m in zip(flagged, zoo, strict=True) if not m["infected"])
-                    fi = sum(x for x, m in zip(flagged, zoo, strict=True) if m["infected"])
-                    cells.append(f"{fb}/{fi}")
-                    if fb == 0 and clear is None:
-                        clear = (f, fi)
-                auroc = f"{sep.auroc:.3f}" if sep else "-"
-                head = f"| {' + '.join(detectors)} | {evidence} | {auroc} | {hits}/{infected} | "
-                rows.append(head + " | ".join(cells) + " |")
-                if clear is not None:
-                    rank = (-hits, -clear[1], len(detectors), PREFERRED.index(evidence))
-                    candidates.append((rank, detectors, evidence, clear[0]))
-    if not candidates:
-        return rows, None
-    _, detectors, evidence, floor = min(candidates)
-    return rows, (detectors, evidence, floor)
+    benign = [m for m in as_members if m.group is None]
+    infected = [m for m in as_members if m.group is not None]
+    table, pick = settings_rows(benign, infected)
+    rule = "| --- | --- | ---: | ---: |" + " ---: |" * (len(table[0]) - 4)
+    rows = ["| " + " | ".join(table[0]) + " |", rule]
+    rows += ["| " + " | ".join(r) + " |" for r in table[1:]]
+    return rows, pick
 
 
 def main() -> None:
@@ -134,14 +99,13 @@ def main() -> None:
     if pick is None:
         print("\nNo setting flags no benign model at any floor.")
         return
-    probes, evidence, floor = " + ".join(pick[0]), pick[1], pick[2]
     if args.test:
         print(
-            f"\nOn these test zoos the rule would pick: probes {probes}, evidence {evidence}, "
-            f"floor {floor:g}. Evidence only: a setting chosen here is tuned on the test zoo."
+            f"\nOn these test zoos the rule would pick: {pick}. Evidence only: a setting chosen "
+            "here is tuned on the test zoo."
         )
     else:
-        print(f"\nThe rule picks: probes {probes}, evidence {evidence}, floor {floor:g}.")
+        print(f"\nThe rule picks: {pick}.")
 
 
 if __name__ == "__main__":

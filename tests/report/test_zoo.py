@@ -225,9 +225,40 @@ def test_the_choice_rule_gives_the_published_pick_and_leaves_out_attacks_that_di
     dev = [m for zoo in ("detection-dev", "detection-dev-2") for m in members(zoo)[0]]
     rows, pick = choice_table(dev)
     # the pick written into configs/results/detection-dev-2.yaml, from the kept values alone
-    assert pick == (("adv-labels-l2", "mm-bd"), "values", 10.0)
+    assert (pick.detectors, pick.evidence, pick.floor) == (("adv-labels-l2", "mm-bd"), "values", 10)
     assert len(rows) == 2 + 21  # header, rule, 7 subsets of 3 probes x 3 evidences
     assert "| adv-labels-l2 + mm-bd | values | 1.000 | 16/16 | 6/16 |" in "\n".join(rows)
     held, failed = members("detection-heldout")
     assert failed == ["detection-heldout-blended-lenet-1"]  # ASR 2.50: as on the page
     assert (len(held), sum(m["infected"] for m in held)) == (59, 35)
+
+
+def test_the_settings_report_scores_every_setting_and_words_its_pick_by_the_zoo_s_role(tmp_path):
+    import json
+
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.records.metrics import Metrics
+    from backdoorlab.report.cells import Row
+    from backdoorlab.report.kinds import _settings
+    from scripts.rebuild_pages import kept_database
+
+    with kept_database("detection-dev") as db:
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
+        con.close()
+    cells = [
+        Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
+        for n, c, m, a in rows
+    ]
+    dev = _settings("choices", {"kind": "settings", "role": "development"}, {}, cells,
+                    tmp_path / "page")  # fmt: skip
+    assert len(dev.table) == 1 + 21
+    by = {(r[0], r[1]): r for r in dev.table[1:]}
+    # the first development zoo's own choice (its page and configs/results/detection-dev.yaml)
+    assert by[("mm-bd", "profile")][2:4] == ["1.000", "8/8"]
+    assert dev.notes[-1].startswith("On this zoo alone the rule picks: probes mm-bd, evidence "
+                                    "profile, floor 10.")  # fmt: skip
+    test = _settings("choices", {"kind": "settings", "role": "test"}, {}, cells, tmp_path / "p")
+    assert test.table == dev.table and "Evidence only" in test.notes[-1]
+    with pytest.raises(ConfigError, match="role must be development or test"):
+        _settings("choices", {"kind": "settings"}, {}, cells, tmp_path / "page")

@@ -38,6 +38,7 @@ from backdoorlab.report.cells import (
 from backdoorlab.report.grid import Grid
 from backdoorlab.report.paired import paired_part
 from backdoorlab.report.repairs import repairs_part
+from backdoorlab.report.settings import settings_rows
 from backdoorlab.report.zoo import (
     Member,
     confound_rows,
@@ -509,7 +510,57 @@ def _detect(
     return Part(rid, title, figures=[(title, path)], table=table, notes=notes)
 
 
-TABLES = ("runs", "grid", "detect", "confounds", "repairs", "paired")  # the kinds --table may name
+def _settings(
+    rid: str, entry: dict[str, Any], spec: dict[str, Any], cells: list[Row], out: Path
+) -> Part:
+    """Every setting of the calibrated scan (probes x evidence x floor) scored on the zoo from
+    the values its cells kept, and what the choice rule picks (report/settings.py). `role`:
+    `development` (the pick is a choice) or `test` (evidence only: a setting chosen from a test
+    zoo is tuned on it); `planted` as in `detect`."""
+    role = entry.get("role")
+    if role not in ("development", "test"):
+        raise ConfigError(f"report {rid}: role must be development or test (got {role!r})")
+    benign, infected, failed = split(_members(entry, cells), float(entry.get("planted", 50)))
+    title = entry.get("title", rid)
+    scanned = [m for m in (*benign, *infected) if "calibrated" not in m.detections]
+    if scanned:
+        names = ", ".join(m.name for m in scanned[:5])
+        raise ConfigError(f"report {rid}: {names} hold no calibrated scan")
+    if not benign or not infected:
+        return Part(rid, title, notes=["The zoo needs benign and infected models."])
+    table, chosen = settings_rows(benign, infected)
+    write_csv(out, rid, table)
+    notes = [
+        f"{len(benign)} benign and {len(infected)} infected models. B/I: benign / infected models "
+        "flagged at each floor under the threshold. Every scan is calibrated again from the "
+        "values its cell kept for the model and its references; no model ran again."
+    ]
+    if failed:
+        notes.append(f"Left out, the backdoor did not take: {', '.join(m.name for m in failed)}.")
+    if chosen is None:
+        notes.append("No setting flags no benign model at any floor.")
+    elif role == "development":
+        notes.append(
+            f"On this zoo alone the rule picks: {chosen}. A choice pools the development zoos "
+            "(scripts/calibration_choices.py)."
+        )
+    else:
+        notes.append(
+            f"On this test zoo the rule would pick: {chosen}. Evidence only: a setting chosen "
+            "here is tuned on the test zoo."
+        )
+    return Part(rid, title, table=table, notes=notes)
+
+
+TABLES = (
+    "runs",
+    "grid",
+    "detect",
+    "confounds",
+    "repairs",
+    "paired",
+    "settings",
+)  # --table may name
 FIGURES = ("lines", "curve", "detect", "analysis")  # and --figure
 
 # (rid, entry, spec, cells, out stem) -> Part; layers above add theirs with report_kind
@@ -520,6 +571,7 @@ REPORT_KINDS: dict[str, Callable[..., Part]] = {
     "curve": _curve,
     "detect": _detect,
     "confounds": _confounds,
+    "settings": _settings,
     "repairs": repairs_part,
     "paired": paired_part,
 }
