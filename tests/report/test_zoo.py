@@ -182,25 +182,32 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
         _members({"kind": "detect", "group": ["attack.nope"]}, cells)
 
 
-def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
+def _kept_cells(page: str) -> list:
+    """The cells of a page's kept database, as the report reads them (config, ASR, detections)."""
     import json
-    from dataclasses import replace
 
-    from backdoorlab.errors import ConfigError
     from backdoorlab.records.metrics import Metrics
     from backdoorlab.report.cells import Row
-    from backdoorlab.report.kinds import _detect
     from scripts.rebuild_pages import kept_database
 
-    with kept_database("detection-dev") as db:
+    with kept_database(page) as db:
         con = sqlite3.connect(db)
         rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
         con.close()
-    cells = [
+    return [
         Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
         for n, c, m, a in rows
     ]
-    own = json.loads(rows[0][1])["calibrate"]  # the settings the zoo's scans ran at
+
+
+def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
+    from dataclasses import replace
+
+    from backdoorlab.errors import ConfigError
+    from backdoorlab.report.kinds import _detect
+
+    cells = _kept_cells("detection-dev")
+    own = cells[0].config["calibrate"]  # the settings the zoo's scans ran at
     own = {k: v for k, v in own.items() if k != "references"}
     l2 = {**own, "detectors": ["adv-labels-l2"]}
     entry = {"kind": "detect", "recalibrate": {"same": own, "l2": l2}}
@@ -234,22 +241,10 @@ def test_the_choice_rule_gives_the_published_pick_and_leaves_out_attacks_that_di
 
 
 def test_the_settings_report_scores_every_setting_and_words_its_pick_by_the_zoo_s_role(tmp_path):
-    import json
-
     from backdoorlab.errors import ConfigError
-    from backdoorlab.records.metrics import Metrics
-    from backdoorlab.report.cells import Row
     from backdoorlab.report.kinds import _settings
-    from scripts.rebuild_pages import kept_database
 
-    with kept_database("detection-dev") as db:
-        con = sqlite3.connect(db)
-        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
-        con.close()
-    cells = [
-        Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
-        for n, c, m, a in rows
-    ]
+    cells = _kept_cells("detection-dev")
     dev = _settings("choices", {"kind": "settings", "role": "development"}, {}, cells,
                     tmp_path / "page")  # fmt: skip
     assert len(dev.table) == 1 + 21
