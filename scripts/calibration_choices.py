@@ -25,54 +25,26 @@ the others are left out and counted.
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 
+from backdoorlab.report.kinds import zoo_members
 from backdoorlab.report.settings import Pick, settings_rows
-from backdoorlab.report.zoo import Member
-from scripts.rebuild_pages import kept_database
-
-PLANTED = 50.0  # the detect report's default: below this ASR an attack did not plant
+from backdoorlab.report.zoo import PLANTED, Member, split
+from scripts.rebuild_pages import kept_cells
 
 
-def members(zoo: str) -> tuple[list[dict], list[str]]:
-    """Each model of a kept zoo (its name, infected or not, target, and kept detections), and
-    the names of the attacked models whose attack did not plant."""
-    with kept_database(zoo) as db:
-        con = sqlite3.connect(db)
-        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
-        con.close()
-    out: dict[str, dict] = {}
-    failed = []
-    for name, config, metrics, asr in rows:
-        found = json.loads(metrics).get("detect", {})
-        if "calibrated" not in found:
-            continue  # a run from before the zoo was calibrated
-        if name in out:
-            raise SystemExit(f"{zoo}: two calibrated runs named {name}")
-        attack = json.loads(config)["attack"]
-        infected = attack["name"] != "none"
-        if infected and (asr or 0.0) < PLANTED:
-            failed.append(name)
-            continue
-        out[name] = {
-            "name": name,
-            "infected": infected,
-            "target": attack.get("target") if infected else None,
-            "found": found,
-        }
-    return list(out.values()), failed
+def members(zoo: str) -> tuple[list[Member], list[Member], list[Member]]:
+    """A kept zoo's benign and infected models as its detect report sorts them, and the attacked
+    ones whose attack did not plant (set apart)."""
+    found = split(zoo_members({}, kept_cells(zoo)), PLANTED)
+    bare = [m.name for group in found[:2] for m in group if "calibrated" not in m.detections]
+    if bare:
+        raise SystemExit(f"{zoo}: {', '.join(bare[:5])} hold no calibrated scan")
+    return found
 
 
-def choice_table(zoo: list[dict]) -> tuple[list[str], Pick | None]:
+def choice_table(benign: list[Member], infected: list[Member]) -> tuple[list[str], Pick | None]:
     """The table's rows (Markdown) over every setting, and the rule's pick (None where no
     setting flags no benign model at any floor): report/settings.py on the kept models."""
-    as_members = [
-        Member(m["name"], "infected" if m["infected"] else None, m["target"], None, m["found"])
-        for m in zoo
-    ]
-    benign = [m for m in as_members if m.group is None]
-    infected = [m for m in as_members if m.group is not None]
     table, pick = settings_rows(benign, infected)
     rule = "| --- | --- | ---: | ---: |" + " ---: |" * (len(table[0]) - 4)
     rows = ["| " + " | ".join(table[0]) + " |", rule]
@@ -88,13 +60,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     kept = [members(z) for z in args.zoos]
-    zoo = [m for found, _ in kept for m in found]
-    failed = [name for _, names in kept for name in names]
-    benign = sum(not m["infected"] for m in zoo)
+    benign = [m for b, _, _ in kept for m in b]
+    infected = [m for _, i, _ in kept for m in i]
+    failed = [m.name for _, _, f in kept for m in f]
     left = f"; left out, attack not planted: {', '.join(failed)}" if failed else ""
-    print(f"{' + '.join(args.zoos)}: {len(zoo)} models ({benign} benign, "
-          f"{len(zoo) - benign} infected{left})\n")  # fmt: skip
-    rows, pick = choice_table(zoo)
+    print(f"{' + '.join(args.zoos)}: {len(benign) + len(infected)} models ({len(benign)} "
+          f"benign, {len(infected)} infected{left})\n")  # fmt: skip
+    rows, pick = choice_table(benign, infected)
     print("\n".join(rows))
     if pick is None:
         print("\nNo setting flags no benign model at any floor.")

@@ -20,7 +20,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from backdoorlab.records.store import ResultStore
 from backdoorlab.report import report
+from backdoorlab.report.cells import Row, sweep_cells
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 HEADS = {"md": r"^Written by `(.+?)`;", "html": r"Written by <code>(.+?)</code>;"}
@@ -42,6 +44,16 @@ def kept_database(page: str) -> Iterator[Path]:
             con.execute("UPDATE runs SET out_dir = NULL")
         con.close()
         yield db
+
+
+def kept_cells(page: str) -> list[Row]:
+    """The finished cells of a page's kept database, as its report reads them."""
+    with kept_database(page) as db:
+        store = ResultStore(db)
+        (name, spec), *more = store.sweeps().items()
+        if more:
+            raise SystemExit(f"{page}: the kept database holds several sweeps")
+        return sweep_cells(store, name, spec.get("cells"))
 
 
 def rebuild(page: str, into: Path = DOCS, formats: tuple[str, ...] = ("md", "html")) -> Path:

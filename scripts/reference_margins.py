@@ -20,14 +20,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"| {args.zoo} benign model | model's median | references' median | classes above |")
     print("| --- | ---: | ---: | ---: |")
-    for m in members(args.zoo)[0]:
-        if m["infected"]:
-            continue
-        own = m["found"][args.probe]["values"]
-        refs = m["found"]["calibrated"]["details"]["reference_values"][args.probe]
+    for m in members(args.zoo)[0]:  # the benign models
+        own = m.detections[args.probe]["values"]
+        refs = m.detections["calibrated"]["details"]["reference_values"][args.probe]
         typical = [statistics.median(r[k] for r in refs) for k in range(len(own))]
         above = sum(v > t for v, t in zip(own, typical, strict=True))
-        print(f"| {m['name']} | {statistics.median(own):.2f} | {statistics.median(typical):.2f} "
+        print(f"| {m.name} | {statistics.median(own):.2f} | {statistics.median(typical):.2f} "
               f"| {above} of {len(own)} |")  # fmt: skip
 
 

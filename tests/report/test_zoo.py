@@ -162,7 +162,7 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
     from backdoorlab.errors import ConfigError
     from backdoorlab.records.metrics import Metrics
     from backdoorlab.report.cells import Row
-    from backdoorlab.report.kinds import _members
+    from backdoorlab.report.kinds import zoo_members
 
     def row(name, attack, **extra):
         config = {"attack": {"name": attack, "target": 2, **extra}, "model": {"name": "lenet"}}
@@ -175,29 +175,11 @@ def test_a_zoo_s_family_can_join_several_keys_and_shows_trigger_files_by_name():
         row("c", "none"),
     ]
     entry = {"kind": "detect", "group": ["attack.name", "attack.pattern", "model.name"]}
-    groups = [m.group for m in _members(entry, cells)]
+    groups = [m.group for m in zoo_members(entry, cells)]
     assert groups == ["pattern / cross / lenet", "badnets / lenet", None]
-    assert [m.group for m in _members({"kind": "detect"}, cells)] == ["pattern", "badnets", None]
+    assert [m.group for m in zoo_members({"kind": "detect"}, cells)] == ["pattern", "badnets", None]
     with pytest.raises(ConfigError, match="group keys"):
-        _members({"kind": "detect", "group": ["attack.nope"]}, cells)
-
-
-def _kept_cells(page: str) -> list:
-    """The cells of a page's kept database, as the report reads them (config, ASR, detections)."""
-    import json
-
-    from backdoorlab.records.metrics import Metrics
-    from backdoorlab.report.cells import Row
-    from scripts.rebuild_pages import kept_database
-
-    with kept_database(page) as db:
-        con = sqlite3.connect(db)
-        rows = con.execute("SELECT name, config_json, metrics_json, asr FROM runs").fetchall()
-        con.close()
-    return [
-        Row(n, {"model": n}, json.loads(c), Metrics(asr=a, detect=json.loads(m)["detect"]))
-        for n, c, m, a in rows
-    ]
+        zoo_members({"kind": "detect", "group": ["attack.nope"]}, cells)
 
 
 def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_settings(tmp_path):
@@ -205,8 +187,9 @@ def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_set
 
     from backdoorlab.errors import ConfigError
     from backdoorlab.report.kinds import _detect
+    from scripts.rebuild_pages import kept_cells
 
-    cells = _kept_cells("detection-dev")
+    cells = kept_cells("detection-dev")
     own = cells[0].config["calibrate"]  # the settings the zoo's scans ran at
     own = {k: v for k, v in own.items() if k != "references"}
     l2 = {**own, "detectors": ["adv-labels-l2"]}
@@ -229,22 +212,25 @@ def test_recalibrate_rows_come_from_the_kept_values_and_match_the_scan_s_own_set
 def test_the_choice_rule_gives_the_published_pick_and_leaves_out_attacks_that_did_not_plant():
     from scripts.calibration_choices import choice_table, members
 
-    dev = [m for zoo in ("detection-dev", "detection-dev-2") for m in members(zoo)[0]]
-    rows, pick = choice_table(dev)
+    kept = [members(zoo) for zoo in ("detection-dev", "detection-dev-2")]
+    rows, pick = choice_table(
+        [m for b, _, _ in kept for m in b], [m for _, i, _ in kept for m in i]
+    )
     # the pick written into configs/results/detection-dev-2.yaml, from the kept values alone
     assert (pick.detectors, pick.evidence, pick.floor) == (("adv-labels-l2", "mm-bd"), "values", 10)
     assert len(rows) == 2 + 21  # header, rule, 7 subsets of 3 probes x 3 evidences
     assert "| adv-labels-l2 + mm-bd | values | 1.000 | 16/16 | 6/16 |" in "\n".join(rows)
-    held, failed = members("detection-heldout")
-    assert failed == ["detection-heldout-blended-lenet-1"]  # ASR 2.50: as on the page
-    assert (len(held), sum(m["infected"] for m in held)) == (59, 35)
+    benign, infected, failed = members("detection-heldout")
+    assert [m.name for m in failed] == ["blended-lenet-1"]  # ASR 2.50: as on the page
+    assert (len(benign), len(infected)) == (24, 35)
 
 
 def test_the_settings_report_scores_every_setting_and_words_its_pick_by_the_zoo_s_role(tmp_path):
     from backdoorlab.errors import ConfigError
     from backdoorlab.report.kinds import _settings
+    from scripts.rebuild_pages import kept_cells
 
-    cells = _kept_cells("detection-dev")
+    cells = kept_cells("detection-dev")
     dev = _settings("choices", {"kind": "settings", "role": "development"}, {}, cells,
                     tmp_path / "page")  # fmt: skip
     assert len(dev.table) == 1 + 21

@@ -40,6 +40,7 @@ from backdoorlab.report.paired import paired_part
 from backdoorlab.report.repairs import repairs_part
 from backdoorlab.report.settings import settings_rows
 from backdoorlab.report.zoo import (
+    PLANTED,
     Member,
     confound_rows,
     detection_rows,
@@ -393,7 +394,7 @@ def _feature(cell: Row, name: str) -> float:
         raise ConfigError(f"report: {name!r} of {cell.label} is not a number ({raw!r})") from None
 
 
-def _members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
+def zoo_members(entry: dict[str, Any], cells: list[Row]) -> list[Member]:
     """The zoo's models: cells with detector results, their attack family (None: benign),
     target, ASR and the `features` the entry names."""
     group = entry.get("group", "attack.name")
@@ -423,7 +424,7 @@ def _confounds(
     infected from benign models on its own: a confound check for the detection table."""
     if not entry.get("features"):
         raise ConfigError(f"report {rid}: a confounds report needs a list of features")
-    benign, infected, _ = split(_members(entry, cells), float(entry.get("planted", 50)))
+    benign, infected, _ = split(zoo_members(entry, cells), float(entry.get("planted", PLANTED)))
     title = entry.get("title", rid)
     if not benign or not infected:
         return Part(rid, title, notes=["The zoo needs benign and infected models."])
@@ -473,8 +474,8 @@ def _detect(
     a cell whose attack.name is none is a benign model; `planted` (default 50) is the ASR an
     attacked model needs to count infected; `recalibrate` adds rows of the calibrated scan under
     other settings, computed from the values the cells kept."""
-    members, again = _recalibrated(rid, entry, _members(entry, cells))
-    planted = float(entry.get("planted", 50))
+    members, again = _recalibrated(rid, entry, zoo_members(entry, cells))
+    planted = float(entry.get("planted", PLANTED))
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
     missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
@@ -520,7 +521,9 @@ def _settings(
     role = entry.get("role")
     if role not in ("development", "test"):
         raise ConfigError(f"report {rid}: role must be development or test (got {role!r})")
-    benign, infected, failed = split(_members(entry, cells), float(entry.get("planted", 50)))
+    benign, infected, failed = split(
+        zoo_members(entry, cells), float(entry.get("planted", PLANTED))
+    )
     title = entry.get("title", rid)
     scanned = [m for m in (*benign, *infected) if "calibrated" not in m.detections]
     if scanned:

@@ -20,6 +20,7 @@ from backdoorlab.metrics.detection import auroc_interval, roc_points, separation
 from backdoorlab.plotting import pyplot
 
 ALL = "all attacks"
+PLANTED = 50.0  # the ASR (%) an attacked model needs to count infected, unless a report says
 HEADER = [
     "detector",
     "attack",
