@@ -156,6 +156,21 @@ def test_auto_repair_refuses_a_named_defenses_options(synthetic):
         repair(plain_net(), synthetic(train_size=32).train, eps=0.1)
 
 
+def test_auto_gives_each_repair_of_its_plan_its_own_settings():
+    from backdoorlab.assess.repair import AutoConfig
+    from backdoorlab.config_base import validated
+    from backdoorlab.defenses.base import DEFENSES
+
+    keyed = AutoConfig(name="auto", options={"nc": {"epochs": 2}, "aft": {"eps": 0.1}})
+    assert keyed.step_options("nc") == {"epochs": 2} and keyed.step_options("aft") == {"eps": 0.1}
+    one = AutoConfig(name="auto", plan=["ft"], options={"epochs": 1})  # a plan of one: flat
+    assert one.step_options("ft") == {"epochs": 1}
+    assert AutoConfig(name="auto").step_options("aft") == {}
+    # flat settings for two repairs would give NC's `steps` to AFT's PGD too: refused in a line
+    with pytest.raises(ConfigError, match=r"the plan \['nc', 'aft'\] has several repairs"):
+        validated(DEFENSES, {"name": "auto", "options": {"steps": 60}}, "defense auto")
+
+
 def _scan(z: list[float], threshold: float = 10.0) -> dict:
     top = max(range(len(z)), key=lambda k: z[k])
     infected = z[top] > threshold

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from backdoorlab.config_base import validated
@@ -112,9 +112,31 @@ class AutoConfig(DefenseConfig):
         description="the repairs in order: unlearn the flagged class's trigger, then AFT",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="settings of the plan's defenses (a named repair's)"
+        default_factory=dict,
+        description="settings of the plan's repair (a plan of one), or of each repair by name "
+        "({nc: {...}, aft: {...}}): two repairs share no setting, as eps or steps mean "
+        "different things in each",
     )
     force: bool = Field(False, description="repair even where the scan finds nothing")
+
+    @model_validator(mode="after")
+    def _options_per_repair(self) -> AutoConfig:
+        steps = self.plan[: self.rounds]
+        if len(set(steps)) > 1 and not self._keyed():
+            raise ValueError(
+                f"options: the plan {steps} has several repairs; give each its own settings "
+                "by name, e.g. {nc: {epochs: 5}, aft: {eps: 0.2}}"
+            )
+        return self
+
+    def _keyed(self) -> bool:
+        return all(k in self.plan and isinstance(v, dict) for k, v in self.options.items())
+
+    def step_options(self, name: str) -> dict[str, Any]:
+        """The settings of the plan's repair `name`."""
+        if self.options and self._keyed() and len(set(self.plan)) > 1:
+            return dict(self.options.get(name, {}))
+        return dict(self.options)
 
 
 def cleared(scan: dict[str, Any], target: int | None) -> bool:
@@ -198,7 +220,7 @@ def auto_repair(
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first
     for name in cfg.plan[: cfg.rounds]:
-        options = dict(cfg.options)
+        options = cfg.step_options(name)
         if name == "nc" and target is not None:
             options.setdefault("target", target)
         chosen = build_defense(validated(DEFENSES, {"name": name, **options}, f"defense {name}"))
