@@ -225,6 +225,25 @@ def test_repair_takes_autos_settings_from_the_apis_signature():
     assert (given.references, given.min_steps, given.fpr) == (16, 320, 0.1)
 
 
+def test_repair_gives_auto_its_plan_and_each_repair_its_settings():
+    import backdoorlab
+    from backdoorlab.cli import _repair_settings, build_parser
+
+    parser = build_parser()
+    base = ["repair", "--model", "m.pt", "--arch", "lenet", "--data", "d", "--out", "o"]
+    args = parser.parse_args([*base, "--plan", "aft,nc", "--set", "defense.aft.eps=0.2",
+                              "--set", "defense.nc.epochs=3"])  # fmt: skip
+    assert _repair_settings(args) == {
+        "plan": ["aft", "nc"], "plan_options": {"aft": {"eps": 0.2}, "nc": {"epochs": 3}}
+    }  # fmt: skip
+    assert _repair_settings(parser.parse_args(base)) == {}
+    named = parser.parse_args([*base, "--defense", "aft", "--set", "defense.eps=0.1"])
+    assert _repair_settings(named) == {"eps": 0.1}
+    wrong = parser.parse_args([*base, "--defense", "aft", "--plan", "nc"])
+    with pytest.raises(backdoorlab.ConfigError, match="--plan belongs to --defense auto, not aft"):
+        _repair_settings(wrong)
+
+
 def test_scan_takes_its_calibration_and_its_defaults_from_the_apis_signature():
     import inspect
 

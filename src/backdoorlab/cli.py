@@ -288,13 +288,26 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> None:
         console.print(f"saved to {out}")
 
 
+def _repair_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The repair's keyword arguments from --plan and --set: a named defense's settings, or for
+    auto its plan and each repair's settings (--set defense.aft.eps=0.2)."""
+    options = _overrides(args.overrides, "defense")
+    if args.defense != "auto":
+        if args.plan is not None:
+            raise backdoorlab.ConfigError(f"--plan belongs to --defense auto, not {args.defense}")
+        return options
+    plan = None if args.plan is None else [n.strip() for n in args.plan.split(",") if n.strip()]
+    given = {"plan": plan, "plan_options": options or None}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def cmd_repair(args: argparse.Namespace, console: Console) -> int:
     from backdoorlab.byo.api import repair, save_repair
     from backdoorlab.records.files import check_out
 
     check_out(Path(args.out), args.overwrite)
     model, data = _yours(args)
-    options = _overrides(args.overrides, "defense")
+    options = _repair_settings(args)
     console.print(f"repairing with {args.defense} on {len(data)} clean images")
     repaired, report = repair(
         model,
@@ -683,6 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when the rescan still flags the model"
     )
     api_options(p, backdoorlab.repair, REPAIR_AUTO)
+    p.add_argument(
+        "--plan",
+        help="auto: its repairs in order, comma-separated (default nc,aft); their settings go "
+        "under each name: --set defense.aft.eps=0.2",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     set_arg(p, "defense.KEY=VALUE", "a defense setting (repeatable)")
     p.add_argument("--test", help="held-out data to measure ACC/ASR before and after")

@@ -169,6 +169,23 @@ def test_auto_gives_each_repair_of_its_plan_its_own_settings():
     # flat settings for two repairs would give NC's `steps` to AFT's PGD too: refused in a line
     with pytest.raises(ConfigError, match=r"the plan \['nc', 'aft'\] has several repairs"):
         validated(DEFENSES, {"name": "auto", "options": {"steps": 60}}, "defense auto")
+    with pytest.raises(ConfigError, match=r"plan: \['at', 'bogus'\] are not post-training"):
+        validated(DEFENSES, {"name": "auto", "plan": ["nc", "at", "bogus"]}, "defense auto")
+
+
+def test_repair_takes_auto_s_plan_and_each_repair_s_settings(synthetic, tmp_path):
+    from backdoorlab.byo.api import repair
+
+    data = synthetic(train_size=80).train
+    kw = dict(references=3, cache=tmp_path, device="cpu")
+    _, report = repair(plain_net().eval(), data, plan=["aft", "nc"],
+                       plan_options={"aft": {"eps": 0.2}}, **kw)  # fmt: skip
+    assert report.options["plan"] == ["aft", "nc"]
+    assert report.options["options"] == {"aft": {"eps": 0.2}}
+    with pytest.raises(ConfigError, match="plan and plan_options belong to defense auto, not 'ft'"):
+        repair(plain_net(), data, defense="ft", plan=["ft"], **kw)
+    with pytest.raises(ConfigError, match="several repairs; give each its own settings"):
+        repair(plain_net(), data, plan_options={"eps": 0.2}, **kw)
 
 
 def _scan(z: list[float], threshold: float = 10.0) -> dict:

@@ -121,6 +121,11 @@ class AutoConfig(DefenseConfig):
 
     @model_validator(mode="after")
     def _options_per_repair(self) -> AutoConfig:
+        runnable = {e.name for e in DEFENSES if e.obj.post_training and not e.obj.identity}
+        runnable.discard("auto")
+        unknown = [n for n in self.plan if n not in runnable]
+        if unknown:
+            raise ValueError(f"plan: {unknown} are not post-training defenses to run in auto")
         steps = self.plan[: self.rounds]
         if len(set(steps)) > 1 and not self._keyed():
             raise ValueError(

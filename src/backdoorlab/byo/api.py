@@ -233,6 +233,8 @@ def repair(
     min_steps: int | None = None,
     scan_detectors: list[str] | None = None,
     scan_evidence: str | None = None,
+    plan: list[str] | None = None,
+    plan_options: dict[str, dict[str, Any]] | None = None,
     cache: str | Path | None = None,
     evidence: bool = False,
     progress: bool = False,
@@ -243,7 +245,9 @@ def repair(
     leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
     rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
     (the references train for at least `min_steps` SGD steps where given; the scan's probes
-    and evidence are `scan_detectors` and `scan_evidence`, by default the scan's), and
+    and evidence are `scan_detectors` and `scan_evidence`, by default the scan's; `plan` and
+    `plan_options` replace its repairs and give each its settings by name, e.g. plan=["aft",
+    "nc"], plan_options={"aft": {"eps": 0.2, "epochs": 20, "clean_epochs": 5}}), and
     reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
     trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
     registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
@@ -257,8 +261,11 @@ def repair(
     auto = defense == "auto"
     if auto and options:
         raise ConfigError(
-            f"defense auto chooses its own settings; {sorted(options)} belong to a named defense"
+            f"defense auto chooses its own settings; {sorted(options)} belong to a named defense "
+            "(auto's repairs take theirs by name in plan_options)"
         )
+    if not auto and (plan is not None or plan_options is not None):
+        raise ConfigError(f"plan and plan_options belong to defense auto, not {defense!r}")
     named = None if auto else validated(DEFENSES, {"name": defense, **options}, "defense")
     if named is not None:
         entry = DEFENSES.entry(defense).obj
@@ -271,12 +278,17 @@ def repair(
     scanned = auto or evidence  # through defense auto: the scan, the rescan, the evidence
     settings = named
     if scanned:  # a named defense with evidence: auto's plan of that one defense, forced
-        plan = {} if auto else {"plan": [defense], "rounds": 1, "options": options, "force": True}
+        given = {"plan": plan, "options": plan_options}
+        steps = (
+            {k: v for k, v in given.items() if v is not None}
+            if auto
+            else {"plan": [defense], "rounds": 1, "options": options, "force": True}
+        )
         auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
                     "min_steps": min_steps, "detectors": scan_detectors,
                     "evidence": scan_evidence}  # fmt: skip
         try:
-            settings = DEFENSES.validate({**auto_cfg, **plan})
+            settings = DEFENSES.validate({**auto_cfg, **steps})
         except ValidationError as exc:  # auto's settings are this function's parameters
             raise ConfigError(parameter_error(exc, "repair")) from None
     try:
