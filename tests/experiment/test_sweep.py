@@ -23,10 +23,17 @@ SMOKE = REPO / "configs" / "sweeps" / "digits-smoke.yaml"
 
 
 def _cells(db: Path) -> list[str]:
+    """The cells a running sweep has recorded so far (none while it is still creating its
+    database: the file can exist a moment before its table does)."""
     if not db.is_file():
         return []
-    with sqlite3.connect(db) as con:
-        return [r[0] for r in con.execute("SELECT cell FROM runs")]
+    try:
+        with sqlite3.connect(db) as con:
+            return [r[0] for r in con.execute("SELECT cell FROM runs")]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 def _cli(*args: str) -> subprocess.Popen:
