@@ -165,6 +165,8 @@ def test_auto_gives_each_repair_of_its_plan_its_own_settings():
     assert keyed.step_options("nc") == {"epochs": 2} and keyed.step_options("aft") == {"eps": 0.1}
     one = AutoConfig(name="auto", plan=["ft"], options={"epochs": 1})  # a plan of one: flat
     assert one.step_options("ft") == {"epochs": 1}
+    by_name = AutoConfig(name="auto", plan=["ft"], options={"ft": {"epochs": 1}})  # or by name
+    assert by_name.step_options("ft") == {"epochs": 1}
     assert AutoConfig(name="auto").step_options("aft") == {}
     # flat settings for two repairs would give NC's `steps` to AFT's PGD too: refused in a line
     with pytest.raises(ConfigError, match=r"the plan \['nc', 'aft'\] has several repairs"):

@@ -109,6 +109,7 @@ class AutoConfig(DefenseConfig):
     held_out: float = Field(0.2, gt=0, lt=1, description="share of the clean data kept aside")
     plan: list[str] = Field(
         default_factory=lambda: ["nc", "aft"],
+        min_length=1,
         description="the repairs in order: unlearn the flagged class's trigger, then AFT",
     )
     options: dict[str, Any] = Field(
@@ -139,7 +140,7 @@ class AutoConfig(DefenseConfig):
 
     def step_options(self, name: str) -> dict[str, Any]:
         """The settings of the plan's repair `name`."""
-        if self.options and self._keyed() and len(set(self.plan)) > 1:
+        if self.options and self._keyed():
             return dict(self.options.get(name, {}))
         return dict(self.options)
 
