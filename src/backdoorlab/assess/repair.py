@@ -140,7 +140,7 @@ class AutoConfig(DefenseConfig):
 
     def step_options(self, name: str) -> dict[str, Any]:
         """The settings of the plan's repair `name`."""
-        if self.options and self._keyed():
+        if self._keyed():
             return dict(self.options.get(name, {}))
         return dict(self.options)
 

@@ -40,11 +40,11 @@ from backdoorlab.report.paired import paired_part
 from backdoorlab.report.repairs import repairs_part
 from backdoorlab.report.settings import settings_rows
 from backdoorlab.report.zoo import (
-    PLANTED,
     Member,
     confound_rows,
     detection_rows,
     per_model_csv,
+    planted_asr,
     roc_figure,
     split,
 )
@@ -424,7 +424,7 @@ def _confounds(
     infected from benign models on its own: a confound check for the detection table."""
     if not entry.get("features"):
         raise ConfigError(f"report {rid}: a confounds report needs a list of features")
-    benign, infected, _ = split(zoo_members(entry, cells), float(entry.get("planted", PLANTED)))
+    benign, infected, _ = split(zoo_members(entry, cells), planted_asr(entry))
     title = entry.get("title", rid)
     if not benign or not infected:
         return Part(rid, title, notes=["The zoo needs benign and infected models."])
@@ -475,7 +475,7 @@ def _detect(
     attacked model needs to count infected; `recalibrate` adds rows of the calibrated scan under
     other settings, computed from the values the cells kept."""
     members, again = _recalibrated(rid, entry, zoo_members(entry, cells))
-    planted = float(entry.get("planted", PLANTED))
+    planted = planted_asr(entry)
     found = [set(m.detections) for m in members]
     detectors = entry.get("detectors") or sorted(set.intersection(*found) if found else set())
     missing = [m.name for m in members if not set(detectors) <= set(m.detections)]
@@ -521,9 +521,7 @@ def _settings(
     role = entry.get("role")
     if role not in ("development", "test"):
         raise ConfigError(f"report {rid}: role must be development or test (got {role!r})")
-    benign, infected, failed = split(
-        zoo_members(entry, cells), float(entry.get("planted", PLANTED))
-    )
+    benign, infected, failed = split(zoo_members(entry, cells), planted_asr(entry))
     title = entry.get("title", rid)
     scanned = [m for m in (*benign, *infected) if "calibrated" not in m.detections]
     if scanned:

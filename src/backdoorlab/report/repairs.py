@@ -16,7 +16,7 @@ from typing import Any
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.detection import share_interval
 from backdoorlab.report.cells import Part, Row, family, select, write_csv
-from backdoorlab.report.zoo import PLANTED
+from backdoorlab.report.zoo import planted_asr
 
 HEADER = [
     "defense",
@@ -179,7 +179,7 @@ def repairs_part(
     """The `repairs` report kind: per defense and family, the share of infected models
     repaired; with `models: benign`, what each defense costs the benign models; with `models:
     evidence`, per model what a scanning defense (auto) saw, did and left, beside the truth."""
-    planted = float(entry.get("planted", PLANTED))
+    planted = planted_asr(entry)
     asr_max, drop_max = float(entry.get("asr", 10)), float(entry.get("acc_drop", 5))
     which = entry.get("models", "infected")
     if which not in ("infected", "benign", "evidence"):

@@ -21,6 +21,13 @@ from backdoorlab.plotting import pyplot
 
 ALL = "all attacks"
 PLANTED = 50.0  # the ASR (%) an attacked model needs to count infected, unless a report says
+
+
+def planted_asr(entry: dict) -> float:
+    """The ASR (%) a report entry asks of an attacked model to count it infected."""
+    return float(entry.get("planted", PLANTED))
+
+
 HEADER = [
     "detector",
     "attack",
