@@ -349,6 +349,8 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
             line += (f"; reversed trigger of class {h['reversed_trigger_target']}: ASR "
                      f"{h['reversed_trigger_asr_before']:.2f} -> "
                      f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
+            if not h.get("reversed_trigger_unlearned", True):
+                line += " (searched for evidence; no step unlearned it)"
         console.print(line)
     console.print(report.summary)
     if report.caution:

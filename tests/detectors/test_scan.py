@@ -190,6 +190,38 @@ def test_repair_takes_auto_s_plan_and_each_repair_s_settings(synthetic, tmp_path
         repair(plain_net(), data, plan_options={"eps": 0.2}, **kw)
 
 
+def test_a_repair_that_unlearned_no_trigger_still_reports_the_flagged_class_s_one(synthetic):
+    """Where auto's steps unlearned no reversed trigger (AFT cleared the class, or a named
+    defense with evidence), the flagged class's trigger is searched on the model before the
+    repair, so the report still holds a reversed-trigger ASR."""
+    from backdoorlab.assess.repair import AutoConfig, evidence_trigger, reversed_trigger_asr
+
+    data = synthetic(train_size=48).train
+    options = {"nc": {"steps": 40, "batch_size": 16}, "aft": {"steps": 3}}
+    cfg = AutoConfig(name="auto", plan=["aft", "nc"], options=options)
+    trigger = evidence_trigger(Shortcut(2), data, 2, cfg, seed=0)
+    mask, pattern, norm = trigger
+    assert mask.shape == (1, 1, 12, 12) and pattern.shape == (1, 3, 12, 12) and norm > 0
+    assert reversed_trigger_asr(Shortcut(2), data, trigger, 2) >= 90  # it sends images to 2
+    assert reversed_trigger_asr(Shortcut(None), data, trigger, 2) < 90  # the backdoor's, not 2's
+
+
+def test_the_evidence_trigger_searches_at_the_plan_s_nc_settings_only(monkeypatch, synthetic):
+    import backdoorlab.assess.repair as repair_module
+
+    seen = []
+    monkeypatch.setattr(repair_module, "reverse_trigger",
+                        lambda model, data, target, cfg, seed: seen.append(cfg))  # fmt: skip
+    data = synthetic(train_size=16).train
+    keyed = repair_module.AutoConfig(name="auto", plan=["aft", "nc"],
+                                     options={"nc": {"steps": 7, "epochs": 1},
+                                              "aft": {"steps": 3}})  # fmt: skip
+    repair_module.evidence_trigger(Shortcut(2), data, 2, keyed, seed=0)
+    flat = repair_module.AutoConfig(name="auto", plan=["aft"], options={"steps": 3})
+    repair_module.evidence_trigger(Shortcut(2), data, 2, flat, seed=0)  # AFT's steps are not NC's
+    assert [c.steps for c in seen] == [7, repair_module.TriggerSearch().steps]
+
+
 def _scan(z: list[float], threshold: float = 10.0) -> dict:
     top = max(range(len(z)), key=lambda k: z[k])
     infected = z[top] > threshold

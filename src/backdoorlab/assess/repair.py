@@ -31,6 +31,7 @@ from backdoorlab.detectors.base import DETECTORS
 from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import Store, split_clean, train_references
 from backdoorlab.detectors.scan import scan_model, validated_calibration
+from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.metrics.core import Backdoor, der, measure
 from backdoorlab.records.metrics import Metrics
 from backdoorlab.train.config import TrainConfig
@@ -174,6 +175,17 @@ def reversed_trigger_asr(model: nn.Module, data: Dataset, trigger: tuple, target
     return 100.0 * hits / len(keep)
 
 
+def evidence_trigger(
+    model: nn.Module, data: Dataset, target: int, cfg: AutoConfig, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The reversed trigger of the class the first scan flagged, searched on the model before
+    its repair at the plan's `nc` settings (else NC's defaults): evidence only, for a repair
+    whose steps unlearned no trigger of that class."""
+    given = cfg.step_options("nc") if "nc" in cfg.plan else {}
+    search = TriggerSearch(**{k: v for k, v in given.items() if k in TriggerSearch.model_fields})
+    return reverse_trigger(model, data, target, search, seed)
+
+
 def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> nn.Module:
     """A copy of reference `ref` repaired as `done` repaired the suspect. A rescan compares the
     repaired model with references that went through the same repair, so that what the repair
@@ -244,7 +256,10 @@ def auto_repair(
     evidence["scan_after"] = scan_summary(now)
     held_out: dict[str, Any] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": measure(model, held, None).acc}  # fmt: skip
-    if trigger is not None:
+    if target is not None:
+        held_out["reversed_trigger_unlearned"] = trigger is not None
+        if trigger is None:  # no step unlearned one: searched on the model before, for evidence
+            trigger = evidence_trigger(original, work, target, cfg, seed)
         held_out["reversed_trigger_target"] = target
         held_out["reversed_trigger_asr_before"] = reversed_trigger_asr(
             original, held, trigger, target

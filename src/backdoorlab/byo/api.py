@@ -253,7 +253,8 @@ def repair(
     registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
     `evidence` it runs on the same share of `clean` as auto and its report holds the same
     trigger-free evidence (the scan before and after against references repaired alike, ACC
-    on the held-out fifth; a reversed trigger only where the defense is nc).
+    on the held-out fifth, and the reversed trigger of the class the first scan flagged: the
+    one nc unlearned, else one searched on the model before the repair, for evidence only).
     `train` holds the fine-tuning basics (momentum, weight decay, crop_padding, flip). ACC (and
     ASR/RA with a trigger) before and after are measured on `test`, or with a trigger and no
     `test` on the clean data itself. The model is copied first unless `copy_model` is False."""
