@@ -351,6 +351,10 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
                      f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
             if not h.get("reversed_trigger_unlearned", True):
                 line += " (searched for evidence; no step unlearned it)"
+        if "reversed_trigger_norm_after" in h:
+            line += (f"; smallest trigger found for it: mask L1 "
+                     f"{h['reversed_trigger_norm_before']:.1f} before, "
+                     f"{h['reversed_trigger_norm_after']:.1f} after (searched again)")  # fmt: skip
         console.print(line)
     console.print(report.summary)
     if report.caution:

@@ -92,3 +92,18 @@ def test_the_evidence_table_sets_the_scan_against_the_truth(tmp_path):
         "benign ones; 1 of the infected were repaired."
     )
     assert Path(tmp_path / "p-ev.csv").read_text().startswith("model,target,scan before")
+
+
+def test_the_evidence_table_shows_the_smallest_trigger_where_a_repair_searched_again(tmp_path):
+    fixed = scanned("b1", "badnets", 3, (99.0, 100.0), (98.0, 1.0), (3, 40.0), (None, 4.0), ["nc"])
+    kept = scanned("b2", "badnets", 0, (99.0, 100.0), (96.0, 90.0), (0, 12.0), (None, 3.0), ["nc"])
+    for row, after in ((fixed, 51.8), (kept, 1.2)):
+        norms = {"reversed_trigger_norm_before": 0.9, "reversed_trigger_norm_after": after}
+        row.metrics = replace(row.metrics, held_out=norms)
+    entry = {"kind": "repairs", "models": "evidence"}
+    part = repairs_part("ev", entry, {}, [fixed, kept], tmp_path / "p")
+    assert part.table[0][-1] == "smallest trigger"
+    assert [r[-1] for r in part.table[1:]] == ["0.9 -> 51.8", "0.9 -> 1.2"]
+    assert part.notes[-1].startswith("Smallest trigger: the mask L1 norm")
+    older = [scanned("b3", "badnets", 3, (99.0, 100.0), (98.0, 1.0), (3, 40.0), (None, 4.0), [])]
+    assert repairs_part("ev", entry, {}, older, tmp_path / "q").table[0][-1] == "repaired"

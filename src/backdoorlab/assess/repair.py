@@ -181,9 +181,13 @@ def evidence_trigger(
     """The reversed trigger of the class the first scan flagged, searched on the model before
     its repair at the plan's `nc` settings (else NC's defaults): evidence only, for a repair
     whose steps unlearned no trigger of that class."""
+    return reverse_trigger(model, data, target, evidence_search(cfg), seed)
+
+
+def evidence_search(cfg: AutoConfig) -> TriggerSearch:
+    """The trigger search of auto's evidence: the plan's `nc` settings, else NC's defaults."""
     given = cfg.step_options("nc") if "nc" in cfg.plan else {}
-    search = TriggerSearch(**{k: v for k, v in given.items() if k in TriggerSearch.model_fields})
-    return reverse_trigger(model, data, target, search, seed)
+    return TriggerSearch(**{k: v for k, v in given.items() if k in TriggerSearch.model_fields})
 
 
 def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> nn.Module:
@@ -265,6 +269,12 @@ def auto_repair(
             original, held, trigger, target
         )
         held_out["reversed_trigger_asr_after"] = reversed_trigger_asr(model, held, trigger, target)
+        # the trigger a repair unlearned no longer works by construction; whether the class
+        # still has a small trigger shows in a new search on the repaired model (NC Eq. 2-3)
+        again = reverse_trigger(model, work, target, evidence_search(cfg), seed)
+        held_out["reversed_trigger_norm_before"] = trigger[2]
+        held_out["reversed_trigger_norm_after"] = again[2]
+        held_out["searched_again_asr_after"] = reversed_trigger_asr(model, held, again, target)
     evidence["held_out"] = held_out
     return model, evidence
 

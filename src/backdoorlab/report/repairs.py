@@ -120,7 +120,17 @@ def repair_rows(
 
 
 EVIDENCE_HEADER = ["model", "target", "scan before", "steps", "scan after", "ACC drop",
-                   "ASR before", "ASR after", "repaired"]  # fmt: skip
+                   "ASR before", "ASR after", "repaired", "smallest trigger"]  # fmt: skip
+
+
+def _smallest_trigger(held: dict[str, Any] | None) -> str:
+    """The mask L1 of the smallest trigger found for the flagged class before the repair and
+    in a new search after it (auto's evidence), or '-'."""
+    if not held or "reversed_trigger_norm_after" not in held:
+        return "-"
+    return (
+        f"{held['reversed_trigger_norm_before']:.1f} -> {held['reversed_trigger_norm_after']:.1f}"
+    )
 
 
 def _verdict(scan: dict[str, Any]) -> str:
@@ -162,8 +172,10 @@ def evidence_rows(
             c.get(model_key) or c.label, "-" if target is None else str(target), _verdict(scan),
             steps, _verdict(after), f"{drop:.2f}",
             *("-" if v is None else f"{v:.2f}" for v in asr),
-            ("yes" if ok else "no") if attacked else "-",
+            ("yes" if ok else "no") if attacked else "-", _smallest_trigger(c.metrics.held_out),
         ])  # fmt: skip
+    if all(row[-1] == "-" for row in table[1:]):  # kept before the search again was recorded
+        table = [row[:-1] for row in table]
     t = tally
     line = (
         f"The first scan flagged {t['flagged']} of {t['infected']} infected models "
@@ -196,6 +208,13 @@ def repairs_part(
             "and threshold, before the repair and after it (against references repaired alike). "
             "Target: the attack's true target, which no defense sees.",
         ]
+        if table[0][-1] == "smallest trigger":
+            notes.append(
+                "Smallest trigger: the mask L1 norm of the smallest trigger Neural Cleanse's "
+                "search finds for the flagged class on the model before the repair, and in a new "
+                "search on the repaired model (a backdoor's shortcut is a small trigger; the "
+                "trigger the repair unlearned no longer works by construction)."
+            )
         return Part(rid, title, table=table, notes=notes)
     table, costs, failed = repair_rows(repaired_members(entry, cells), planted, asr_max, drop_max)
     title = entry.get("title", rid)
