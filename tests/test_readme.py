@@ -43,15 +43,17 @@ def test_the_bring_your_own_model_example_prints_what_the_readme_shows(capsys):
     benign = re.fullmatch(r"no backdoor found " + verdict, printed[2])
     assert infected and benign, printed[1:3]
     assert float(infected.group(1)) > 10 > float(benign.group(1))
-    # 4: before / after the repair, and the classes NC flagged: exactly the target
-    before, after, flagged = ast.literal_eval(
-        printed[3].replace("} {", "}, {").replace("} [", "}, [")
-    )
-    want = ast.literal_eval(shown[3].replace("} {", "}, {").replace("} [", "}, ["))
+    # 4: before / after the default repair; 5: the rescan's line on the class the scan flagged
+    before, after = ast.literal_eval(printed[3].replace("} {", "}, {"))
+    want = ast.literal_eval(shown[3].replace("} {", "}, {"))
     _close(before, want[0])
     _close(after, want[1])
-    assert flagged == want[2] == [0]
     assert after["asr"] <= 25 and before["asr"] - after["asr"] >= 75  # the repair worked
+    rescan = r"repaired by nc: the rescan finds no backdoor \(class 0: z ([-0-9.]+) -> ([-0-9.]+), "
+    cleared = re.match(rescan + r"threshold ([0-9.]+)\)", printed[4])
+    assert cleared, printed[4]
+    z_before, z_after, threshold = map(float, cleared.groups())
+    assert z_before == float(infected.group(1)) and z_after <= threshold  # scan and repair agree
 
 
 TOLERANCE = {"acc": 2.0, "asr": 10.0, "ra": 10.0}  # points; NC's search moves with the CPU

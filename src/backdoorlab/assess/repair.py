@@ -221,15 +221,17 @@ def auto_repair(
     calibration = validated_calibration(settings)
 
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
-        # the first scan trains (or finds) the references on a share of `work` and probes the
-        # rest; a rescan probes the same rest against references repaired like the model
-        data = work if refs is None else probe
+        # the first scan is `scan`'s on the same data (its references on a share of `clean`,
+        # kept and found again by either, its probes on the rest); a rescan probes the same
+        # rest against references repaired like the model. The held-out share only measures
+        # the suspect, which a scan does not change.
+        data = clean if refs is None else probe
         outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
         assert outcome.calibration is not None
         return outcome.calibration
 
     first = rescan(model)
-    own, probe = split_clean(work, calibration.references.train_share)
+    own, probe = split_clean(clean, calibration.references.train_share)
     evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": [],
                                 "reference_images": len(own)}  # fmt: skip
     held_before = measure(model, held, None).acc

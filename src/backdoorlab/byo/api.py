@@ -241,20 +241,23 @@ def repair(
     **options: Any,
 ) -> tuple[nn.Module, RepairReport]:
     """Repair `model` on the defender's `clean` data. `defense` "auto" (the default) scans the
-    model calibrated against `references` benign references (see `scan`); finding nothing, it
+    model calibrated against `references` benign references as `scan` does on the same data
+    (the same references, found again in the cache: both give one verdict); finding nothing, it
     leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
     rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
     (the references train for at least `min_steps` SGD steps where given; the scan's probes
     and evidence are `scan_detectors` and `scan_evidence`, by default the scan's; `plan` and
     `plan_options` replace its repairs and give each its settings by name, e.g. plan=["aft",
     "nc"], plan_options={"aft": {"eps": 0.2, "epochs": 20, "clean_epochs": 5}}), and
-    reports the scan before and after, ACC on a held-out fifth of `clean` and the reversed
-    trigger's ASR there. A named post-training defense (ft, aft, fp, nad, nc, or one you
-    registered) runs as asked; `options` are its settings (e.g. eps=0.2, layer="layer4"); with
-    `evidence` it runs on the same share of `clean` as auto and its report holds the same
-    trigger-free evidence (the scan before and after against references repaired alike, ACC
-    on the held-out fifth, and the reversed trigger of the class the first scan flagged: the
-    one nc unlearned, else one searched on the model before the repair, for evidence only).
+    reports the scan before and after, ACC on a held-out fifth of `clean` (the repair trains on
+    the rest), the reversed trigger's ASR there and the smallest trigger a new search finds for
+    the flagged class after the repair beside the one before. A named post-training defense
+    (ft, aft, fp, nad, nc, or one you registered) runs as asked; `options` are its settings
+    (e.g. eps=0.2, layer="layer4"); with `evidence` it runs on the same share of `clean` as
+    auto and its report holds the same trigger-free evidence (the scan before and after against
+    references repaired alike, ACC on the held-out fifth, and the reversed trigger of the class
+    the first scan flagged: the one nc unlearned, else one searched on the model before the
+    repair, for evidence only).
     `train` holds the fine-tuning basics (momentum, weight decay, crop_padding, flip). ACC (and
     ASR/RA with a trigger) before and after are measured on `test`, or with a trigger and no
     `test` on the clean data itself. The model is copied first unless `copy_model` is False."""
