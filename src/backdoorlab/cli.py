@@ -342,20 +342,7 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
     elif report.measured_on == "clean":
         console.print("(measured on the repair's own clean data; --test gives held-out numbers)")
     if report.held_out is not None:
-        h = report.held_out
-        line = (f"held-out clean data ({h['images']} images): ACC {h['acc_before']:.2f} -> "
-                f"{h['acc_after']:.2f}")  # fmt: skip
-        if "reversed_trigger_asr_before" in h:
-            line += (f"; reversed trigger of class {h['reversed_trigger_target']}: ASR "
-                     f"{h['reversed_trigger_asr_before']:.2f} -> "
-                     f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
-            if not h.get("reversed_trigger_unlearned", True):
-                line += " (searched for evidence; no step unlearned it)"
-        if "reversed_trigger_norm_after" in h:
-            line += (f"; smallest trigger found for it: mask L1 "
-                     f"{h['reversed_trigger_norm_before']:.1f} before, "
-                     f"{h['reversed_trigger_norm_after']:.1f} after (searched again)")  # fmt: skip
-        console.print(line)
+        console.print(report.held_out_line)
     console.print(report.summary)
     if report.caution:
         console.print(report.caution)

@@ -254,6 +254,24 @@ def test_the_repair_summary_follows_the_class_the_first_scan_flagged():
     assert "but class 0 stands out (z 1.00 before the repair, 25.00 after)" in moved.summary
 
 
+def test_the_held_out_line_says_what_the_trigger_free_evidence_measured():
+    from backdoorlab.byo.api import RepairReport
+
+    bare = {"images": 80, "acc_before": 98.75, "acc_after": 97.5}
+    assert RepairReport("auto", {}, 400, {}).held_out_line is None  # no scan, no evidence
+    line = RepairReport("auto", {}, 400, {}, held_out=bare).held_out_line
+    assert line == "held-out clean data (80 images): ACC 98.75 -> 97.50"
+    searched = {
+        **bare, "reversed_trigger_target": 5, "reversed_trigger_unlearned": False,
+        "reversed_trigger_asr_before": 97.2, "reversed_trigger_asr_after": 0.0,
+        "reversed_trigger_norm_before": 0.92, "reversed_trigger_norm_after": 51.8,
+    }  # fmt: skip
+    line = RepairReport("auto", {}, 400, {}, held_out=searched).held_out_line
+    assert "reversed trigger of class 5: ASR 97.20 -> 0.00 (searched for evidence; no step" in line
+    assert line.endswith("smallest trigger found for it: mask L1 0.9 before, 51.8 after "
+                         "(searched again)")  # fmt: skip
+
+
 def test_a_config_that_calibrates_nothing_is_one_clear_error(digits_config):
     from backdoorlab.errors import ConfigError
     from backdoorlab.experiment.config import load_config

@@ -191,6 +191,27 @@ class RepairReport:
         return f"repaired by {done}: the rescan finds no backdoor ({moved})"
 
     @property
+    def held_out_line(self) -> str | None:
+        """One line of the evidence on the held-out clean data: ACC, the reversed trigger's ASR
+        and the smallest trigger searched before and after (None without a scan)."""
+        h = self.held_out
+        if h is None:
+            return None
+        line = (f"held-out clean data ({h['images']} images): ACC {h['acc_before']:.2f} -> "
+                f"{h['acc_after']:.2f}")  # fmt: skip
+        if "reversed_trigger_asr_before" in h:
+            line += (f"; reversed trigger of class {h['reversed_trigger_target']}: ASR "
+                     f"{h['reversed_trigger_asr_before']:.2f} -> "
+                     f"{h['reversed_trigger_asr_after']:.2f}")  # fmt: skip
+            if not h.get("reversed_trigger_unlearned", True):
+                line += " (searched for evidence; no step unlearned it)"
+        if "reversed_trigger_norm_after" in h:
+            line += (f"; smallest trigger found for it: mask L1 "
+                     f"{h['reversed_trigger_norm_before']:.1f} before, "
+                     f"{h['reversed_trigger_norm_after']:.1f} after (searched again)")  # fmt: skip
+        return line
+
+    @property
     def der(self) -> float | None:
         """Defense effectiveness rating (None without before/after ASR)."""
         if self.before is None or self.after is None:
