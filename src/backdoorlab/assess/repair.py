@@ -178,9 +178,9 @@ def reversed_trigger_asr(model: nn.Module, data: Dataset, trigger: tuple, target
 def evidence_trigger(
     model: nn.Module, data: Dataset, target: int, cfg: AutoConfig, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The reversed trigger of the class the first scan flagged, searched on the model before
-    its repair at the plan's `nc` settings (else NC's defaults): evidence only, for a repair
-    whose steps unlearned no trigger of that class."""
+    """The smallest trigger of the class the first scan flagged, searched on `model` at the
+    plan's `nc` settings (else NC's defaults): evidence only (before a repair whose steps
+    unlearned none, and again after any repair)."""
     return reverse_trigger(model, data, target, evidence_search(cfg), seed)
 
 
@@ -273,7 +273,7 @@ def auto_repair(
         held_out["reversed_trigger_asr_after"] = reversed_trigger_asr(model, held, trigger, target)
         # the trigger a repair unlearned no longer works by construction; whether the class
         # still has a small trigger shows in a new search on the repaired model (NC Eq. 2-3)
-        again = reverse_trigger(model, work, target, evidence_search(cfg), seed)
+        again = evidence_trigger(model, work, target, cfg, seed)
         held_out["reversed_trigger_norm_before"] = trigger[2]
         held_out["reversed_trigger_norm_after"] = again[2]
         held_out["searched_again_asr_after"] = reversed_trigger_asr(model, held, again, target)
