@@ -40,6 +40,7 @@ def test_a_second_scan_with_cached_references_trains_nothing(synthetic, tmp_path
         "caution: the references trained on 32 images"
     )
     assert first.calibration.references == 3 and first.infected is not None
+    assert len(first.reference_accuracy) == 3 and 0 <= first.accuracy <= 100
     second = scan(model, data, **kw)
     assert second.references_trained == 0
     assert second.calibration.null == first.calibration.null  # the same references, reread
@@ -116,6 +117,7 @@ def test_the_runner_scans_through_the_same_path_and_keeps_the_references(digits_
     assert details["references_trained"] == 3 and details["references"] == 3
     assert details["threshold"] >= 3.0 and len(details["reference_values"]["mm-bd"]) == 3
     assert details["probe_images"] == 180  # half of digits' 360 test images; the rest trains
+    assert len(details["reference_accuracy"]) == 3 and 0 <= details["accuracy"] <= 100
     second = run(cfg, out=tmp_path / "b", add_row=False, cache=cache, progress=False)
     again = second.metrics.detect["calibrated"]["details"]
     assert again["references_trained"] == 0 and again["null"] == details["null"]
@@ -333,6 +335,53 @@ def test_the_caution_names_sizes_below_the_smallest_measured_to_hold_the_fpr():
     assert reference_caution(HELD_FPR_IMAGES) is None
     below = reference_caution(HELD_FPR_IMAGES - 1)
     assert below is not None and f"trained on {HELD_FPR_IMAGES - 1} images" in below
+
+
+def test_the_caution_names_references_that_did_not_learn_the_task():
+    from backdoorlab.detectors.scan import accuracy_caution, scan_caution
+
+    assert accuracy_caution(None, [10.0]) is None  # not calibrated: nothing compared
+    assert accuracy_caution(94.0, [90.0, 85.5, 47.5]) is None  # half the model's or more
+    two = accuracy_caution(94.3, [13.6, 90.0, 13.6, 20.25])
+    assert two.startswith("caution: 3 of 4 references reach 13.6-20.2% accuracy")
+    assert "the model's 94.3%" in two
+    assert "references reach 13.6% accuracy" in accuracy_caution(94.3, [13.6, 90.0])
+    both = scan_caution(160, 94.3, [13.6, 90.0]).split("\n")
+    assert both[0].startswith("caution: the references trained on 160 images")
+    assert both[1].startswith("caution: 1 of 2 references reach 13.6%")
+    assert scan_caution(0, 94.3, [90.0]) is None
+
+
+class Nearest(nn.Module):
+    """Sends an image to the labels of the stored images nearest to it (a soft 1-NN): 100% on
+    the images it stores with their labels, chance with the labels shuffled."""
+
+    def __init__(self, data: Dataset, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("keys", data.floats(torch.arange(len(data))).flatten(1))
+        self.register_buffer("onehot", torch.nn.functional.one_hot(labels, 4).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        near = -(torch.cdist(x.flatten(1), self.keys) ** 2) / 0.1
+        return torch.logsumexp(near[:, :, None] + self.onehot.log()[None], dim=1)
+
+
+def test_a_scan_against_references_that_learned_nothing_says_so(synthetic):
+    from backdoorlab.byo.scanning import scan
+
+    data = synthetic(train_size=48).train
+    g = torch.Generator().manual_seed(0)
+    refs = [Nearest(data, data.labels[torch.randperm(len(data), generator=g)]) for _ in range(3)]
+    probe = {"mm-bd": FAST["mm-bd"]}
+    result = scan(Nearest(data, data.labels), data, detectors=["mm-bd"], options=probe,
+                  references=refs, device="cpu")  # fmt: skip
+    assert result.accuracy == 100.0 and max(result.reference_accuracy) < 50
+    assert result.caution.startswith("caution: 3 of 3 references reach ")
+    assert "did not learn the task" in result.caution and result.to_dict()["caution"]
+    from backdoorlab.byo.scanning import scan_page
+
+    page = scan_page(result)
+    assert "*caution: 3 of 3 references reach " in page and "the task, so the verdict" in page
 
 
 def test_calibrating_a_detector_that_does_not_run_is_one_error_before_any_work():

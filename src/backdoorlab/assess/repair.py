@@ -30,7 +30,7 @@ from backdoorlab.defenses.base import (
 from backdoorlab.detectors.base import DETECTORS
 from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import Store, split_clean, train_references
-from backdoorlab.detectors.scan import scan_model, validated_calibration
+from backdoorlab.detectors.scan import ScanOutcome, scan_model, validated_calibration
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.metrics.core import Backdoor, der, measure
 from backdoorlab.records.metrics import Metrics
@@ -220,7 +220,7 @@ def auto_repair(
         settings["evidence"] = cfg.evidence
     calibration = validated_calibration(settings)
 
-    def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> Calibration:
+    def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> ScanOutcome:
         # the first scan is `scan`'s on the same data (its references on a share of `clean`,
         # kept and found again by either, its probes on the rest); a rescan probes the same
         # rest against references repaired like the model. The held-out share only measures
@@ -228,12 +228,19 @@ def auto_repair(
         data = clean if refs is None else probe
         outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
         assert outcome.calibration is not None
-        return outcome.calibration
+        return outcome
 
-    first = rescan(model)
+    scanned = rescan(model)
+    first = scanned.calibration
+    assert first is not None
     own, probe = split_clean(clean, calibration.references.train_share)
-    evidence: dict[str, Any] = {"scan_before": scan_summary(first), "steps": [],
-                                "reference_images": len(own)}  # fmt: skip
+    accuracies = {"model": scanned.accuracy, "references": scanned.reference_accuracy}
+    evidence: dict[str, Any] = {
+        "scan_before": scan_summary(first),
+        "steps": [],
+        "reference_images": len(own),
+        "probe_accuracy": accuracies,
+    }
     held_before = measure(model, held, None).acc
     if not first.infected and not cfg.force:
         evidence["scan_after"] = evidence["scan_before"]
@@ -255,7 +262,8 @@ def auto_repair(
         if name == "nc" and target is not None:
             trigger = chosen.triggers.get(target)
         refs = [_repeated(chosen, ref, ctx, seed) for ref in refs]
-        now = rescan(model, refs)
+        now = rescan(model, refs).calibration
+        assert now is not None
         evidence["steps"].append({"defense": name, "options": options, "scan": scan_summary(now)})
         if target is not None and cleared(scan_summary(now), target):
             break  # the backdoor found is gone: stop repairing

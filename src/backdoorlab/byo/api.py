@@ -23,7 +23,7 @@ from backdoorlab.config_base import format_validation_error, parameter_error, va
 from backdoorlab.data.base import Dataset, InputSpec
 from backdoorlab.data.user import DataSource, load_user_data
 from backdoorlab.defenses.base import DEFENSES, DefenseContext, build_defense
-from backdoorlab.detectors.scan import reference_caution
+from backdoorlab.detectors.scan import scan_caution
 from backdoorlab.errors import ConfigError
 from backdoorlab.experiment.cache import StageCache
 from backdoorlab.experiment.prepare import resolve_device
@@ -150,12 +150,15 @@ class RepairReport:
     steps: list[dict[str, Any]] = field(default_factory=list)
     held_out: dict[str, Any] | None = None
     reference_images: int = 0  # the images the scan's own references train on
+    # ACC on the first scan's probe images: {"model": ..., "references": [...]}
+    probe_accuracy: dict[str, Any] | None = None
 
     @property
     def caution(self) -> str | None:
-        """A warning where the scan's references trained on too few images to hold the stated
-        false-positive rate (detectors/scan.py, HELD_FPR_IMAGES)."""
-        return reference_caution(self.reference_images)
+        """Warnings where the scan's references trained on too few images to hold the stated
+        false-positive rate, or did not learn the task (detectors/scan.py)."""
+        acc = self.probe_accuracy or {}
+        return scan_caution(self.reference_images, acc.get("model"), acc.get("references", []))
 
     @property
     def still_flagged(self) -> bool:

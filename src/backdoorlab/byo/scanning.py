@@ -20,7 +20,7 @@ from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import ReferenceRecipe
 from backdoorlab.detectors.scan import (
     EVIDENCE_BY_DEFAULT,
-    reference_caution,
+    scan_caution,
     scan_model,
     validated_calibration,
 )
@@ -46,12 +46,14 @@ class ScanResult:
     margin_inputs: torch.Tensor | None = None  # suspect, then references (detectors/scan.py)
     margin_class: int | None = None
     reference_images: int = 0  # the images the scan's own references train on (0: given ones)
+    accuracy: float | None = None  # ACC on the probe images, of the model and each reference
+    reference_accuracy: list[float] = field(default_factory=list)
 
     @property
     def caution(self) -> str | None:
-        """A warning where the references trained on too few images to hold the stated
-        false-positive rate (detectors/scan.py, HELD_FPR_IMAGES)."""
-        return reference_caution(self.reference_images)
+        """Warnings where the references trained on too few images to hold the stated
+        false-positive rate, or did not learn the task (detectors/scan.py)."""
+        return scan_caution(self.reference_images, self.accuracy, self.reference_accuracy)
 
     @property
     def score(self) -> float | None:
@@ -102,6 +104,8 @@ class ScanResult:
             "probe_images": self.probe_images,
             "margin_class": self.margin_class,
             "reference_images": self.reference_images,
+            "accuracy": self.accuracy,
+            "reference_accuracy": self.reference_accuracy,
             "caution": self.caution,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
@@ -169,6 +173,8 @@ def scan(
         outcome.margin_inputs,
         outcome.margin_class,
         outcome.reference_images,
+        outcome.accuracy,
+        outcome.reference_accuracy,
     )
 
 
@@ -234,8 +240,8 @@ def scan_page(result: ScanResult) -> str:
     """The scan as Markdown: verdict, per-class calibrated z, the figures."""
     c = result.calibration
     lines = ["# Backdoor scan", "", f"**{result.verdict}**", ""]
-    if result.caution:
-        lines += [f"*{result.caution}*", ""]
+    for warning in (result.caution or "").splitlines():
+        lines += [f"*{warning}*", ""]
     if c is None:
         lines += ["Uncalibrated: no benign references were given or trained.", ""]
     else:

@@ -32,6 +32,7 @@ from backdoorlab.detectors.references import (
     train_references,
 )
 from backdoorlab.errors import ConfigError
+from backdoorlab.metrics.core import accuracy
 from backdoorlab.train.perf import prepare_model
 
 # chosen on the development zoo (configs/results/detection-dev.yaml) with assess.repair's
@@ -89,6 +90,10 @@ class ScanOutcome:
     margin_inputs: torch.Tensor | None = None
     margin_class: int | None = None
     reference_images: int = 0  # the images the scan's own references train on (0: given ones)
+    # ACC on the probe images: of the suspect, and of each reference (references that did not
+    # learn the task calibrate nothing: accuracy_caution)
+    accuracy: float | None = None
+    reference_accuracy: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "margin_inputs"}
@@ -167,6 +172,8 @@ def scan_model(
         probe, keys = clean, []
         store = None  # a user's references are not ours to keep
     found = {n: run_detector(n, model, probe, c) for n, c in detectors.items()}
+    acc = round(accuracy(model, probe), 2)
+    ref_acc = [round(accuracy(ref, probe), 2) for ref in references]
     probe_key = data_key(probe)
     ref_found = []
     for i, ref in enumerate(track(references, "probing references", disable=not progress)):
@@ -193,7 +200,9 @@ def scan_model(
     inputs = [max_margins(m, shape, probe.num_classes, cfg, device, [c])[1][0]
               for m in [model, *references[:3]]]  # fmt: skip
     raw = {n: [r[n].values for r in ref_found] for n in detectors}
-    return ScanOutcome(found, result, trained, len(probe), raw, torch.stack(inputs), c, images)
+    return ScanOutcome(
+        found, result, trained, len(probe), raw, torch.stack(inputs), c, images, acc, ref_acc
+    )
 
 
 # The fewest images references trained on where a measured zoo held the verdict's stated
@@ -213,6 +222,35 @@ def reference_caution(images: int) -> str | None:
         "250 images flagged 25% and 17% of the held-out zoo's benign models at a stated 5% "
         f"(none on {HELD_FPR_IMAGES:,}): give more clean data, or references of your own"
     )
+
+
+# A reference below this share of the suspect's accuracy on the probe images has not learned the
+# task. Issue 26's SGD LeNet (python -m scripts.reference_accuracy): the model 93.6%, the default
+# recipe's 8 references 12.0, 12.0, 12.0, 12.0, 13.6, 40.8, 60.4 and 76.4% on 250 images.
+UNLEARNED_SHARE = 0.5
+
+
+def accuracy_caution(model: float | None, references: list[float]) -> str | None:
+    """A warning where references fall far below the suspect's accuracy on the probe images:
+    they did not learn the task, and a verdict against them says little (None: they did)."""
+    if model is None:
+        return None
+    short = sorted(a for a in references if a < UNLEARNED_SHARE * model)
+    if not short:
+        return None
+    span = f"{short[0]:.1f}%" if short[0] == short[-1] else f"{short[0]:.1f}-{short[-1]:.1f}%"
+    return (
+        f"caution: {len(short)} of {len(references)} references reach {span} accuracy on the "
+        f"probe images against the model's {model:.1f}%: they did not learn the task, so the "
+        "verdict compares the model with untrained ones (train them otherwise, or give "
+        "references of your own)"
+    )
+
+
+def scan_caution(images: int, model: float | None, references: list[float]) -> str | None:
+    """Every warning about a scan's references, one per line (None: none)."""
+    found = [w for w in (reference_caution(images), accuracy_caution(model, references)) if w]
+    return "\n".join(found) or None
 
 
 def _top_class(c: Calibration) -> int:
@@ -241,6 +279,8 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
             "references_trained": outcome.references_trained,
             "probe_images": outcome.probe_images,
             "reference_values": outcome.reference_values,
+            "accuracy": outcome.accuracy,
+            "reference_accuracy": outcome.reference_accuracy,
         },
     ).to_dict()
 
