@@ -139,11 +139,14 @@ def test_auto_repair_leaves_a_model_the_scan_clears_unchanged(synthetic, tmp_pat
     held = report.held_out
     assert held["images"] == 16 and held["acc_before"] == held["acc_after"]
     assert report.reference_images == 40 and "trained on 40 images" in report.caution
+    # the first scan's accuracies on its probe images: `scan`'s, as is its score (below)
+    assert len(report.probe_accuracy["references"]) == 3
     # the repair's first scan is `scan`'s on the same data: its references, found in the cache
     from backdoorlab.byo.scanning import scan
 
     alone = scan(model, data, references=3, cache=tmp_path, device="cpu")
     assert alone.references_trained == 0 and alone.score == report.scan_before["score"]
+    assert alone.reference_accuracy == report.probe_accuracy["references"]
     assert report.to_dict()["summary"] == report.summary
     assert "detectors" not in report.options  # unset: the scan's defaults, hashed as before
     # the scan's probes and evidence can be chosen; an unknown probe is one clear error
