@@ -303,8 +303,11 @@ def recalibrated_detection(
         {n: replace(suspect[n], values=kept[n][i]) for n in used} for i in range(len(kept[used[0]]))
     ]
     result = calibrated(suspect, refs, calibration)
-    probe_images = stored["calibrated"]["details"].get("probe_images", 0)
-    outcome = ScanOutcome(suspect, result, 0, probe_images, {n: kept[n] for n in used})
+    details = stored["calibrated"]["details"]
+    outcome = ScanOutcome(
+        suspect, result, 0, details.get("probe_images", 0), {n: kept[n] for n in used},
+        accuracy=details.get("accuracy"), reference_accuracy=details.get("reference_accuracy", []),
+    )  # fmt: skip
     return calibrated_detection(outcome)
 
 
