@@ -29,7 +29,7 @@ from backdoorlab.defenses.base import (
 )
 from backdoorlab.detectors.base import DETECTORS
 from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import Store, split_clean, train_references
+from backdoorlab.detectors.references import Store, split_clean
 from backdoorlab.detectors.scan import ScanOutcome, scan_model, validated_calibration
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.metrics.core import Backdoor, der, measure
@@ -233,12 +233,12 @@ def auto_repair(
     scanned = rescan(model)
     first = scanned.calibration
     assert first is not None
-    own, probe = split_clean(clean, calibration.references.train_share)
+    probe = split_clean(clean, calibration.references.train_share)[1]
     accuracies = {"model": scanned.accuracy, "references": scanned.reference_accuracy}
     evidence: dict[str, Any] = {
         "scan_before": scan_summary(first),
         "steps": [],
-        "reference_images": len(own),
+        "reference_images": scanned.reference_images,
         "probe_accuracy": accuracies,
     }
     held_before = measure(model, held, None).acc
@@ -247,7 +247,7 @@ def auto_repair(
         evidence["held_out"] = {"images": len(held), "acc_before": held_before,
                                 "acc_after": held_before}  # fmt: skip
         return model, evidence
-    refs, _, _ = train_references(model, own, calibration.references, store, progress)  # kept
+    refs = scanned.references  # the first scan's (never repaired: each step repairs copies)
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first
     for name in cfg.plan[: cfg.rounds]:

@@ -10,7 +10,7 @@ the suspect only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -94,11 +94,8 @@ class ScanOutcome:
     # learn the task calibrate nothing: accuracy_caution)
     accuracy: float | None = None
     reference_accuracy: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "margin_inputs"}
-        out["detections"] = {n: d.to_dict() for n, d in self.detections.items()}
-        return out
+    # the benign references compared with (trained here, found in the store, or given)
+    references: list[nn.Module] = field(default_factory=list)
 
 
 def _detect_cached(
@@ -201,7 +198,17 @@ def scan_model(
               for m in [model, *references[:3]]]  # fmt: skip
     raw = {n: [r[n].values for r in ref_found] for n in detectors}
     return ScanOutcome(
-        found, result, trained, len(probe), raw, torch.stack(inputs), c, images, acc, ref_acc
+        found,
+        result,
+        trained,
+        len(probe),
+        raw,
+        torch.stack(inputs),
+        c,
+        images,
+        acc,
+        ref_acc,
+        list(references),
     )
 
 
