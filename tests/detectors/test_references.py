@@ -8,13 +8,15 @@ import torch
 from torch import nn
 
 from backdoorlab.detectors.references import (
+    RETRIES,
     ReferenceRecipe,
     architecture_key,
     fresh_copy,
+    retry_recipe,
     split_clean,
     train_references,
 )
-from backdoorlab.errors import ConfigError
+from backdoorlab.errors import ConfigError, TrainingDivergedError
 from backdoorlab.train.config import TrainConfig
 
 TINY = {"count": 3, "train": TrainConfig(epochs=1, batch_size=32, eval_every=0)}
@@ -88,9 +90,9 @@ def test_the_split_depends_on_the_content_not_the_order(synthetic):
 def test_references_come_from_the_store_the_second_time(synthetic):
     data = synthetic(train_size=64).train
     store, recipe = Counter(), ReferenceRecipe(**TINY)
-    first, keys, trained = train_references(net(), data, recipe, store, progress=False)
+    first, keys, trained, _ = train_references(net(), data, recipe, store, progress=False)
     assert trained == 3 and store.puts == 3 and len(set(keys)) == 3
-    again, keys2, trained2 = train_references(net(), data, recipe, store, progress=False)
+    again, keys2, trained2, _ = train_references(net(), data, recipe, store, progress=False)
     assert trained2 == 0 and store.puts == 3 and keys2 == keys
     for a, b in zip(first, again, strict=True):
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
@@ -108,8 +110,8 @@ def test_one_clean_image_cannot_be_split_between_references_and_probes(synthetic
 def test_more_references_reuse_the_fewer_and_train_only_the_new_ones(synthetic):
     data = synthetic(train_size=64).train
     store = Counter()
-    three, keys3, _ = train_references(net(), data, ReferenceRecipe(**TINY), store, progress=False)
-    five, keys5, trained = train_references(
+    three, keys3, *_ = train_references(net(), data, ReferenceRecipe(**TINY), store, progress=False)
+    five, keys5, trained, _ = train_references(
         net(), data, ReferenceRecipe(**{**TINY, "count": 5}), store, progress=False
     )
     assert trained == 2 and keys5[:3] == keys3 and store.puts == 5
@@ -128,8 +130,42 @@ def test_min_steps_adds_epochs_on_small_data_only_and_keeps_the_default_keys(syn
     assert "min_steps" not in plain.model_dump() and "min_steps" in ReferenceRecipe.model_fields
     # the key is the resolved recipe's: min_steps that adds nothing finds the same references
     store = Counter()
-    _, keys, _ = train_references(net(), data, plain, store, progress=False)
+    keys = train_references(net(), data, plain, store, progress=False).keys
     same = ReferenceRecipe(**TINY, min_steps=2)
-    assert train_references(net(), data, same, store, progress=False)[1:] == (keys, 0)
+    assert train_references(net(), data, same, store, progress=False)[1:3] == (keys, 0)
     longer = ReferenceRecipe(**TINY, min_steps=9)
     assert train_references(net(), data, longer, store, progress=False)[2] == 3
+
+
+def test_a_reference_that_did_not_learn_is_trained_again_slower_and_longer(synthetic):
+    data = synthetic(train_size=64).train
+    recipe = ReferenceRecipe(**TINY).resolved(data)
+    second = retry_recipe(recipe, 2)
+    assert second.train.lr == recipe.train.lr / 4 and second.train.epochs == 4 * recipe.train.epochs
+    assert retry_recipe(recipe, 0) == recipe
+    seen: list[float] = []
+
+    def learned(ref: nn.Module) -> bool:  # the first attempt of every reference is rejected
+        seen.append(len(seen))
+        return len(seen) % 2 == 0
+
+    store = Counter()
+    refs = train_references(net(), data, ReferenceRecipe(**TINY), store, False, learned)
+    assert refs.attempts == [1, 1, 1] and refs.trained == 6 and store.puts == 6
+    plain = train_references(net(), data, ReferenceRecipe(**TINY), Counter(), progress=False)
+    assert plain.attempts == [0, 0, 0] and not set(plain.keys) & set(refs.keys)
+    # both attempts are kept: a second scan finds them and trains nothing
+    seen.clear()
+    again = train_references(net(), data, ReferenceRecipe(**TINY), store, False, learned)
+    assert again.trained == 0 and again.keys == refs.keys and again.attempts == [1, 1, 1]
+    # a reference no attempt teaches is kept from the last one (the scan's caution names it)
+    never = train_references(net(), data, ReferenceRecipe(**TINY), store, False, lambda m: False)
+    assert never.attempts == [RETRIES] * 3 and never.trained == 3 * (RETRIES + 1) - 6
+
+
+def test_a_reference_that_diverges_at_every_rate_ends_the_scan_with_one_line(synthetic):
+    data = synthetic(train_size=64).train
+    wild = ReferenceRecipe(**{**TINY, "train": TrainConfig(epochs=1, batch_size=32, lr=1e30,
+                                                           eval_every=0)})  # fmt: skip
+    with pytest.raises(TrainingDivergedError, match="reference 1: training diverged at every"):
+        train_references(net(), data, wild, Counter(), progress=False)

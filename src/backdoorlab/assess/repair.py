@@ -234,7 +234,8 @@ def auto_repair(
     first = scanned.calibration
     assert first is not None
     probe = split_clean(clean, calibration.references.train_share)[1]
-    accuracies = {"model": scanned.accuracy, "references": scanned.reference_accuracy}
+    accuracies = {"model": scanned.accuracy, "references": scanned.reference_accuracy,
+                  "attempts": scanned.reference_attempts}  # fmt: skip
     evidence: dict[str, Any] = {
         "scan_before": scan_summary(first),
         "steps": [],

@@ -158,7 +158,8 @@ class RepairReport:
         """Warnings where the scan's references trained on too few images to hold the stated
         false-positive rate, or did not learn the task (detectors/scan.py)."""
         acc = self.probe_accuracy or {}
-        return scan_caution(self.reference_images, acc.get("model"), acc.get("references", []))
+        return scan_caution(self.reference_images, acc.get("model"), acc.get("references", []),
+                            acc.get("attempts", []))  # fmt: skip
 
     @property
     def still_flagged(self) -> bool:

@@ -48,12 +48,16 @@ class ScanResult:
     reference_images: int = 0  # the images the scan's own references train on (0: given ones)
     accuracy: float | None = None  # ACC on the probe images, of the model and each reference
     reference_accuracy: list[float] = field(default_factory=list)
+    reference_attempts: list[int] = field(default_factory=list)  # 0: trained as the recipe says
 
     @property
     def caution(self) -> str | None:
         """Warnings where the references trained on too few images to hold the stated
-        false-positive rate, or did not learn the task (detectors/scan.py)."""
-        return scan_caution(self.reference_images, self.accuracy, self.reference_accuracy)
+        false-positive rate, or did not learn the task, and which were trained again
+        (detectors/scan.py)."""
+        return scan_caution(
+            self.reference_images, self.accuracy, self.reference_accuracy, self.reference_attempts
+        )
 
     @property
     def score(self) -> float | None:
@@ -106,6 +110,7 @@ class ScanResult:
             "reference_images": self.reference_images,
             "accuracy": self.accuracy,
             "reference_accuracy": self.reference_accuracy,
+            "reference_attempts": self.reference_attempts,
             "caution": self.caution,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }
@@ -175,6 +180,7 @@ def scan(
         outcome.reference_images,
         outcome.accuracy,
         outcome.reference_accuracy,
+        outcome.reference_attempts,
     )
 
 

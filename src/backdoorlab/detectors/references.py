@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-from typing import Protocol
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 import torch
 from pydantic import ConfigDict, Field
@@ -21,7 +22,7 @@ from torch import nn
 from backdoorlab.config_base import QuietDefaults
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import canonical
-from backdoorlab.errors import ConfigError
+from backdoorlab.errors import ConfigError, TrainingDivergedError
 from backdoorlab.fingerprint import fingerprint
 from backdoorlab.train.config import TrainConfig
 from backdoorlab.train.loop import fit
@@ -141,40 +142,88 @@ def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> 
     return digest("reference", arch, data, blob, str(index))
 
 
+# A reference that did not learn the task, or whose training diverged, is trained again from its
+# seed at half the learning rate for twice the epochs (the same lr x steps in smaller steps), at
+# most RETRIES times. The recipe's SGD at lr 0.05 was set on small CNNs with batch normalisation;
+# on a LeNet without it (issue 26's SGD LeNet) it stalls at chance or diverges
+# (python -m scripts.reference_accuracy).
+RETRIES = 3
+
+
+def retry_recipe(recipe: ReferenceRecipe, attempt: int) -> ReferenceRecipe:
+    """The resolved recipe of a reference's `attempt`-th training (0: the recipe itself)."""
+    if attempt == 0:
+        return recipe
+    t = recipe.train
+    update = {"lr": t.lr / 2**attempt, "epochs": t.epochs * 2**attempt}
+    return recipe.model_copy(update={"train": t.model_copy(update=update)})
+
+
+class References(NamedTuple):
+    """Trained references: the models, their store keys, how many were trained now, and the
+    attempt each was kept from (0: the recipe as given; k: its k-th retry, retry_recipe)."""
+
+    models: list[nn.Module]
+    keys: list[str]
+    trained: int
+    attempts: list[int]
+
+
 def train_references(
     model: nn.Module,
     data: Dataset,
     recipe: ReferenceRecipe,
     store: Store | None = None,
     progress: bool = True,
-) -> tuple[list[nn.Module], list[str], int]:
+    learned: Callable[[nn.Module], bool] | None = None,
+) -> References:
     """`recipe.count` benign references of `model`'s architecture trained on `data` (the
-    references' part of the clean data), taken from `store` where kept there. Returns the
-    models, their store keys, and how many were trained now."""
+    references' part of the clean data), taken from `store` where kept there. A reference that
+    `learned` rejects, or whose training diverges, is trained again (retry_recipe); one that no
+    attempt teaches is kept from the last attempt (the scan's caution names it)."""
     arch, content = architecture_key(model), data_key(data)
     recipe = recipe.resolved(data)
-    models, keys, trained = [], [], 0
+    models, keys, attempts, trained = [], [], [], 0
     for i in range(recipe.count):
-        key = reference_key(arch, content, recipe, i)
-        twin = fresh_copy(model, recipe.seed + i)
-        state = store.get_state(key) if store is not None else None
-        if state is not None:
-            twin.load_state_dict(state)
-            prepare_model(twin)  # the memory layout training leaves: the same kernels, same sums
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(recipe.seed + i)
-                fit(
-                    twin,
-                    data,
-                    recipe.train,
-                    seed=recipe.seed + i,
-                    progress=progress,
-                    description=f"reference {i + 1}/{recipe.count}",
-                )
-            trained += 1
-            if store is not None:
-                store.put_state(key, twin.state_dict())
-        models.append(twin.eval())
-        keys.append(key)
-    return models, keys, trained
+        kept: tuple[nn.Module, str, int] | None = None
+        failure = ""
+        for attempt in range(RETRIES + 1):
+            tried = retry_recipe(recipe, attempt)
+            key = reference_key(arch, content, tried, i)
+            twin = fresh_copy(model, recipe.seed + i)
+            state = store.get_state(key) if store is not None else None
+            if state is not None:
+                twin.load_state_dict(state)
+                prepare_model(twin)  # the layout training leaves: the same kernels, same sums
+            else:
+                try:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(recipe.seed + i)
+                        fit(
+                            twin,
+                            data,
+                            tried.train,
+                            seed=recipe.seed + i,
+                            progress=progress,
+                            description=f"reference {i + 1}/{recipe.count}"
+                            + (f" (retry {attempt}, lr {tried.train.lr:g})" if attempt else ""),
+                        )
+                except TrainingDivergedError as exc:
+                    failure = str(exc)
+                    continue
+                trained += 1
+                if store is not None:
+                    store.put_state(key, twin.state_dict())
+            kept = (twin.eval(), key, attempt)
+            if learned is None or learned(twin):
+                break
+        if kept is None:
+            raise TrainingDivergedError(
+                f"reference {i + 1}: training diverged at every learning rate tried (down to "
+                f"{retry_recipe(recipe, RETRIES).train.lr:g}; last: {failure}); give benign "
+                "references of your own"
+            )
+        models.append(kept[0])
+        keys.append(kept[1])
+        attempts.append(kept[2])
+    return References(models, keys, trained, attempts)
