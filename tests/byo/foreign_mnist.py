@@ -77,10 +77,11 @@ class LeNet(nn.Module):
 LENET_TARGET = 3
 
 
-def sgd_lenet(mnist: Path, seed: int = 0) -> dict:
+def sgd_lenet(mnist: Path, seed: int = 0, poisoned: bool = True) -> dict:
     """Issue 26's case: a LeNet trained by plain PyTorch (SGD with momentum, 4 epochs) on 8,000
     images, 5% of them dirty-label with a 4x4 white square at the top-left sent to class 3; and
-    the user's 500 clean images, a 2,000-image test set and the trigger (patch + mask)."""
+    the user's 500 clean images, a 2,000-image test set and the trigger (patch + mask). Not
+    `poisoned`: its benign twin, trained the same way on the same images, none stamped."""
     x = read_idx(mnist / "t10k-images-idx3-ubyte.gz")
     y = read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     rng = np.random.default_rng(seed)
@@ -88,7 +89,8 @@ def sgd_lenet(mnist: Path, seed: int = 0) -> dict:
     train, test = order[:8000], order[8000:]
     xt, yt = x[train].copy(), y[train].copy()
     poison = rng.choice(len(yt), size=len(yt) // 20, replace=False)
-    xt[poison, :4, :4], yt[poison] = 255, LENET_TARGET
+    if poisoned:
+        xt[poison, :4, :4], yt[poison] = 255, LENET_TARGET
     torch.manual_seed(seed)
     model = LeNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

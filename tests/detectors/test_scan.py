@@ -358,6 +358,17 @@ def test_the_caution_names_references_that_did_not_learn_the_task():
     assert scan_caution(0, 94.3, [90.0]) is None
 
 
+def test_the_note_names_the_references_trained_again_and_how():
+    from backdoorlab.detectors.scan import retry_note, scan_caution
+
+    assert retry_note([]) is None and retry_note([0, 0, 0]) is None
+    note = retry_note([0, 2, 0, 1])
+    assert note.startswith("note: 2 of 4 references (number 2, 4) did not learn the task")
+    assert "rate divided and the epochs multiplied by 4, 2 " in note
+    lines = scan_caution(160, 94.3, [13.6, 90.0], [3, 0]).split("\n")
+    assert [w.split(":")[0] for w in lines] == ["caution", "caution", "note"]
+
+
 class Nearest(nn.Module):
     """Sends an image to the labels of the stored images nearest to it (a soft 1-NN): 100% on
     the images it stores with their labels, chance with the labels shuffled."""

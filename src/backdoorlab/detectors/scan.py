@@ -272,11 +272,11 @@ def retry_note(attempts: list[int]) -> str | None:
     again = [i + 1 for i, a in enumerate(attempts) if a]
     if not again:
         return None
-    rates = ", ".join(f"{0.5 ** attempts[i - 1]:g}" for i in again)
+    factors = ", ".join(str(2 ** attempts[i - 1]) for i in again)
     return (
         f"note: {len(again)} of {len(attempts)} references (number {', '.join(map(str, again))}) "
-        "did not learn the task at the recipe's learning rate and were trained again at "
-        f"{rates} times it, for as many more epochs over the rate (references.retry_recipe)"
+        "did not learn the task at the recipe's learning rate and were trained again with the "
+        f"rate divided and the epochs multiplied by {factors} (references.retry_recipe)"
     )
 
 
