@@ -52,6 +52,10 @@ def test_repair_by_default_removes_an_sgd_lenets_backdoor_and_the_rescan_shows_i
     assert before["acc"] - after["acc"] <= 5, (before, after)
     target = foreign_mnist.LENET_TARGET
     assert report.scan_before["infected"] and report.scan_before["target"] == target
+    # the recipe's first references stall near chance on this LeNet; those kept learned the task
+    # (retried at a lower rate: docs/examples/sgd-lenet-repair.md)
+    acc = report.probe_accuracy
+    assert min(acc["references"]) >= 0.5 * acc["model"] and any(acc["attempts"])
     assert [s["defense"] for s in report.steps] == ["nc"]
     assert not report.still_flagged and "the rescan finds no backdoor" in report.summary
     assert report.scan_after["class_z"][target] < 0  # the flagged class is now below the refs
