@@ -292,7 +292,8 @@ def auto_repair(
 
 # the calibrated scan's probe, chosen on the development zoo (configs/results/detection-dev.yaml,
 # scripts/calibration_choices.py; the second round's adv-labels-l2 + mm-bd is not the default:
-# docs/results/repair-zoo.md's auto-pick); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`,
+# docs/results/repair-zoo.md's auto-pick, auto-steps and auto-steps-aft, which miss the SGD
+# LeNet of docs/examples/sgd-lenet-repair.md); adv-labels, adv-labels-l2 and Neural Cleanse (`nc`,
 # about 6 minutes per MNIST model on one thread) stay available
 DETECTORS_BY_DEFAULT = ("mm-bd",)
 
