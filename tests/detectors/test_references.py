@@ -90,15 +90,15 @@ def test_the_split_depends_on_the_content_not_the_order(synthetic):
 def test_references_come_from_the_store_the_second_time(synthetic):
     data = synthetic(train_size=64).train
     store, recipe = Counter(), ReferenceRecipe(**TINY)
-    first, keys, trained, _ = train_references(net(), data, recipe, store, progress=False)
-    assert trained == 3 and store.puts == 3 and len(set(keys)) == 3
-    again, keys2, trained2, _ = train_references(net(), data, recipe, store, progress=False)
-    assert trained2 == 0 and store.puts == 3 and keys2 == keys
-    for a, b in zip(first, again, strict=True):
+    first = train_references(net(), data, recipe, store, progress=False)
+    assert first.trained == 3 and store.puts == 3 and len(set(first.keys)) == 3
+    again = train_references(net(), data, recipe, store, progress=False)
+    assert again.trained == 0 and store.puts == 3 and again.keys == first.keys
+    for a, b in zip(first.models, again.models, strict=True):
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     other = ReferenceRecipe(**{**TINY, "seed": 5})  # another recipe: trained anew
-    assert train_references(net(), data, other, store, progress=False)[2] == 3
-    assert train_references(net(16), data, recipe, store, progress=False)[2] == 3
+    assert train_references(net(), data, other, store, progress=False).trained == 3
+    assert train_references(net(16), data, recipe, store, progress=False).trained == 3
 
 
 def test_one_clean_image_cannot_be_split_between_references_and_probes(synthetic):
@@ -110,12 +110,12 @@ def test_one_clean_image_cannot_be_split_between_references_and_probes(synthetic
 def test_more_references_reuse_the_fewer_and_train_only_the_new_ones(synthetic):
     data = synthetic(train_size=64).train
     store = Counter()
-    three, keys3, *_ = train_references(net(), data, ReferenceRecipe(**TINY), store, progress=False)
-    five, keys5, trained, _ = train_references(
+    three = train_references(net(), data, ReferenceRecipe(**TINY), store, progress=False)
+    five = train_references(
         net(), data, ReferenceRecipe(**{**TINY, "count": 5}), store, progress=False
     )
-    assert trained == 2 and keys5[:3] == keys3 and store.puts == 5
-    for a, b in zip(three, five[:3], strict=False):
+    assert five.trained == 2 and five.keys[:3] == three.keys and store.puts == 5
+    for a, b in zip(three.models, five.models[:3], strict=False):
         assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
@@ -132,9 +132,10 @@ def test_min_steps_adds_epochs_on_small_data_only_and_keeps_the_default_keys(syn
     store = Counter()
     keys = train_references(net(), data, plain, store, progress=False).keys
     same = ReferenceRecipe(**TINY, min_steps=2)
-    assert train_references(net(), data, same, store, progress=False)[1:3] == (keys, 0)
+    found = train_references(net(), data, same, store, progress=False)
+    assert found.keys == keys and found.trained == 0
     longer = ReferenceRecipe(**TINY, min_steps=9)
-    assert train_references(net(), data, longer, store, progress=False)[2] == 3
+    assert train_references(net(), data, longer, store, progress=False).trained == 3
 
 
 def test_a_reference_that_did_not_learn_is_trained_again_slower_and_longer(synthetic):

@@ -13,7 +13,8 @@ import copy
 import json
 import math
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from pydantic import ConfigDict, Field
@@ -159,7 +160,8 @@ def retry_recipe(recipe: ReferenceRecipe, attempt: int) -> ReferenceRecipe:
     return recipe.model_copy(update={"train": t.model_copy(update=update)})
 
 
-class References(NamedTuple):
+@dataclass
+class References:
     """Trained references: the models, their store keys, how many were trained now, and the
     attempt each was kept from (0: the recipe as given; k: its k-th retry, retry_recipe)."""
 

@@ -178,9 +178,8 @@ def scan_model(
         def learned(ref: nn.Module) -> bool:
             return accuracy(ref, probe) >= UNLEARNED_SHARE * acc
 
-        references, keys, trained, attempts = train_references(
-            model, own, recipe, store, progress, learned
-        )
+        made = train_references(model, own, recipe, store, progress, learned)
+        references, keys, trained, attempts = made.models, made.keys, made.trained, made.attempts
         images = len(own)
     else:
         probe, keys = clean, []
