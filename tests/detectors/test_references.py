@@ -168,5 +168,10 @@ def test_a_reference_that_diverges_at_every_rate_ends_the_scan_with_one_line(syn
     data = synthetic(train_size=64).train
     wild = ReferenceRecipe(**{**TINY, "train": TrainConfig(epochs=1, batch_size=32, lr=1e30,
                                                            eval_every=0)})  # fmt: skip
+    store = Counter()
     with pytest.raises(TrainingDivergedError, match="reference 1: training diverged at every"):
-        train_references(net(), data, wild, Counter(), progress=False)
+        train_references(net(), data, wild, store, progress=False)
+    assert store.puts == RETRIES + 1  # each diverged attempt is kept as such
+    with pytest.raises(TrainingDivergedError, match="diverged in an earlier scan"):
+        train_references(net(), data, wild, store, progress=False)
+    assert store.puts == RETRIES + 1  # and not trained again

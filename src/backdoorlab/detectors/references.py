@@ -149,6 +149,7 @@ def reference_key(arch: str, data: str, recipe: ReferenceRecipe, index: int) -> 
 # on a LeNet without it (issue 26's SGD LeNet) it stalls at chance or diverges
 # (python -m scripts.reference_accuracy).
 RETRIES = 3
+DIVERGED = "diverged"  # the store's entry for an attempt whose training diverged
 
 
 def retry_recipe(recipe: ReferenceRecipe, attempt: int) -> ReferenceRecipe:
@@ -194,6 +195,9 @@ def train_references(
             key = reference_key(arch, content, tried, i)
             twin = fresh_copy(model, recipe.seed + i)
             state = store.get_state(key) if store is not None else None
+            if state is not None and DIVERGED in state:  # an earlier scan's attempt diverged
+                failure = "diverged in an earlier scan (kept in the store)"
+                continue
             if state is not None:
                 twin.load_state_dict(state)
                 prepare_model(twin)  # the layout training leaves: the same kernels, same sums
@@ -212,6 +216,8 @@ def train_references(
                         )
                 except TrainingDivergedError as exc:
                     failure = str(exc)
+                    if store is not None:  # a later scan skips this attempt, not train it again
+                        store.put_state(key, {DIVERGED: torch.ones(1)})
                     continue
                 trained += 1
                 if store is not None:
