@@ -75,7 +75,7 @@ def twins(mnist: Path, count: int) -> list[dict]:
                 assert c is not None
                 row = {"seed": seed, "poisoned": poisoned, "score": c.score,
                        "threshold": c.threshold, "target": c.target,
-                       "top": max(range(10), key=c.class_z().__getitem__),
+                       "top": top_class({"class_z": c.class_z()}),
                        "accuracy": r.accuracy, "references": r.reference_accuracy,
                        "attempts": r.reference_attempts}  # fmt: skip
                 if not poisoned and c.infected:  # what the default repair then does to it
