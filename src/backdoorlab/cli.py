@@ -456,6 +456,8 @@ REPAIR_AUTO = {
     "whatever the data's size)",
     "cache": "auto: folder the trained references are kept in (none: $BACKDOORLAB_CACHE, else "
     "~/.cache/backdoorlab/references)",
+    "scan_screen": "auto: how many of the probes' top classes Neural Cleanse's trigger search "
+    "looks at again (none: no screen)",
 }
 
 
@@ -466,6 +468,8 @@ SCAN_CALIBRATION = {
     "anomaly index) or profile (the residual against the references' class profile)",
     "cache": "folder the trained references are kept in (none: $BACKDOORLAB_CACHE, else "
     "~/.cache/backdoorlab/references)",
+    "screen": "how many of the probes' top classes Neural Cleanse's trigger search looks at "
+    "again on the model and the references (none: no screen)",
 }
 
 

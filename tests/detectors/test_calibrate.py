@@ -146,3 +146,83 @@ def test_raw_shares_where_every_reference_gives_zero_are_scaled_by_the_probe_s_s
     continuous = replace(suspect, resolution=0.0)
     refs0 = [{"adv-labels-l2": replace(r["adv-labels-l2"], resolution=0.0)} for r in refs]
     assert calibrate({"adv-labels-l2": continuous}, refs0, evidence="values").score > 1e6
+
+
+def _norms(seed: int, k: int = 3) -> list[float]:
+    g = torch.Generator().manual_seed(seed)
+    return (60 + 20 * torch.rand(k, generator=g)).tolist()
+
+
+def test_a_screen_s_tiny_trigger_flags_a_class_the_probes_alone_do_not():
+    from backdoorlab.detectors.calibrate import screened
+
+    probes = calibrate({"adv-labels": det(shares(0))}, REFERENCES, min_threshold=10)
+    assert not probes.infected
+    refs = [_norms(s) for s in range(1, 9)]
+    c = screened(probes, [2, 5, 8], [70.0, 6.0, 65.0], refs, floor=0.5, min_threshold=10)
+    assert c.infected and c.target == 5 and c.score > 10
+    assert c.screen["probes_score"] == probes.score and c.screen["classes"] == [2, 5, 8]
+    per_class = c.class_z()
+    assert per_class[5] == c.score  # the screened class carries the score
+    assert per_class[3] == probes.class_z()[3]  # a class not searched keeps the probes' z
+    # each reference's null score is its largest z of either kind against the others
+    assert all(n >= p for n, p in zip(c.null, probes.null, strict=True))
+    assert len(c.screen["null"]) == 8
+
+
+def test_a_small_trigger_every_reference_also_has_is_not_flagged():
+    from backdoorlab.detectors.calibrate import screened
+
+    probes = calibrate({"adv-labels": det(shares(0))}, REFERENCES, min_threshold=10)
+    refs = [[8.0 + s / 10, 70.0 + s, 66.0 - s] for s in range(8)]  # class 2 is easy for all
+    c = screened(probes, [2, 5, 8], [8.2, 69.0, 64.0], refs, floor=0.5, min_threshold=10)
+    assert not c.infected and c.target is None and c.score < 3
+    with pytest.raises(ConfigError, match="3 references' norms for 8"):
+        screened(probes, [2, 5, 8], [8.2, 69.0, 64.0], refs[:3])
+
+
+def test_a_screen_finds_the_wired_patch_and_searches_a_kept_reference_once(
+    synthetic, tmp_path, monkeypatch
+):
+    """End to end: Neural Cleanse's search on the probes' top classes of a wired backdoor
+    against trained references; a second scan searches only the suspect's classes again."""
+    import backdoorlab.detectors.scan as scan_module
+    from backdoorlab.byo.scanning import scan
+
+    data = synthetic(train_size=128, test_size=16).train
+    options = {"mm-bd": {"starts": 2, "steps": 20}}
+    refs = [Wired(data, s, patch=False) for s in range(1, 7)]
+    infected = scan(Wired(data, 0, patch=True), data, detectors=["mm-bd"], options=options,
+                    references=refs, device="cpu", screen=2)  # fmt: skip
+    screen = infected.calibration.screen
+    assert 3 in screen["classes"] and len(screen["classes"]) == 2
+    k = screen["classes"].index(3)
+    # the patch's trigger is a few pixels; no wired reference has one for class 3
+    assert screen["norms"][k] < min(row[k] for row in screen["reference_norms"]) / 3
+    assert infected.calibration.infected and infected.calibration.target == 3
+
+    searched = []
+    real = scan_module.reverse_trigger
+
+    def counted(m, d, t, cfg, seed):
+        searched.append(t)
+        return real(m, d, t, cfg, seed)
+
+    monkeypatch.setattr(scan_module, "reverse_trigger", counted)
+    model = plain_net_for(data)
+    kw = dict(detectors=["mm-bd"], options=options, references=3, device="cpu", screen=2,
+              recipe={"count": 3, "train": {"epochs": 1, "batch_size": 32, "eval_every": 0}},
+              cache=tmp_path / "refs")  # fmt: skip
+    first = scan(model, data, **kw)
+    assert len(searched) == 2 * (1 + 3)  # the suspect's two classes, and each reference's
+    searched.clear()
+    second = scan(model, data, **kw)
+    assert len(searched) == 2 and second.calibration.screen == first.calibration.screen
+
+
+def plain_net_for(data) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(data.channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(), nn.Linear(8 * 16, data.num_classes),
+    )  # fmt: skip

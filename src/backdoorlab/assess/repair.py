@@ -88,7 +88,7 @@ class AutoConfig(DefenseConfig):
     repair steps at most, and the share of the clean data held out for evidence."""
 
     # added after docs/results/repair-zoo.md was published: unset, a config hashes as before
-    quiet = ("min_steps", "detectors", "evidence")
+    quiet = ("min_steps", "detectors", "evidence", "screen")
 
     references: int = Field(8, ge=3, le=256, description="benign references of the scan")
     detectors: list[str] | None = Field(
@@ -104,6 +104,12 @@ class AutoConfig(DefenseConfig):
         ge=1,
         description="SGD steps each reference trains at least (None: its recipe's epochs); "
         "docs/examples/sgd-lenet-repair.md shows what 100-320 do to a foreign model's scan",
+    )
+    screen: int | None = Field(
+        None,
+        ge=1,
+        description="the probes' top classes that Neural Cleanse's trigger search looks at "
+        "again, in the first scan (a rescan searches the class it flagged); None: no screen",
     )
     fpr: float = Field(0.05, gt=0, lt=1, description="false-positive rate of the verdict")
     rounds: int = Field(2, ge=1, description="repair steps at most")
@@ -218,6 +224,8 @@ def auto_repair(
     settings: dict[str, Any] = {"references": recipe, "fpr": cfg.fpr}
     if cfg.evidence is not None:
         settings["evidence"] = cfg.evidence
+    if cfg.screen is not None:
+        settings["screen"] = {"classes": cfg.screen}
     calibration = validated_calibration(settings)
 
     def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> ScanOutcome:
@@ -226,10 +234,12 @@ def auto_repair(
         # rest against references repaired like the model. The held-out share only measures
         # the suspect, which a scan does not change.
         data = clean if refs is None else probe
-        outcome = scan_model(m, data, detectors, calibration, refs, store=store, progress=progress)
+        again = None if refs is None or target is None else [target]
+        outcome = scan_model(m, data, detectors, calibration, refs, store, progress, again)
         assert outcome.calibration is not None
         return outcome
 
+    target = None
     scanned = rescan(model)
     first = scanned.calibration
     assert first is not None

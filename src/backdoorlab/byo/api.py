@@ -258,6 +258,7 @@ def repair(
     min_steps: int | None = None,
     scan_detectors: list[str] | None = None,
     scan_evidence: str | None = None,
+    scan_screen: int | None = None,
     plan: list[str] | None = None,
     plan_options: dict[str, dict[str, Any]] | None = None,
     cache: str | Path | None = None,
@@ -271,7 +272,8 @@ def repair(
     leaves the model unchanged; else it unlearns the reversed trigger of the flagged class (nc),
     rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
     (the references train for at least `min_steps` SGD steps where given; the scan's probes
-    and evidence are `scan_detectors` and `scan_evidence`, by default the scan's; `plan` and
+    and evidence are `scan_detectors` and `scan_evidence`, by default the scan's, and
+    `scan_screen` of the probes' top classes are searched again for a small trigger; `plan` and
     `plan_options` replace its repairs and give each its settings by name, e.g. plan=["aft",
     "nc"], plan_options={"aft": {"eps": 0.2, "epochs": 20, "clean_epochs": 5}}), and
     reports the scan before and after, ACC on a held-out fifth of `clean` (the repair trains on
@@ -315,7 +317,7 @@ def repair(
         )
         auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
                     "min_steps": min_steps, "detectors": scan_detectors,
-                    "evidence": scan_evidence}  # fmt: skip
+                    "evidence": scan_evidence, "screen": scan_screen}  # fmt: skip
         try:
             settings = DEFENSES.validate({**auto_cfg, **steps})
         except ValidationError as exc:  # auto's settings are this function's parameters

@@ -131,13 +131,15 @@ def scan(
     fpr: float = 0.05,
     cache: str | Path | None = None,
     progress: bool = False,
+    screen: int | None = None,
 ) -> ScanResult:
     """Is `model` backdoored, and towards which class? Each detector's per-class evidence
     (`options[name]` its settings), calibrated against benign references of the same
     architecture at false-positive rate `fpr` (detectors/scan.py): `references` fresh copies of
     the model trained on half of `data` by `recipe` (kept in `cache`, default
     `reference_cache()`, so the next scan trains nothing), or the benign models given (at least
-    3), or None for the detectors' uncalibrated findings."""
+    3), or None for the detectors' uncalibrated findings. `screen` classes, the probes' top ones,
+    are searched again for a small trigger (Neural Cleanse) on the model and the references."""
     dev = resolve_device(device)
     model = placed_model(model, mean, std, dev)
     clean, _ = fitted_data(model, data, "test", dev, "data")
@@ -156,6 +158,8 @@ def scan(
                 "references: a number of references to train, a list of benign models, or None"
             )
         settings: dict[str, Any] = {"evidence": evidence, "fpr": fpr}
+        if screen is not None:
+            settings["screen"] = {"classes": screen}
         if isinstance(references, int):
             base = recipe.model_dump() if isinstance(recipe, ReferenceRecipe) else recipe or {}
             settings["references"] = {**base, "count": references}

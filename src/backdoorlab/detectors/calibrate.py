@@ -20,7 +20,8 @@ data by another recipe), and the fitted p-value. The empirical p-value, (1 + #nu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist, fmean, stdev
 from typing import Any
 
@@ -68,10 +69,16 @@ class Calibration:
     references: int
     z: dict[str, list[float]]
     null: list[float]
+    # the trigger search's second look at the probes' top classes (`screened`); None: no screen
+    screen: dict[str, Any] | None = None
 
     def class_z(self) -> list[float]:
-        """Per class, the largest z over the detectors."""
-        return torch.tensor(list(self.z.values())).amax(0).tolist()
+        """Per class, the largest z over the detectors (and the screen, where it searched)."""
+        per_class = torch.tensor(list(self.z.values())).amax(0).tolist()
+        if self.screen is not None:
+            for c, z in zip(self.screen["classes"], self.screen["z"], strict=True):
+                per_class[c] = max(per_class[c], z)
+        return per_class
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,10 +197,7 @@ def calibrate(
         others = {d: torch.cat([t[:i], t[i + 1 :]]) for d, t in ref_values.items()}
         own = {d: t[i] for d, t in ref_values.items()}
         null.append(_top(_z_all(own, others, kinds, evidence, floor))[0])
-    fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
-    threshold = max(fitted.inv_cdf(1 - fpr), min_threshold)
-    p_value = 1 - fitted.cdf(score)
-    p_empirical = (1 + sum(s >= score for s in null)) / (len(null) + 1)
+    threshold, p_value, p_empirical = _verdict(score, null, fpr, min_threshold)
     infected = score > threshold
     return Calibration(
         round(score, 4),
@@ -206,4 +210,66 @@ def calibrate(
         len(references),
         {d: [round(float(v), 4) for v in t] for d, t in z.items()},
         [round(s, 4) for s in null],
+    )
+
+
+def _verdict(score: float, null: list[float], fpr: float, least: float) -> tuple[float, ...]:
+    """(threshold, fitted p-value, empirical p-value) of `score` against the `null` scores: the
+    threshold at `fpr` of a normal fitted to the null, never below `least`."""
+    fitted = NormalDist(fmean(null), max(stdev(null), 1e-6))
+    threshold = max(fitted.inv_cdf(1 - fpr), least)
+    p_empirical = (1 + sum(s >= score for s in null)) / (len(null) + 1)
+    return threshold, 1 - fitted.cdf(score), p_empirical
+
+
+def screened(
+    c: Calibration,
+    classes: list[int],
+    norms: list[float],
+    reference_norms: list[list[float]],
+    floor: float = 0.0,
+    min_threshold: float = 0.0,
+) -> Calibration:
+    """`c` with a trigger search's evidence on `classes` joined: per class, the log of the
+    smallest trigger's mask norm (NC Eq. 2-3) z-scored on the small side against the
+    references' norms for the same class [R][k]; the score, target, null and verdict over the
+    probes and the screen together (a reference's null score is its largest z of either, each
+    against the other references)."""
+    if len(reference_norms) != len(c.null):
+        raise ConfigError(
+            f"screen: {len(reference_norms)} references' norms for {len(c.null)} references"
+        )
+    mine = torch.tensor([math.log(max(n, 1e-6)) for n in norms])
+    theirs = torch.tensor(reference_norms, dtype=torch.float64).clamp_min(1e-6).log()
+    # rel_floor 0: a share of a log's median has no meaning; the classes' spread floors it
+    z = robust_z(mine, theirs, "low", rel_floor=0.0, spread_floor=floor)
+    own = [
+        float(robust_z(theirs[i], torch.cat([theirs[:i], theirs[i + 1 :]]), "low", 0.0,
+                       spread_floor=floor).max())
+        for i in range(len(theirs))
+    ]  # fmt: skip
+    null = [max(a, b) for a, b in zip(c.null, own, strict=True)]
+    screen = {
+        "classes": list(classes),
+        "z": [round(float(v), 4) for v in z],
+        "norms": [round(n, 4) for n in norms],
+        "reference_norms": [[round(n, 4) for n in row] for row in reference_norms],
+        "null": [round(s, 4) for s in own],
+        "probes_score": c.score,
+    }
+    joined = replace(c, screen=screen)
+    per_class = joined.class_z()
+    target = max(range(len(per_class)), key=per_class.__getitem__)
+    score = per_class[target]
+    threshold, p_value, p_empirical = _verdict(score, null, c.fpr, min_threshold)
+    infected = score > threshold
+    return replace(
+        joined,
+        score=round(score, 4),
+        target=target if infected else None,
+        p_value=p_value,
+        p_empirical=p_empirical,
+        infected=infected,
+        threshold=round(threshold, 4),
+        null=[round(s, 4) for s in null],
     )

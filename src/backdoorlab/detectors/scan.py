@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import track
 from torch import nn
 
-from backdoorlab.config_base import parameter_error
+from backdoorlab.config_base import QuietDefaults, parameter_error
 from backdoorlab.data.base import Dataset
-from backdoorlab.detectors.base import Detection, DetectorConfig, run_detector
-from backdoorlab.detectors.calibrate import Calibration, calibrate
+from backdoorlab.detectors.base import Detection, DetectorConfig, canonical, run_detector
+from backdoorlab.detectors.calibrate import Calibration, calibrate, screened
 from backdoorlab.detectors.mm_bd import MMBDConfig, max_margins
 from backdoorlab.detectors.references import (
     ReferenceRecipe,
@@ -31,6 +31,7 @@ from backdoorlab.detectors.references import (
     split_clean,
     train_references,
 )
+from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.errors import ConfigError
 from backdoorlab.metrics.core import accuracy
 from backdoorlab.train.perf import prepare_model
@@ -42,11 +43,30 @@ from backdoorlab.train.perf import prepare_model
 EVIDENCE_BY_DEFAULT = "profile"
 
 
-class CalibrationConfig(BaseModel):
+def _screen_search() -> TriggerSearch:
+    # the MNIST configs' Neural Cleanse budget (configs/mnist-badnets-nc.yaml): 60 steps of 5
+    # batches of 128, against the reference implementation's 1,000 passes over the data
+    return TriggerSearch(steps=60, batches_per_step=5, batch_size=128)
+
+
+class ScreenConfig(BaseModel):
+    """A second look at the classes the probes rank highest: Neural Cleanse's trigger search on
+    each, on the suspect and on every reference (K-Arm's idea, Shen et al. 2021: spend the
+    costly search on the few promising classes), its mask norm calibrated per class."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    classes: int = Field(3, ge=1, description="how many of the probes' top classes are searched")
+    search: TriggerSearch = Field(default_factory=_screen_search)
+    seed: int = Field(0, ge=0, description="seed of the search's mini-batches")
+
+
+class CalibrationConfig(QuietDefaults):
     """A calibrated scan's settings: the references' recipe, which evidence is calibrated, and
     the false-positive rate of the verdict."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    quiet = ("screen",)  # added after the detection pages were published
 
     references: ReferenceRecipe = Field(default_factory=ReferenceRecipe)
     evidence: Literal["values", "index", "profile"] = Field(
@@ -72,6 +92,11 @@ class CalibrationConfig(BaseModel):
         ge=0,
         description="a class's spread over the references counts as at least this share of the "
         "median spread of the classes",
+    )
+    screen: ScreenConfig | None = Field(
+        None,
+        description="Neural Cleanse's trigger search on the probes' top classes, joined to the "
+        "verdict (None: the probes alone)",
     )
 
 
@@ -151,10 +176,12 @@ def scan_model(
     references: list[nn.Module] | None = None,
     store: Store | None = None,
     progress: bool = False,
+    screen_classes: list[int] | None = None,
 ) -> ScanOutcome:
     """Run `detectors` on `model` with the defender's `clean` data; with `calibration`, against
     `references` when given (the probes then see all of `clean`), else against references
-    trained here on a share of `clean` (the probes see the rest)."""
+    trained here on a share of `clean` (the probes see the rest). A screen searches
+    `screen_classes` where given, else the probes' top classes."""
     # the layout PGD and training put a model in (channels_last), before any probe: a probe run
     # before PGD converts the model would otherwise see other kernels than the same probe after
     prepare_model(model)
@@ -206,6 +233,10 @@ def scan_model(
     result = calibrated(
         {n: found[n] for n in used}, [{n: r[n] for n in used} for r in ref_found], calibration
     )
+    if calibration.screen is not None:
+        result = _screened(
+            model, references, keys, probe, result, calibration, store, progress, screen_classes
+        )
     c = result.target if result.target is not None else _top_class(result)
     shape = tuple(probe.images.shape[1:])
     cfg = MMBDConfig(name="mm-bd")
@@ -227,6 +258,47 @@ def scan_model(
         list(references),
         attempts,
     )
+
+
+def _screened(
+    model: nn.Module,
+    references: list[nn.Module],
+    keys: list[str],
+    probe: Dataset,
+    result: Calibration,
+    calibration: CalibrationConfig,
+    store: Store | None,
+    progress: bool,
+    classes: list[int] | None,
+) -> Calibration:
+    """`result` with the screen's trigger searches joined (ScreenConfig); a reference's search
+    is kept in `store` per class, so the next suspect's classes cost the references nothing
+    when searched before."""
+    screen = calibration.screen
+    assert screen is not None
+    if classes is None:
+        per_class = result.class_z()
+        order = sorted(range(len(per_class)), key=lambda k: (-per_class[k], k))
+        classes = sorted(order[: screen.classes])
+    data = canonical(probe)
+    settings, probe_key = screen.model_dump_json(exclude={"classes"}), data_key(probe)
+
+    def norm(m: nn.Module, c: int, key: str) -> float:
+        kept = store.get_state(key) if store is not None and key else None
+        if kept is not None and "norm" in kept:
+            return float(kept["norm"][0])
+        found = reverse_trigger(m, data, c, screen.search, screen.seed)[2]
+        if store is not None and key:
+            store.put_state(key, {"norm": torch.tensor([found], dtype=torch.float64)})
+        return found
+
+    mine = [norm(model, c, "") for c in classes]
+    theirs = [
+        [norm(ref, c, digest("screen", keys[i], settings, probe_key, str(c)) if keys else "")
+         for c in classes]
+        for i, ref in enumerate(track(references, "screening references", disable=not progress))
+    ]  # fmt: skip
+    return screened(result, classes, mine, theirs, calibration.floor, calibration.min_threshold)
 
 
 # The fewest images references trained on where a measured zoo held the verdict's stated
@@ -330,6 +402,10 @@ def recalibrated_detection(
     kept = stored.get("calibrated", {}).get("details", {}).get("reference_values")
     if not kept:
         raise ConfigError("recalibrate: the record keeps no references' values (not calibrated)")
+    if calibration.screen is not None:
+        raise ConfigError(
+            "recalibrate: a screen searches the model again; it cannot be scored from kept values"
+        )
     used = calibration.detectors or sorted(kept)
     missing = [n for n in used if n not in kept or n not in stored]
     if missing:
