@@ -10,6 +10,7 @@ from torch import nn
 from backdoorlab.data.base import Dataset
 from backdoorlab.detectors.base import run_detector
 from backdoorlab.errors import ConfigError
+from backdoorlab.train.config import TrainConfig
 
 TINY = {"count": 3, "train": {"epochs": 1, "batch_size": 32, "eval_every": 0}}
 FAST = {"mm-bd": {"starts": 2, "steps": 5}, "adv-labels": {"steps": 2}}
@@ -452,3 +453,36 @@ def test_a_kept_scan_recalibrates_to_what_a_scan_at_those_settings_gives(synthet
         recalibrated_detection({n: kept[n] for n in probes}, both)
     with pytest.raises(ConfigError, match=r"\['nc'\] were not run"):
         recalibrated_detection(kept, CalibrationConfig(detectors=["nc"]))
+
+
+def test_auto_s_rescans_screen_the_class_its_first_scan_flagged(monkeypatch, synthetic):
+    """With a screen, the first scan searches the probes' top classes; each rescan after a repair
+    searches the class the first scan flagged, on the model and the repaired references."""
+    import backdoorlab.assess.repair as repair_module
+    from backdoorlab.detectors.calibrate import Calibration
+    from backdoorlab.detectors.scan import ScanOutcome
+
+    data = synthetic(train_size=40).train
+    calls = []
+
+    def fake(model, clean, detectors, calibration, refs=None, store=None, progress=False,
+             screen_classes=None):  # fmt: skip
+        calls.append((refs is None, screen_classes, calibration.screen.classes))
+        flagged = refs is None  # the first scan flags class 2; the rescan clears it
+        z = [0.0] * 4
+        z[2] = 20.0 if flagged else 1.0
+        c = Calibration(max(z), 2 if flagged else None, 0.01, 0.1, flagged, 10.0, 0.05, 3,
+                        {"mm-bd": z}, [1.0, 2.0, 3.0])  # fmt: skip
+        return ScanOutcome({}, c, 0, len(clean), accuracy=90.0, reference_accuracy=[90.0] * 3,
+                           references=[plain_net() for _ in range(3)],
+                           reference_attempts=[0, 0, 0])  # fmt: skip
+
+    monkeypatch.setattr(repair_module, "scan_model", fake)
+    blank = (torch.zeros(1, 1, 12, 12), torch.zeros(1, 3, 12, 12), 1.0)
+    monkeypatch.setattr(repair_module, "evidence_trigger", lambda *a: blank)
+    cfg = repair_module.AutoConfig(name="auto", screen=2, plan=["ft"], options={"epochs": 1})
+    _, evidence = repair_module.auto_repair(
+        plain_net(), data, TrainConfig(eval_every=0), torch.device("cpu"), cfg, 0, None
+    )
+    assert calls == [(True, None, 2), (False, [2], 2)]
+    assert [s["defense"] for s in evidence["steps"]] == ["ft"]

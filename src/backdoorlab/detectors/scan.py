@@ -10,6 +10,7 @@ the suspect only.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -292,13 +293,18 @@ def _screened(
             store.put_state(key, {"norm": torch.tensor([found], dtype=torch.float64)})
         return found
 
+    t0 = time.perf_counter()
     mine = [norm(model, c, "") for c in classes]
+    seconds = round(time.perf_counter() - t0, 3)
     theirs = [
         [norm(ref, c, digest("screen", keys[i], settings, probe_key, str(c)) if keys else "")
          for c in classes]
         for i, ref in enumerate(track(references, "screening references", disable=not progress))
     ]  # fmt: skip
-    return screened(result, classes, mine, theirs, calibration.floor, calibration.min_threshold)
+    joined = screened(result, classes, mine, theirs, calibration.floor, calibration.min_threshold)
+    assert joined.screen is not None
+    joined.screen["seconds"] = seconds  # the suspect's searches (the references' are kept)
+    return joined
 
 
 # The fewest images references trained on where a measured zoo held the verdict's stated
@@ -380,7 +386,12 @@ def calibrated_detection(outcome: ScanOutcome) -> dict[str, Any]:
         [c.target] if c.target is not None else [],
         c.score,
         "largest calibrated z over the detectors",
-        seconds=round(sum(d.seconds for d in outcome.detections.values()), 3),
+        # the probes' seconds on the model, and the screen's searches on it where it ran
+        seconds=round(
+            sum(d.seconds for d in outcome.detections.values())
+            + ((c.screen or {}).get("seconds") or 0.0),
+            3,
+        ),  # fmt: skip
         details={
             **c.to_dict(),
             "references_trained": outcome.references_trained,
