@@ -11,7 +11,7 @@ TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 endif
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test install install-dev lint clean bench bench-quick bench-scan docs
+.PHONY: quickstart test install install-dev lint clean bench bench-quick bench-scan bench-scan-screen docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: $(VENV)/.installed-bench
 # the calibrated scan: references of one architecture, then a scan that reuses them (2 threads)
 bench-scan: install
 	$(BIN)/python bench/scan.py --json docs/performance/scan-cpu.json
+
+# the same, and a scan with Neural Cleanse's search screening the probes' 3 top classes
+bench-scan-screen: install
+	$(BIN)/python bench/scan.py --screen 3 --json docs/performance/scan-screen-cpu.json
 
 # the API reference, from the docstrings (build/api/index.html); a pdoc warning fails it
 docs: install-dev
