@@ -215,8 +215,8 @@ def test_repair_takes_autos_settings_from_the_apis_signature():
     parser = build_parser()
     flags = flags_of(parser, "repair")
     params = inspect.signature(backdoorlab.repair).parameters
-    assert {flags[n] for n in REPAIR_AUTO} == {"--references", "--fpr", "--rounds",
-                                               "--min-steps", "--cache"}  # fmt: skip
+    expected = {"--references", "--fpr", "--rounds", "--min-steps", "--cache", "--scan-screen"}
+    assert {flags[n] for n in REPAIR_AUTO} == expected
     (sub,) = (a for a in parser._actions if a.dest == "command")
     base = ["repair", "--model", "m.pt", "--arch", "lenet", "--data", "d", "--out", "o"]
     defaults = sub.choices["repair"].parse_args(base[1:])
@@ -253,7 +253,7 @@ def test_scan_takes_its_calibration_and_its_defaults_from_the_apis_signature():
     parser = build_parser()
     flags = flags_of(parser, "scan")
     params = inspect.signature(backdoorlab.scan).parameters
-    assert {flags[n] for n in SCAN_CALIBRATION} == {"--fpr", "--evidence", "--cache"}
+    assert {flags[n] for n in SCAN_CALIBRATION} == {"--fpr", "--evidence", "--cache", "--screen"}
     (sub,) = (a for a in parser._actions if a.dest == "command")
     scan_parser = sub.choices["scan"]
     defaults = scan_parser.parse_args(["--model", "m.pt", "--arch", "lenet", "--data", "d",
