@@ -389,6 +389,13 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> None:
         if result.calibration is not None:
             table.add_row("calibrated z", *(f"{v:.2f}" for v in result.calibration.z[name]))
         console.print(table)
+    screen = result.calibration.screen if result.calibration is not None else None
+    if screen:
+        found = ", ".join(
+            f"class {c}: mask {n:.1f} px, z {z:.2f}"
+            for c, n, z in zip(screen["classes"], screen["norms"], screen["z"], strict=True)
+        )
+        console.print(f"screen (trigger search): {found}")
     console.print(result.verdict)
     if result.caution:
         console.print(result.caution)

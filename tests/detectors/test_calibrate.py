@@ -200,6 +200,11 @@ def test_a_screen_finds_the_wired_patch_and_searches_a_kept_reference_once(
     # the patch's trigger is a few pixels; no wired reference has one for class 3
     assert screen["norms"][k] < min(row[k] for row in screen["reference_norms"]) / 3
     assert infected.calibration.infected and infected.calibration.target == 3
+    from backdoorlab.byo.scanning import scan_page
+
+    (row,) = [line for line in scan_page(infected).splitlines() if line.startswith("| screen")]
+    cells = row.strip("|").split("|")[1:]
+    assert [c.strip() == "-" for c in cells] == [c not in screen["classes"] for c in range(4)]
 
     searched = []
     real = scan_module.reverse_trigger

@@ -246,6 +246,13 @@ def plot_margin_inputs(result: ScanResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def screen_row(screen: dict[str, Any], classes: int) -> str:
+    """The screen's calibrated z as a table row over every class ('-': not searched)."""
+    z = dict(zip(screen["classes"], screen["z"], strict=True))
+    cells = [f"{z[i]:.2f}" if i in z else "-" for i in range(classes)]
+    return "| screen (trigger search) | " + " | ".join(cells) + " |"
+
+
 def scan_page(result: ScanResult) -> str:
     """The scan as Markdown: verdict, per-class calibrated z, the figures."""
     c = result.calibration
@@ -265,6 +272,7 @@ def scan_page(result: ScanResult) -> str:
             "| detector | " + " | ".join(str(i) for i in range(k)) + " |",
             "| --- |" + " ---: |" * k,
             *(f"| {n} | " + " | ".join(f"{v:.2f}" for v in z) + " |" for n, z in c.z.items()),
+            *([screen_row(c.screen, k)] if c.screen else []),
             "",
             "![calibrated z per class](scan.png)",
             "",
