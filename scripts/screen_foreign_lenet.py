@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import backdoorlab
+from scripts.repair_foreign_lenet import top_class
 from tests.byo.foreign_mnist import LENET_TARGET as TARGET
 from tests.byo.foreign_mnist import sgd_lenet
 
@@ -45,10 +46,9 @@ def measure(mnist: Path, count: int) -> list[dict]:
                     r = backdoorlab.scan(case["model"], case["clean"], cache=cache, **kw)
                     c = r.calibration
                     assert c is not None
-                    per_class = c.class_z()
                     row = {"seed": seed, "poisoned": poisoned, "setting": name,
                            "score": c.score, "threshold": c.threshold, "target": c.target,
-                           "top": max(range(len(per_class)), key=per_class.__getitem__),
+                           "top": top_class({"class_z": c.class_z()}),
                            "screen": c.screen}  # fmt: skip
                     rows.append(row)
                     print({k: v for k, v in row.items() if k != "screen"})
