@@ -11,6 +11,7 @@ from torch import nn
 
 from backdoorlab.detectors.base import Detection
 from backdoorlab.detectors.calibrate import calibrate, robust_z
+from backdoorlab.detectors.scan import ScreenConfig
 from backdoorlab.errors import ConfigError
 
 
@@ -192,8 +193,11 @@ def test_a_screen_finds_the_wired_patch_and_searches_a_kept_reference_once(
     data = synthetic(train_size=128, test_size=16).train
     options = {"mm-bd": {"starts": 2, "steps": 20}}
     refs = [Wired(data, s, patch=False) for s in range(1, 7)]
+    # a partial search budget keeps the screen's other settings (its batch size of 128)
+    budget = ScreenConfig(classes=2, search={"steps": 20, "batches_per_step": 1})
+    assert budget.search.batch_size == 128
     infected = scan(Wired(data, 0, patch=True), data, detectors=["mm-bd"], options=options,
-                    references=refs, device="cpu", screen=2)  # fmt: skip
+                    references=refs, device="cpu", screen=budget)  # fmt: skip
     screen = infected.calibration.screen
     assert 3 in screen["classes"] and len(screen["classes"]) == 2
     k = screen["classes"].index(3)
@@ -215,7 +219,8 @@ def test_a_screen_finds_the_wired_patch_and_searches_a_kept_reference_once(
 
     monkeypatch.setattr(scan_module, "reverse_trigger", counted)
     model = plain_net_for(data)
-    kw = dict(detectors=["mm-bd"], options=options, references=3, device="cpu", screen=2,
+    kw = dict(detectors=["mm-bd"], options=options, references=3, device="cpu",
+              screen=budget.model_dump(),
               recipe={"count": 3, "train": {"epochs": 1, "batch_size": 32, "eval_every": 0}},
               cache=tmp_path / "refs")  # fmt: skip
     first = scan(model, data, **kw)

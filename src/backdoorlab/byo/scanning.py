@@ -20,6 +20,7 @@ from backdoorlab.detectors.calibrate import Calibration
 from backdoorlab.detectors.references import ReferenceRecipe
 from backdoorlab.detectors.scan import (
     EVIDENCE_BY_DEFAULT,
+    ScreenConfig,
     scan_caution,
     scan_model,
     validated_calibration,
@@ -131,7 +132,7 @@ def scan(
     fpr: float = 0.05,
     cache: str | Path | None = None,
     progress: bool = False,
-    screen: int | None = None,
+    screen: int | ScreenConfig | dict[str, Any] | None = None,
 ) -> ScanResult:
     """Is `model` backdoored, and towards which class? Each detector's per-class evidence
     (`options[name]` its settings), calibrated against benign references of the same
@@ -139,7 +140,8 @@ def scan(
     the model trained on half of `data` by `recipe` (kept in `cache`, default
     `reference_cache()`, so the next scan trains nothing), or the benign models given (at least
     3), or None for the detectors' uncalibrated findings. `screen` classes, the probes' top ones,
-    are searched again for a small trigger (Neural Cleanse) on the model and the references."""
+    are searched again for a small trigger (Neural Cleanse) on the model and the references (a
+    `ScreenConfig` or its dict also sets the search's budget)."""
     dev = resolve_device(device)
     model = placed_model(model, mean, std, dev)
     clean, _ = fitted_data(model, data, "test", dev, "data")
@@ -159,7 +161,7 @@ def scan(
             )
         settings: dict[str, Any] = {"evidence": evidence, "fpr": fpr}
         if screen is not None:
-            settings["screen"] = {"classes": screen}
+            settings["screen"] = screen_settings(screen)
         if isinstance(references, int):
             base = recipe.model_dump() if isinstance(recipe, ReferenceRecipe) else recipe or {}
             settings["references"] = {**base, "count": references}
@@ -244,6 +246,13 @@ def plot_margin_inputs(result: ScanResult, path: Path) -> Path:
     fig.suptitle(f"input of largest margin for class {result.margin_class}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def screen_settings(screen: int | ScreenConfig | dict[str, Any]) -> dict[str, Any]:
+    """A screen given as a class count, a `ScreenConfig` or its dict, as calibration settings."""
+    if isinstance(screen, ScreenConfig):
+        return screen.model_dump()
+    return dict(screen) if isinstance(screen, dict) else {"classes": screen}
 
 
 def screen_row(screen: dict[str, Any], classes: int) -> str:

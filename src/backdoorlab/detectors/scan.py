@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.progress import track
 from torch import nn
 
@@ -60,6 +60,12 @@ class ScreenConfig(BaseModel):
     classes: int = Field(3, ge=1, description="how many of the probes' top classes are searched")
     search: TriggerSearch = Field(default_factory=_screen_search)
     seed: int = Field(0, ge=0, description="seed of the search's mini-batches")
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _over_screen_budget(cls, value: Any) -> Any:
+        # a partial search (`{steps: 20}`) changes the screen's budget, not TriggerSearch's own
+        return {**_screen_search().model_dump(), **value} if isinstance(value, dict) else value
 
 
 class CalibrationConfig(QuietDefaults):
