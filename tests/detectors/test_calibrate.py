@@ -68,6 +68,21 @@ def test_too_few_references_or_a_bad_rate_is_one_clear_error():
         calibrate({"adv-labels": det(shares(0))}, REFERENCES, fpr=1.5)
 
 
+@pytest.mark.parametrize(
+    ("screen", "words"),
+    [(True, "a number of classes"), ("3", "a number of classes"), (0, "screen.classes"),
+     ({"classes": 2, "search": {"steps": 0}}, "screen.search.steps")],
+)  # fmt: skip
+def test_a_bad_screen_is_one_clear_error(synthetic, screen, words):
+    from backdoorlab.byo.scanning import scan
+
+    data = synthetic(train_size=32, test_size=16).train
+    refs = [Wired(data, s, patch=False) for s in range(1, 4)]
+    with pytest.raises(ConfigError, match=words):
+        scan(Wired(data, 0, patch=False), data, detectors=["mm-bd"], references=refs,
+             device="cpu", screen=screen)  # fmt: skip
+
+
 class Wired(nn.Module):
     """A nearest-class-mean classifier (what training on the data would roughly give), its means
     jittered by `seed`; with `patch`, a bright top-left 3x3 corner sends any image to class 3."""

@@ -252,7 +252,11 @@ def screen_settings(screen: int | ScreenConfig | dict[str, Any]) -> dict[str, An
     """A screen given as a class count, a `ScreenConfig` or its dict, as calibration settings."""
     if isinstance(screen, ScreenConfig):
         return screen.model_dump()
-    return dict(screen) if isinstance(screen, dict) else {"classes": screen}
+    if isinstance(screen, dict):
+        return dict(screen)
+    if isinstance(screen, bool) or not isinstance(screen, int):
+        raise ConfigError("screen: a number of classes, a ScreenConfig or its dict, or None")
+    return {"classes": screen}
 
 
 def screen_row(screen: dict[str, Any], classes: int) -> str:
