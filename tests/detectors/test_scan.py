@@ -3,6 +3,8 @@ user's model left as found, MM-BD's margin probe and the L_2 adversarial labels.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -466,7 +468,7 @@ def test_auto_s_rescans_screen_the_class_its_first_scan_flagged(monkeypatch, syn
     calls = []
 
     def fake(model, clean, detectors, calibration, refs=None, store=None, progress=False,
-             screen_classes=None):  # fmt: skip
+             screen_classes=None, reference_keys=None):  # fmt: skip
         calls.append((refs is None, screen_classes, calibration.screen.classes))
         flagged = refs is None  # the first scan flags class 2; the rescan clears it
         z = [0.0] * 4
@@ -486,3 +488,73 @@ def test_auto_s_rescans_screen_the_class_its_first_scan_flagged(monkeypatch, syn
     )
     assert calls == [(True, None, 2), (False, [2], 2)]
     assert [s["defense"] for s in evidence["steps"]] == ["ft"]
+
+
+def test_auto_keeps_references_repaired_alike_and_a_second_repair_repairs_none(
+    monkeypatch, synthetic, tmp_path
+):
+    """A repair that does not read the suspect (no `repeat` of its own) gives every suspect the
+    same repaired references: they are kept, and the next repair on the same data and
+    references reuses them; Neural Cleanse's, which unlearns the suspect's triggers, is not."""
+    import backdoorlab.assess.repair as repair_module
+    from backdoorlab.config_base import validated
+    from backdoorlab.defenses.base import DEFENSES, Defense, DefenseContext, build_defense
+    from backdoorlab.detectors.calibrate import Calibration
+    from backdoorlab.detectors.scan import ScanOutcome
+    from backdoorlab.experiment.cache import StageCache
+
+    data = synthetic(train_size=40).train
+    refs = []
+    for i in range(3):
+        torch.manual_seed(i + 1)
+        refs.append(nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 4)))
+    rescans = []
+
+    def fake(model, clean, detectors, calibration, given=None, store=None, progress=False,
+             screen_classes=None, reference_keys=None):  # fmt: skip
+        if given is not None:
+            rescans.append(([r.state_dict() for r in given], reference_keys))
+        z = [0.0, 0.0, 20.0 if given is None else 1.0, 0.0]  # class 2 flagged, then cleared
+        c = Calibration(max(z), 2 if given is None else None, 0.01, 0.1, given is None, 10.0,
+                        0.05, 3, {"mm-bd": z}, [1.0, 2.0, 3.0])  # fmt: skip
+        return ScanOutcome({}, c, 0, len(clean), accuracy=90.0, reference_accuracy=[90.0] * 3,
+                           references=[copy.deepcopy(r) for r in refs],
+                           reference_attempts=[0, 0, 0],
+                           reference_keys=["ref-a", "ref-b", "ref-c"])  # fmt: skip
+
+    repeats = []
+    real = Defense.repeat
+
+    def counted(self, model, ctx):
+        repeats.append(self.cfg.name)
+        return real(self, model, ctx)
+
+    monkeypatch.setattr(repair_module, "scan_model", fake)
+    monkeypatch.setattr(Defense, "repeat", counted)
+    blank = (torch.zeros(1, 1, 12, 12), torch.zeros(1, 3, 12, 12), 1.0)
+    monkeypatch.setattr(repair_module, "evidence_trigger", lambda *a: blank)
+    cfg = repair_module.AutoConfig(name="auto", plan=["ft"], options={"epochs": 1})
+    store = StageCache(tmp_path / "cache")
+
+    def repair() -> None:
+        torch.manual_seed(0)
+        suspect = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 4))
+        repair_module.auto_repair(
+            suspect, data, TrainConfig(eval_every=0), torch.device("cpu"), cfg, 0, store
+        )
+
+    repair()
+    assert repeats == ["ft"] * 3  # each reference repaired once
+    ((first, keys),) = rescans
+    assert len(set(keys)) == 3 and not set(keys) & {"ref-a", "ref-b", "ref-c"}
+    assert any(not torch.equal(first[0][k], refs[0].state_dict()[k]) for k in first[0])
+    repeats.clear()
+    repair()
+    assert repeats == []  # the second repair found all three kept
+    second, again = rescans[1]
+    assert again == keys
+    for a, b in zip(first, second, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    nc = build_defense(validated(DEFENSES, {"name": "nc"}, "defense nc"))
+    ctx = DefenseContext(train=data, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
+    assert repair_module.repaired_keys(["ref-a"], nc, ctx, 0) == []

@@ -29,7 +29,7 @@ from backdoorlab.defenses.base import (
 )
 from backdoorlab.detectors.base import DETECTORS
 from backdoorlab.detectors.calibrate import Calibration
-from backdoorlab.detectors.references import Store, split_clean
+from backdoorlab.detectors.references import Store, data_key, digest, split_clean
 from backdoorlab.detectors.scan import ScanOutcome, scan_model, validated_calibration
 from backdoorlab.detectors.trigger_search import TriggerSearch, reverse_trigger
 from backdoorlab.metrics.core import Backdoor, der, measure
@@ -196,13 +196,35 @@ def evidence_search(cfg: AutoConfig) -> TriggerSearch:
     return TriggerSearch(**{k: v for k, v in given.items() if k in TriggerSearch.model_fields})
 
 
-def _repeated(done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int) -> nn.Module:
+def _repeated(
+    done: Defense, ref: nn.Module, ctx: DefenseContext, seed: int, key: str, store: Store | None
+) -> nn.Module:
     """A copy of reference `ref` repaired as `done` repaired the suspect. A rescan compares the
     repaired model with references that went through the same repair, so that what the repair
-    does to any model (unlearning raises some class's margins) is not read as a backdoor."""
+    does to any model (unlearning raises some class's margins) is not read as a backdoor. Kept
+    in `store` under `key` where given (repaired_keys)."""
+    twin = copy.deepcopy(ref)
+    kept = store.get_state(key) if store is not None and key else None
+    if kept is not None:
+        twin.load_state_dict(kept)
+        return twin.eval()
     torch.manual_seed(seed)
     own = replace(ctx, findings={})  # a reference's repair reports nothing of the suspect's
-    return done.repeat(copy.deepcopy(ref), own).eval()
+    twin = done.repeat(twin, own).eval()
+    if store is not None and key:
+        store.put_state(key, twin.state_dict())
+    return twin
+
+
+def repaired_keys(keys: list[str], done: Defense, ctx: DefenseContext, seed: int) -> list[str]:
+    """The store keys of references `keys` once repaired as `done` repaired the suspect; none
+    ([]) where that repair reads the suspect (a `repeat` of its own, as Neural Cleanse's, which
+    unlearns the suspect's triggers): such references belong to one suspect alone."""
+    if not keys or type(done).repeat is not Defense.repeat:
+        return []
+    how = (done.cfg.model_dump_json(), ctx.train_config.model_dump_json(), str(seed),
+           data_key(ctx.train))  # fmt: skip
+    return [digest("repaired", key, *how) for key in keys]
 
 
 def auto_repair(
@@ -228,14 +250,16 @@ def auto_repair(
         settings["screen"] = {"classes": cfg.screen}
     calibration = validated_calibration(settings)
 
-    def rescan(m: nn.Module, refs: list[nn.Module] | None = None) -> ScanOutcome:
+    def rescan(
+        m: nn.Module, refs: list[nn.Module] | None = None, keys: list[str] | None = None
+    ) -> ScanOutcome:
         # the first scan is `scan`'s on the same data (its references on a share of `clean`,
         # kept and found again by either, its probes on the rest); a rescan probes the same
         # rest against references repaired like the model. The held-out share only measures
         # the suspect, which a scan does not change.
         data = clean if refs is None else probe
         again = None if refs is None or target is None else [target]
-        outcome = scan_model(m, data, detectors, calibration, refs, store, progress, again)
+        outcome = scan_model(m, data, detectors, calibration, refs, store, progress, again, keys)
         assert outcome.calibration is not None
         return outcome
 
@@ -259,6 +283,7 @@ def auto_repair(
                                 "acc_after": held_before}  # fmt: skip
         return model, evidence
     refs = scanned.references  # the first scan's (never repaired: each step repairs copies)
+    keys = scanned.reference_keys
     original, target = copy.deepcopy(model), first.target
     trigger, now = None, first
     for name in cfg.plan[: cfg.rounds]:
@@ -272,8 +297,10 @@ def auto_repair(
         model = chosen.repair(model, ctx).eval()
         if name == "nc" and target is not None:
             trigger = chosen.triggers.get(target)
-        refs = [_repeated(chosen, ref, ctx, seed) for ref in refs]
-        now = rescan(model, refs).calibration
+        keys = repaired_keys(keys, chosen, ctx, seed)
+        refs = [_repeated(chosen, ref, ctx, seed, key, store)
+                for ref, key in zip(refs, keys or [""] * len(refs), strict=True)]  # fmt: skip
+        now = rescan(model, refs, keys).calibration
         assert now is not None
         evidence["steps"].append({"defense": name, "options": options, "scan": scan_summary(now)})
         if target is not None and cleared(scan_summary(now), target):

@@ -130,6 +130,8 @@ class ScanOutcome:
     references: list[nn.Module] = field(default_factory=list)
     # per reference trained here, the attempt it was kept from (references.retry_recipe)
     reference_attempts: list[int] = field(default_factory=list)
+    # each reference's key in the store ([]: references not kept there)
+    reference_keys: list[str] = field(default_factory=list)
 
 
 def _detect_cached(
@@ -184,11 +186,13 @@ def scan_model(
     store: Store | None = None,
     progress: bool = False,
     screen_classes: list[int] | None = None,
+    reference_keys: list[str] | None = None,
 ) -> ScanOutcome:
     """Run `detectors` on `model` with the defender's `clean` data; with `calibration`, against
     `references` when given (the probes then see all of `clean`), else against references
     trained here on a share of `clean` (the probes see the rest). A screen searches
-    `screen_classes` where given, else the probes' top classes."""
+    `screen_classes` where given, else the probes' top classes. Given references are kept in
+    `store` only with their `reference_keys` (our own, e.g. references repaired by `auto`)."""
     # the layout PGD and training put a model in (channels_last), before any probe: a probe run
     # before PGD converts the model would otherwise see other kernels than the same probe after
     prepare_model(model)
@@ -216,9 +220,10 @@ def scan_model(
         references, keys, trained, attempts = made.models, made.keys, made.trained, made.attempts
         images = len(own)
     else:
-        probe, keys = clean, []
+        probe, keys = clean, list(reference_keys or [])
         acc = round(accuracy(model, probe), 2)
-        store = None  # a user's references are not ours to keep
+        if len(keys) != len(references):
+            keys, store = [], None  # a user's references are not ours to keep
     found = {n: run_detector(n, model, probe, c) for n, c in detectors.items()}
     ref_acc = [round(accuracy(ref, probe), 2) for ref in references]
     probe_key = data_key(probe)
@@ -264,6 +269,7 @@ def scan_model(
         ref_acc,
         list(references),
         attempts,
+        keys,
     )
 
 
