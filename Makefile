@@ -11,7 +11,7 @@ TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 endif
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test install install-dev lint clean bench bench-quick bench-scan bench-scan-screen docs
+.PHONY: quickstart test install install-dev lint clean bench bench-quick bench-scan bench-scan-screen bench-repair docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-scan: install
 # the same, and a scan with Neural Cleanse's search screening the probes' 3 top classes
 bench-scan-screen: install
 	$(BIN)/python bench/scan.py --screen 3 --json docs/performance/scan-screen-cpu.json
+
+# a repair with evidence whose references, repaired alike, an earlier repair kept
+bench-repair: install
+	$(BIN)/python bench/repair.py --json docs/performance/repair-cpu.json
 
 # the API reference, from the docstrings (build/api/index.html); a pdoc warning fails it
 docs: install-dev
