@@ -558,3 +558,20 @@ def test_auto_keeps_references_repaired_alike_and_a_second_repair_repairs_none(
     nc = build_defense(validated(DEFENSES, {"name": "nc"}, "defense nc"))
     ctx = DefenseContext(train=data, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
     assert repair_module.repaired_keys(["ref-a"], nc, ctx, 0) == []
+
+
+def test_a_repaired_reference_whose_layers_changed_is_not_kept(synthetic, tmp_path):
+    import backdoorlab.assess.repair as repair_module
+    from backdoorlab.defenses.base import DefenseContext
+    from backdoorlab.experiment.cache import StageCache
+
+    class Grows:  # a user's repair that adds a layer
+        def repeat(self, model, ctx):
+            return nn.Sequential(model, nn.Linear(4, 4))
+
+    data = synthetic(train_size=8).train
+    ctx = DefenseContext(train=data, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
+    store = StageCache(tmp_path / "cache")
+    ref = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 4))
+    grown = repair_module._repeated(Grows(), ref, ctx, 0, "key", store)
+    assert len(grown) == 2 and store.get_state("key") is None

@@ -211,8 +211,11 @@ def _repeated(
     torch.manual_seed(seed)
     own = replace(ctx, findings={})  # a reference's repair reports nothing of the suspect's
     twin = done.repeat(twin, own).eval()
-    if store is not None and key:
-        store.put_state(key, twin.state_dict())
+    state = twin.state_dict()
+    # kept only where it loads into a copy of `ref` again (a repair may change the layers)
+    shapes = {k: v.shape for k, v in ref.state_dict().items()}
+    if store is not None and key and shapes == {k: v.shape for k, v in state.items()}:
+        store.put_state(key, state)
     return twin
 
 
