@@ -557,7 +557,7 @@ def test_auto_keeps_references_repaired_alike_and_a_second_repair_repairs_none(
         assert all(torch.equal(a[k], b[k]) for k in a)
     nc = build_defense(validated(DEFENSES, {"name": "nc"}, "defense nc"))
     ctx = DefenseContext(train=data, train_config=TrainConfig(), device=torch.device("cpu"), seed=0)
-    assert repair_module.repaired_keys(["ref-a"], nc, ctx, 0) == []
+    assert repair_module.repaired_keys(["ref-a"], nc, ctx) == []
 
 
 def test_a_repaired_reference_whose_layers_changed_is_not_kept(synthetic, tmp_path):

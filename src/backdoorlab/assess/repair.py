@@ -219,13 +219,13 @@ def _repeated(
     return twin
 
 
-def repaired_keys(keys: list[str], done: Defense, ctx: DefenseContext, seed: int) -> list[str]:
+def repaired_keys(keys: list[str], done: Defense, ctx: DefenseContext) -> list[str]:
     """The store keys of references `keys` once repaired as `done` repaired the suspect; none
     ([]) where that repair reads the suspect (a `repeat` of its own, as Neural Cleanse's, which
     unlearns the suspect's triggers): such references belong to one suspect alone."""
     if not keys or type(done).repeat is not Defense.repeat:
         return []
-    how = (done.cfg.model_dump_json(), ctx.train_config.model_dump_json(), str(seed),
+    how = (done.cfg.model_dump_json(), ctx.train_config.model_dump_json(), str(ctx.seed),
            data_key(ctx.train))  # fmt: skip
     return [digest("repaired", key, *how) for key in keys]
 
@@ -300,7 +300,7 @@ def auto_repair(
         model = chosen.repair(model, ctx).eval()
         if name == "nc" and target is not None:
             trigger = chosen.triggers.get(target)
-        keys = repaired_keys(keys, chosen, ctx, seed)
+        keys = repaired_keys(keys, chosen, ctx)
         refs = [_repeated(chosen, ref, ctx, seed, key, store)
                 for ref, key in zip(refs, keys or [""] * len(refs), strict=True)]  # fmt: skip
         now = rescan(model, refs, keys).calibration

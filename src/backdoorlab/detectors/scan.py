@@ -222,8 +222,10 @@ def scan_model(
     else:
         probe, keys = clean, list(reference_keys or [])
         acc = round(accuracy(model, probe), 2)
-        if len(keys) != len(references):
-            keys, store = [], None  # a user's references are not ours to keep
+        if not keys:
+            store = None  # a user's references are not ours to keep
+        elif len(keys) != len(references):
+            raise ValueError(f"{len(keys)} reference keys for {len(references)} references")
     found = {n: run_detector(n, model, probe, c) for n, c in detectors.items()}
     ref_acc = [round(accuracy(ref, probe), 2) for ref in references]
     probe_key = data_key(probe)
