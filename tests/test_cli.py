@@ -215,14 +215,17 @@ def test_repair_takes_autos_settings_from_the_apis_signature():
     parser = build_parser()
     flags = flags_of(parser, "repair")
     params = inspect.signature(backdoorlab.repair).parameters
-    expected = {"--references", "--fpr", "--rounds", "--min-steps", "--cache", "--scan-screen"}
+    expected = {"--references", "--fpr", "--rounds", "--min-steps", "--cache", "--scan-screen",
+                "--unlearn-small"}  # fmt: skip
     assert {flags[n] for n in REPAIR_AUTO} == expected
     (sub,) = (a for a in parser._actions if a.dest == "command")
     base = ["repair", "--model", "m.pt", "--arch", "lenet", "--data", "d", "--out", "o"]
     defaults = sub.choices["repair"].parse_args(base[1:])
     assert all(getattr(defaults, n) == params[n].default for n in REPAIR_AUTO)
-    given = parser.parse_args([*base, "--references", "16", "--min-steps", "320", "--fpr", "0.1"])
+    given = parser.parse_args([*base, "--references", "16", "--min-steps", "320", "--fpr", "0.1",
+                               "--unlearn-small"])  # fmt: skip
     assert (given.references, given.min_steps, given.fpr) == (16, 320, 0.1)
+    assert given.unlearn_small is True
 
 
 def test_repair_gives_auto_its_plan_and_each_repair_its_settings():

@@ -465,6 +465,8 @@ REPAIR_AUTO = {
     "~/.cache/backdoorlab/references)",
     "scan_screen": "auto: how many of the probes' top classes Neural Cleanse's trigger search "
     "looks at again (none: no screen)",
+    "unlearn_small": "auto: still unlearn the flagged class's reversed trigger (the plan's nc) "
+    "where the screen found a small trigger for it, after a step before cleared the rescan",
 }
 
 

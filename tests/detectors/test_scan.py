@@ -575,3 +575,52 @@ def test_a_repaired_reference_whose_layers_changed_is_not_kept(synthetic, tmp_pa
     ref = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 12, 4))
     grown = repair_module._repeated(Grows(), ref, ctx, 0, "key", store)
     assert len(grown) == 2 and store.get_state("key") is None
+
+
+@pytest.mark.parametrize(
+    ("unlearn_small", "screen_z", "steps"),
+    [(True, 30.0, ["ft", "nc"]), (False, 30.0, ["ft"]), (True, 2.0, ["ft"])],
+)
+def test_auto_unlearns_a_small_trigger_the_rescan_cleared_only_when_asked(
+    monkeypatch, synthetic, unlearn_small, screen_z, steps
+):
+    """With `unlearn_small`, a first scan whose trigger search found a small trigger for the
+    flagged class (screen z above the threshold) still runs the plan's nc after a step that
+    cleared the rescan; without it, or without such a trigger, the plan stops at the clearing."""
+    import backdoorlab.assess.repair as repair_module
+    from backdoorlab.detectors.calibrate import Calibration
+    from backdoorlab.detectors.scan import ScanOutcome
+
+    data = synthetic(train_size=40).train
+
+    def fake(model, clean, detectors, calibration, refs=None, store=None, progress=False,
+             screen_classes=None, reference_keys=None):  # fmt: skip
+        first = refs is None  # the first scan flags class 2; every rescan clears it
+        z = [0.0] * 4
+        z[2] = 20.0 if first else 1.0
+        screen = {"classes": [2, 3], "z": [screen_z, 0.0]} if first else None
+        c = Calibration(max(z), 2 if first else None, 0.01, 0.1, first, 10.0, 0.05, 3,
+                        {"mm-bd": z}, [1.0, 2.0, 3.0], screen)  # fmt: skip
+        return ScanOutcome({}, c, 0, len(clean), accuracy=90.0, reference_accuracy=[90.0] * 3,
+                           references=[plain_net() for _ in range(3)],
+                           reference_attempts=[0, 0, 0])  # fmt: skip
+
+    monkeypatch.setattr(repair_module, "scan_model", fake)
+    blank = (torch.zeros(1, 1, 12, 12), torch.zeros(1, 3, 12, 12), 1.0)
+    monkeypatch.setattr(repair_module, "evidence_trigger", lambda *a: blank)
+    options = {"ft": {"epochs": 1}, "nc": {"steps": 2, "batches_per_step": 1, "epochs": 1}}
+    cfg = repair_module.AutoConfig(name="auto", screen=2, plan=["ft", "nc"], options=options,
+                                   unlearn_small=unlearn_small)  # fmt: skip
+    _, evidence = repair_module.auto_repair(
+        plain_net(), data, TrainConfig(eval_every=0), torch.device("cpu"), cfg, 0, None
+    )
+    assert [s["defense"] for s in evidence["steps"]] == steps
+    assert ("why" in evidence["steps"][-1]) == (steps == ["ft", "nc"])
+    assert evidence["held_out"]["reversed_trigger_unlearned"] == ("nc" in steps)
+
+
+def test_unlearn_small_leaves_earlier_configs_and_their_hashes_alone():
+    from backdoorlab.assess.repair import AutoConfig
+
+    assert "unlearn_small" not in AutoConfig(name="auto").model_dump()
+    assert AutoConfig(name="auto", unlearn_small=True).model_dump()["unlearn_small"] is True

@@ -259,6 +259,7 @@ def repair(
     scan_detectors: list[str] | None = None,
     scan_evidence: str | None = None,
     scan_screen: int | None = None,
+    unlearn_small: bool = False,
     plan: list[str] | None = None,
     plan_options: dict[str, dict[str, Any]] | None = None,
     cache: str | Path | None = None,
@@ -273,7 +274,9 @@ def repair(
     rescans, and goes on with AFT while the flagged class stays flagged, at most `rounds` steps
     (the references train for at least `min_steps` SGD steps where given; the scan's probes
     and evidence are `scan_detectors` and `scan_evidence`, by default the scan's, and
-    `scan_screen` of the probes' top classes are searched again for a small trigger; `plan` and
+    `scan_screen` of the probes' top classes are searched again for a small trigger, and with
+    `unlearn_small` the plan's nc step still runs where that search found one for the flagged
+    class, even after a step before it cleared the rescan; `plan` and
     `plan_options` replace its repairs and give each its settings by name, e.g. plan=["aft",
     "nc"], plan_options={"aft": {"eps": 0.2, "epochs": 20, "clean_epochs": 5}}), and
     reports the scan before and after, ACC on a held-out fifth of `clean` (the repair trains on
@@ -317,7 +320,8 @@ def repair(
         )
         auto_cfg = {"name": "auto", "references": references, "fpr": fpr, "rounds": rounds,
                     "min_steps": min_steps, "detectors": scan_detectors,
-                    "evidence": scan_evidence, "screen": scan_screen}  # fmt: skip
+                    "evidence": scan_evidence, "screen": scan_screen,
+                    "unlearn_small": unlearn_small}  # fmt: skip
         try:
             settings = DEFENSES.validate({**auto_cfg, **steps})
         except ValidationError as exc:  # auto's settings are this function's parameters
