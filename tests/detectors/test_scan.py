@@ -624,3 +624,17 @@ def test_unlearn_small_leaves_earlier_configs_and_their_hashes_alone():
 
     assert "unlearn_small" not in AutoConfig(name="auto").model_dump()
     assert AutoConfig(name="auto", unlearn_small=True).model_dump()["unlearn_small"] is True
+
+
+def test_a_screen_given_as_a_bool_in_a_config_is_refused_not_read_as_one_class():
+    from pydantic import ValidationError
+
+    from backdoorlab.assess.repair import AutoConfig
+    from backdoorlab.detectors.scan import CalibrationConfig
+
+    with pytest.raises(ValidationError, match="screen"):
+        AutoConfig(name="auto", screen=True)
+    with pytest.raises(ValidationError, match="classes"):
+        CalibrationConfig(screen={"classes": True})
+    assert AutoConfig(name="auto", screen=3).screen == 3
+    assert CalibrationConfig(screen={"classes": 2}).screen.classes == 2

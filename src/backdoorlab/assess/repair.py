@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, model_validator
 from torch import nn
 
 from backdoorlab.config_base import validated
@@ -105,7 +105,7 @@ class AutoConfig(DefenseConfig):
         description="SGD steps each reference trains at least (None: its recipe's epochs); "
         "docs/examples/sgd-lenet-repair.md shows what 100-320 do to a foreign model's scan",
     )
-    screen: int | None = Field(
+    screen: StrictInt | None = Field(  # strict: lax mode would read `screen: true` as 1
         None,
         ge=1,
         description="the probes' top classes that Neural Cleanse's trigger search looks at "

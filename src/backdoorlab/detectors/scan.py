@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from rich.progress import track
 from torch import nn
 
@@ -57,7 +57,10 @@ class ScreenConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    classes: int = Field(3, ge=1, description="how many of the probes' top classes are searched")
+    # strict: lax mode would read `screen: {classes: true}` as one class
+    classes: StrictInt = Field(
+        3, ge=1, description="how many of the probes' top classes are searched"
+    )
     search: TriggerSearch = Field(default_factory=_screen_search)
     seed: int = Field(0, ge=0, description="seed of the search's mini-batches")
 
