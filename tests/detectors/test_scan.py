@@ -281,6 +281,9 @@ def test_the_held_out_line_says_what_the_trigger_free_evidence_measured():
     assert "reversed trigger of class 5: ASR 97.20 -> 0.00 (searched for evidence; no step" in line
     assert line.endswith("smallest trigger found for it: mask L1 0.9 before, 51.8 after "
                          "(searched again)")  # fmt: skip
+    unlearned = {**searched, "reversed_trigger_unlearned": True}
+    line = RepairReport("auto", {}, 400, {}, held_out=unlearned).held_out_line
+    assert line.endswith("mask L1 0.9 when unlearned, 51.8 after (searched again)")
 
 
 def test_a_config_that_calibrates_nothing_is_one_clear_error(digits_config):

@@ -210,8 +210,10 @@ class RepairReport:
             if not h.get("reversed_trigger_unlearned", True):
                 line += " (searched for evidence; no step unlearned it)"
         if "reversed_trigger_norm_after" in h:
+            # the trigger a step unlearned was searched on the model that step was given
+            when = "when unlearned" if h.get("reversed_trigger_unlearned") else "before"
             line += (f"; smallest trigger found for it: mask L1 "
-                     f"{h['reversed_trigger_norm_before']:.1f} before, "
+                     f"{h['reversed_trigger_norm_before']:.1f} {when}, "
                      f"{h['reversed_trigger_norm_after']:.1f} after (searched again)")  # fmt: skip
         return line
 

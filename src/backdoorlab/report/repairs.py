@@ -211,9 +211,11 @@ def repairs_part(
         if table[0][-1] == "smallest trigger":
             notes.append(
                 "Smallest trigger: the mask L1 norm of the smallest trigger Neural Cleanse's "
-                "search finds for the flagged class on the model before the repair, and in a new "
-                "search on the repaired model (a backdoor's shortcut is a small trigger; the "
-                "trigger the repair unlearned no longer works by construction)."
+                "search finds for the flagged class on the model the unlearning step was given "
+                "(before the repair, or after the steps before it), or where no step unlearned "
+                "it on the model before the repair; and in a new search on the repaired model (a "
+                "backdoor's shortcut is a small trigger; the trigger the repair unlearned no "
+                "longer works by construction)."
             )
         return Part(rid, title, table=table, notes=notes)
     table, costs, failed = repair_rows(repaired_members(entry, cells), planted, asr_max, drop_max)
