@@ -56,7 +56,10 @@ def test_the_bring_your_own_model_example_prints_what_the_readme_shows(capsys):
     assert z_before == float(infected.group(1)) and z_after <= threshold  # scan and repair agree
 
 
-TOLERANCE = {"acc": 2.0, "asr": 10.0, "ra": 10.0}  # points; NC's search moves with the CPU
+# points; NC's search moves with the CPU: the repaired model's ACC on the 360 test digits was
+# 93.33 on the AMD EPYC that printed the README and 95.83 on an Intel Xeon (9 images), both at 2
+# threads
+TOLERANCE = {"acc": 3.0, "asr": 10.0, "ra": 10.0}
 
 
 def _close(got: dict, want: dict) -> None:
