@@ -626,7 +626,22 @@ def test_unlearn_small_leaves_earlier_configs_and_their_hashes_alone():
     from backdoorlab.assess.repair import AutoConfig
 
     assert "unlearn_small" not in AutoConfig(name="auto").model_dump()
-    assert AutoConfig(name="auto", unlearn_small=True).model_dump()["unlearn_small"] is True
+    on = AutoConfig(name="auto", screen=3, unlearn_small=True)
+    assert on.model_dump()["unlearn_small"] is True
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{}, {"screen": 3, "plan": ["aft"], "options": {"epochs": 1}},
+     {"screen": 3, "plan": ["aft", "nc"], "rounds": 1}],
+)  # fmt: skip
+def test_unlearn_small_without_a_screen_or_an_nc_step_is_refused(given):
+    from pydantic import ValidationError
+
+    from backdoorlab.assess.repair import AutoConfig
+
+    with pytest.raises(ValidationError, match="unlearn_small: needs a screen"):
+        AutoConfig(name="auto", unlearn_small=True, **given)
 
 
 def test_a_screen_given_as_a_bool_in_a_config_is_refused_not_read_as_one_class():

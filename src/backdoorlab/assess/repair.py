@@ -141,6 +141,11 @@ class AutoConfig(DefenseConfig):
         if unknown:
             raise ValueError(f"plan: {unknown} are not post-training defenses to run in auto")
         steps = self.plan[: self.rounds]
+        if self.unlearn_small and (self.screen is None or "nc" not in steps):
+            raise ValueError(
+                f"unlearn_small: needs a screen (got {self.screen}) and nc within the plan's "
+                f"{self.rounds} rounds (got {steps}): it unlearns what the screen found"
+            )
         if len(set(steps)) > 1 and not self._keyed():
             raise ValueError(
                 f"options: the plan {steps} has several repairs; give each its own settings "
