@@ -9,14 +9,15 @@ from tests.byo import foreign_mnist
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # two threads, as the example page was measured
+@pytest.mark.serial  # two threads: where it was measured to pass on an Intel Xeon (docstring)
 def test_repair_by_default_removes_an_sgd_lenets_backdoor_and_the_rescan_shows_it(mnist_dir):
     """Issue 26's case: AFT alone left this model's backdoor whole (ASR 99.50 after). The
     default repair scans, unlearns the flagged class's reversed trigger and rescans against
     references repaired the same way (scripts/repair_foreign_lenet.py prints the numbers).
-    The scan's margin is thin: at two threads it scores 10.87 on an AMD EPYC and 11.00 on an
-    Intel Xeon against the threshold of 10; at one thread on the Xeon the script trains another
-    model, which the scan does not flag, and the default repair leaves it as it is."""
+    The scan's margin is thin: the example page's 10.87 against the threshold of 10 was measured
+    at one thread on an AMD EPYC; on an Intel Xeon the script at one thread trains another
+    model, which the scan does not flag (the default repair leaves it as it is), and at two
+    threads one it flags at 11.00. Two threads on the EPYC were not measured."""
     import torch
 
     import backdoorlab
