@@ -12,9 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("BACKDOORLAB_MNIST", REPO.parent / "shared" / "data" / "mnist"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_threads():
+    """One thread before any module fixture trains (pytest-xdist runs one worker per core): a
+    fixture set up first in its worker otherwise trained at torch's default of every core."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(1)  # pytest-xdist runs one worker per core
+def _threads(_session_threads):
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)  # a test that changed it leaves the next module fixture one thread
 
 
 @pytest.fixture(autouse=True, scope="session")
