@@ -48,3 +48,21 @@ def test_repair_by_default_removes_an_sgd_lenets_backdoor_and_the_rescan_shows_i
     # (16.3 -> 104.8 measured at two threads; the 4x4 square's own mask is 16)
     assert held["reversed_trigger_unlearned"]
     assert held["reversed_trigger_norm_after"] >= 3 * held["reversed_trigger_norm_before"]
+
+
+def test_the_acceptance_page_counts_what_passed_per_thread_count():
+    """scripts/sgd_lenet_acceptance.py's page: one row per seed and thread count, a missed scan
+    shown as the model left unchanged, and the counts of rows that pass."""
+    from scripts.sgd_lenet_acceptance import page
+
+    row = {"seed": 0, "threads": 1, "acc_before": 94.0, "asr_before": 98.0, "score": 8.5,
+           "threshold": 10.0, "target": None, "steps": [], "acc_after": 94.0,
+           "asr_after": 98.0, "still_flagged": False, "passed": False}  # fmt: skip
+    ok = {**row, "threads": 2, "score": 11.0, "target": 3, "steps": ["nc"], "acc_after": 92.6,
+          "asr_after": 1.8, "passed": True}  # fmt: skip
+    text = page([row, ok], "cmd")
+    assert "| 0 | 1 | 94.00 | 98.00 | 8.50 (10.00) | none | none (left unchanged) |" in text
+    assert "| 0 | 2 | 94.00 | 98.00 | 11.00 (10.00) | 3 | nc | 92.60 | 1.80 | clear | yes |" in text
+    assert "Passes: 1 of 2 rows." in text
+    assert "At 1 thread(s): 0 of 1." in text and "At 2 thread(s): 1 of 1." in text
+    assert "scores 8.50 against thresholds 10.00" in text

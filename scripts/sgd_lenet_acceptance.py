@@ -1,0 +1,140 @@
+"""Issue 26's first acceptance item over seeds and CPU thread counts: the SGD LeNet of
+tests/byo/foreign_mnist.py:sgd_lenet (the test suite's case is seed 0 at two threads), trained
+at each seed and thread count, then repaired by `backdoorlab.repair(model, clean)` at its
+defaults. The true trigger is used only to measure ASR. A thread count changes the order of
+float sums, so the trained model, the references and the scan's score move with it.
+
+    .venv/bin/python -m scripts.sgd_lenet_acceptance [--mnist ../shared/data/mnist]
+        [--seeds 5] [--threads 1 2] [--doc docs/examples/sgd-lenet-acceptance.md]
+
+(run from the repository's root; about a minute per row on 2 idle cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+import backdoorlab
+from tests.byo.foreign_mnist import LENET_TARGET as TARGET
+from tests.byo.foreign_mnist import sgd_lenet
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = "docs/examples/sgd-lenet-acceptance.md"
+
+
+def measure(mnist: Path, seed: int, threads: int) -> dict:
+    """Train the model at `seed` on `threads` threads and repair it at the defaults."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        case = sgd_lenet(mnist, seed)
+        with tempfile.TemporaryDirectory() as cache:  # references trained for this row only
+            _, r = backdoorlab.repair(case["model"], case["clean"], test=case["test"],
+                                      cache=cache, **case["trigger"])  # fmt: skip
+    finally:
+        torch.set_num_threads(saved)
+    b, a = r.before, r.after
+    passed = (
+        b["asr"] >= 90 and a["asr"] <= 10 and b["acc"] - a["acc"] <= 5
+        and r.scan_before["target"] == TARGET and not r.still_flagged
+    )  # fmt: skip
+    return {
+        "seed": seed, "threads": threads, "acc_before": b["acc"], "asr_before": b["asr"],
+        "score": r.scan_before["score"], "threshold": r.scan_before["threshold"],
+        "target": r.scan_before["target"], "steps": [s["defense"] for s in r.steps],
+        "acc_after": a["acc"], "asr_after": a["asr"], "still_flagged": r.still_flagged,
+        "passed": passed,
+    }  # fmt: skip
+
+
+def page(rows: list[dict], command: str) -> str:
+    """The measurements as a Markdown page."""
+    passed = sum(r["passed"] for r in rows)
+    lines = [
+        "# The SGD LeNet's default repair over seeds and thread counts",
+        "",
+        f"Written by `{command}` (torch {torch.__version__}, CPU: {_cpu()}).",
+        "",
+        "Issue 26 asks that a LeNet trained by a plain PyTorch script with SGD (momentum) and a "
+        "patch trigger be repaired by `backdoorlab.repair(model, clean)` at its defaults to ASR "
+        "<= 10 at an ACC drop <= 5 points, the rescan clearing it. The test suite checks one "
+        "such model (seed 0, two threads). Here the same script trains it at other seeds and "
+        "thread counts: a row passes when the scan flags class 3, the repair reaches ASR <= 10 "
+        "at an ACC drop <= 5 points (2,000 held-out images) and the rescan clears it.",
+        "",
+        "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
+        "| repair steps | ACC after | ASR after | rescan | passes |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
+        *(
+            f"| {r['seed']} | {r['threads']} | {r['acc_before']:.2f} | {r['asr_before']:.2f} "
+            f"| {r['score']:.2f} ({r['threshold']:.2f}) "
+            f"| {'none' if r['target'] is None else r['target']} "
+            f"| {', '.join(r['steps']) or 'none (left unchanged)'} | {r['acc_after']:.2f} "
+            f"| {r['asr_after']:.2f} | {'still flagged' if r['still_flagged'] else 'clear'} "
+            f"| {'yes' if r['passed'] else '**no**'} |"
+            for r in rows
+        ),
+        "",
+        f"Passes: {passed} of {len(rows)} rows.",
+    ]
+    for t in sorted({r["threads"] for r in rows}):
+        at = [r for r in rows if r["threads"] == t]
+        lines.append(f"At {t} thread(s): {sum(r['passed'] for r in at)} of {len(at)}.")
+    missed = [r for r in rows if r["target"] is None]
+    if missed:
+        lines += [
+            "",
+            "Where the scan finds nothing the default repair leaves the model unchanged, "
+            "backdoor and all (scores "
+            + ", ".join(f"{r['score']:.2f}" for r in missed)
+            + f" against thresholds {_span([r['threshold'] for r in missed])}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _span(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--seeds", type=int, default=5, help="train at seeds 0..N-1")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--doc", help=f"write the page here (e.g. {DOC})")
+    args = parser.parse_args()
+    if args.seeds < 1 or any(t < 1 for t in args.threads):
+        parser.error("--seeds and --threads must be positive")
+    rows = []
+    for seed in range(args.seeds):
+        for t in args.threads:
+            rows.append(measure(Path(args.mnist), seed, t))
+            print(rows[-1], flush=True)
+    command = (
+        f"python -m scripts.sgd_lenet_acceptance --seeds {args.seeds} --threads "
+        + " ".join(map(str, args.threads))
+        + (f" --doc {args.doc}" if args.doc else "")
+    )
+    text = page(rows, command)
+    print(text)
+    if args.doc:
+        Path(args.doc).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
