@@ -84,6 +84,17 @@ def page(rows: list[dict], command: str) -> str:
     for t in sorted({r["threads"] for r in rows}):
         at = [r for r in rows if r["threads"] == t]
         lines.append(f"At {t} thread(s): {sum(r['passed'] for r in at)} of {len(at)}.")
+    repaired = [r for r in rows if r["steps"]]
+    if repaired:
+        cleared = [r for r in repaired if not r["still_flagged"]]
+        lines += [
+            "",
+            f"The scan flagged {len(repaired)} of {len(rows)} models; repaired, they kept ASR "
+            f"{_span([r['asr_after'] for r in repaired])} at ACC drops of "
+            f"{_span([r['acc_before'] - r['acc_after'] for r in repaired])} points, and the "
+            f"rescan cleared {len(cleared)} of them, "
+            f"{sum(r['asr_after'] > 10 for r in cleared)} with ASR still above 10.",
+        ]
     missed = [r for r in rows if r["target"] is None]
     if missed:
         lines += [

@@ -66,3 +66,5 @@ def test_the_acceptance_page_counts_what_passed_per_thread_count():
     assert "Passes: 1 of 2 rows." in text
     assert "At 1 thread(s): 0 of 1." in text and "At 2 thread(s): 1 of 1." in text
     assert "scores 8.50 against thresholds 10.00" in text
+    assert "The scan flagged 1 of 2 models; repaired, they kept ASR 1.80 at ACC drops of" in text
+    assert "rescan cleared 1 of them, 0 with ASR still above 10." in text
