@@ -175,7 +175,8 @@ def page(report, rows: list[dict], seed: int, longer: list[dict], pairs: list[di
         "loop (SGD with momentum 0.9, lr 0.01, 4 epochs, batches of 64) on 8,000 real MNIST "
         "images, 5% of them carrying a 4x4 white square at the top-left and relabelled 3. The "
         "defender holds 500 clean training images; 2,000 held-out images measure ACC and ASR. "
-        "The true trigger is used only to measure ASR.",
+        "The true trigger is used only to measure ASR. The same repair at training seeds 0-4 "
+        "and one and two CPU threads: docs/examples/sgd-lenet-acceptance.md.",
         "",
         "## `backdoorlab.repair(model, clean)` at its defaults (defense `auto`)",
         "",
