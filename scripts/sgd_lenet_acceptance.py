@@ -63,8 +63,9 @@ def page(rows: list[dict], command: str) -> str:
         "patch trigger be repaired by `backdoorlab.repair(model, clean)` at its defaults to ASR "
         "<= 10 at an ACC drop <= 5 points, the rescan clearing it. The test suite checks one "
         "such model (seed 0, two threads). Here the same script trains it at other seeds and "
-        "thread counts: a row passes when the scan flags class 3, the repair reaches ASR <= 10 "
-        "at an ACC drop <= 5 points (2,000 held-out images) and the rescan clears it.",
+        "thread counts: a row passes when the backdoor planted (ASR >= 90 before), the scan "
+        "flags class 3, the repair reaches ASR <= 10 at an ACC drop <= 5 points (2,000 held-out "
+        "images) and the rescan clears it.",
         "",
         "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
         "| repair steps | ACC after | ASR after | rescan | passes |",
