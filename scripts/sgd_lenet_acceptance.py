@@ -2,10 +2,12 @@
 tests/byo/foreign_mnist.py:sgd_lenet (the test suite's case is seed 0 at two threads), trained
 at each seed and thread count, then repaired by `backdoorlab.repair(model, clean)` at its
 defaults. The true trigger is used only to measure ASR. A thread count changes the order of
-float sums, so the trained model, the references and the scan's score move with it.
+float sums, so the trained model, the references and the scan's score move with it. `--twins`
+repairs each model's benign twin too (the same script and images, nothing stamped): the repair
+issue asks that a benign model lose at most 1 point of ACC.
 
     .venv/bin/python -m scripts.sgd_lenet_acceptance [--mnist ../shared/data/mnist]
-        [--seeds 5] [--threads 1 2] [--doc docs/examples/sgd-lenet-acceptance.md]
+        [--seeds 5] [--threads 1 2] [--twins] [--doc docs/examples/sgd-lenet-acceptance.md]
 
 (run from the repository's root; about a minute per row on 2 idle cores).
 """
@@ -26,24 +28,25 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = "docs/examples/sgd-lenet-acceptance.md"
 
 
-def measure(mnist: Path, seed: int, threads: int) -> dict:
-    """Train the model at `seed` on `threads` threads and repair it at the defaults."""
+def measure(mnist: Path, seed: int, threads: int, poisoned: bool, cache: Path) -> dict:
+    """Train the model (or its benign twin) at `seed` on `threads` threads and repair it at the
+    defaults, its scan's references kept in `cache`."""
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        case = sgd_lenet(mnist, seed)
-        with tempfile.TemporaryDirectory() as cache:  # references trained for this row only
-            _, r = backdoorlab.repair(case["model"], case["clean"], test=case["test"],
-                                      cache=cache, **case["trigger"])  # fmt: skip
+        case = sgd_lenet(mnist, seed, poisoned)
+        _, r = backdoorlab.repair(case["model"], case["clean"], test=case["test"], cache=cache,
+                                  **case["trigger"])  # fmt: skip
     finally:
         torch.set_num_threads(saved)
     b, a = r.before, r.after
     passed = (
         b["asr"] >= 90 and a["asr"] <= 10 and b["acc"] - a["acc"] <= 5
         and r.scan_before["target"] == TARGET and not r.still_flagged
-    )  # fmt: skip
+    ) if poisoned else b["acc"] - a["acc"] <= 1  # fmt: skip
     return {
-        "seed": seed, "threads": threads, "acc_before": b["acc"], "asr_before": b["asr"],
+        "seed": seed, "threads": threads, "poisoned": poisoned, "acc_before": b["acc"],
+        "asr_before": b["asr"],
         "score": r.scan_before["score"], "threshold": r.scan_before["threshold"],
         "target": r.scan_before["target"], "steps": [s["defense"] for s in r.steps],
         "acc_after": a["acc"], "asr_after": a["asr"], "still_flagged": r.still_flagged,
@@ -53,6 +56,8 @@ def measure(mnist: Path, seed: int, threads: int) -> dict:
 
 def page(rows: list[dict], command: str) -> str:
     """The measurements as a Markdown page."""
+    twins = [r for r in rows if not r.get("poisoned", True)]
+    rows = [r for r in rows if r.get("poisoned", True)]
     passed = sum(r["passed"] for r in rows)
     lines = [
         "# The SGD LeNet's default repair over seeds and thread counts",
@@ -105,7 +110,48 @@ def page(rows: list[dict], command: str) -> str:
             + ", ".join(f"{r['score']:.2f}" for r in missed)
             + f" against thresholds {_span([r['threshold'] for r in missed])}).",
         ]
+    if twins:
+        lines += ["", *twins_section(twins)]
     return "\n".join(lines) + "\n"
+
+
+def twins_section(twins: list[dict]) -> list[str]:
+    """The benign twins, repaired at the defaults: what the repair costs a clean model."""
+    flagged = [r for r in twins if r["steps"]]
+    lines = [
+        "## The benign twins",
+        "",
+        "Each model's benign twin: the same script on the same images, no square stamped "
+        "(`sgd_lenet(mnist, seed, poisoned=False)`), repaired at the defaults. The repair "
+        "issue asks that a benign model lose at most 1 point of ACC (the scan finds nothing and "
+        "the model is left as it is). ASR is the true square's on the twin.",
+        "",
+        "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
+        "| repair steps | ACC after | ACC cost | rescan | passes |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
+        *(
+            f"| {r['seed']} | {r['threads']} | {r['acc_before']:.2f} | {r['asr_before']:.2f} "
+            f"| {r['score']:.2f} ({r['threshold']:.2f}) "
+            f"| {'none' if r['target'] is None else r['target']} "
+            f"| {', '.join(r['steps']) or 'none (left unchanged)'} | {r['acc_after']:.2f} "
+            f"| {r['acc_before'] - r['acc_after']:.2f} "
+            f"| {'still flagged' if r['still_flagged'] else 'clear'} "
+            f"| {'yes' if r['passed'] else '**no**'} |"
+            for r in twins
+        ),
+        "",
+        f"Passes: {sum(r['passed'] for r in twins)} of {len(twins)} twins. The scan flagged "
+        f"{len(flagged)} of them",
+    ]
+    if flagged:
+        lines[-1] += (
+            f" (at class{'es' if len(flagged) > 1 else ''} "
+            f"{', '.join(str(r['target']) for r in flagged)}), and the repair cost "
+            f"them {_span([r['acc_before'] - r['acc_after'] for r in flagged])} points of ACC."
+        )
+    else:
+        lines[-1] += "."
+    return lines
 
 
 def _cpu() -> str:
@@ -128,18 +174,24 @@ def main() -> None:
     parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--seeds", type=int, default=5, help="train at seeds 0..N-1")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--twins", action="store_true", help="repair each benign twin too")
     parser.add_argument("--doc", help=f"write the page here (e.g. {DOC})")
     args = parser.parse_args()
     if args.seeds < 1 or any(t < 1 for t in args.threads):
         parser.error("--seeds and --threads must be positive")
     rows = []
-    for seed in range(args.seeds):
-        for t in args.threads:
-            rows.append(measure(Path(args.mnist), seed, t))
-            print(rows[-1], flush=True)
+    # a model and its twin share the defender's images, so the same references (trained once)
+    with tempfile.TemporaryDirectory() as caches:
+        for poisoned in (True, False) if args.twins else (True,):
+            for seed in range(args.seeds):
+                for t in args.threads:
+                    cache = Path(caches) / f"{seed}-{t}"
+                    rows.append(measure(Path(args.mnist), seed, t, poisoned, cache))
+                    print(rows[-1], flush=True)
     command = (
         f"python -m scripts.sgd_lenet_acceptance --seeds {args.seeds} --threads "
         + " ".join(map(str, args.threads))
+        + (" --twins" if args.twins else "")
         + (f" --doc {args.doc}" if args.doc else "")
     )
     text = page(rows, command)

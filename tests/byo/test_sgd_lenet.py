@@ -68,3 +68,21 @@ def test_the_acceptance_page_counts_what_passed_per_thread_count():
     assert "scores 8.50 against thresholds 10.00" in text
     assert "The scan flagged 1 of 2 models; repaired, they kept ASR 1.80 at ACC drops of" in text
     assert "rescan cleared 1 of them, 0 with ASR still above 10." in text
+
+
+def test_the_acceptance_page_shows_what_the_repair_costs_each_benign_twin():
+    """A twin passes when the repair costs it at most a point of ACC; a flagged twin's class and
+    cost are named."""
+    from scripts.sgd_lenet_acceptance import page
+
+    twin = {"seed": 1, "threads": 2, "poisoned": False, "acc_before": 95.0, "asr_before": 0.5,
+            "score": 14.0, "threshold": 10.0, "target": 5, "steps": ["nc"], "acc_after": 91.9,
+            "asr_after": 0.4, "still_flagged": False, "passed": False}  # fmt: skip
+    quiet = {**twin, "seed": 2, "score": 6.5, "target": None, "steps": [], "acc_after": 95.0,
+             "passed": True}  # fmt: skip
+    text = page([twin, quiet], "cmd")
+    assert "## The benign twins" in text and "Passes: 0 of 0 rows." in text
+    assert "| 14.00 (10.00) | 5 | nc | 91.90 | 3.10 | clear | **no** |" in text
+    assert "| 6.50 (10.00) | none | none (left unchanged) | 95.00 | 0.00 | clear | yes |" in text
+    assert "Passes: 1 of 2 twins. The scan flagged 1 of them (at class 5)" in text
+    assert "and the repair cost them 3.10 points of ACC." in text
