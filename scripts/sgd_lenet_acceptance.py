@@ -111,12 +111,13 @@ def page(rows: list[dict], command: str) -> str:
             + f" against thresholds {_span([r['threshold'] for r in missed])}).",
         ]
     if twins:
-        lines += ["", *twins_section(twins)]
+        lines += ["", *twins_section(twins, rows)]
     return "\n".join(lines) + "\n"
 
 
-def twins_section(twins: list[dict]) -> list[str]:
-    """The benign twins, repaired at the defaults: what the repair costs a clean model."""
+def twins_section(twins: list[dict], infected: list[dict]) -> list[str]:
+    """The benign twins, repaired at the defaults: what the repair costs a clean model, and
+    whether the scan's scores separate them from the `infected` models."""
     flagged = [r for r in twins if r["steps"]]
     lines = [
         "## The benign twins",
@@ -144,13 +145,26 @@ def twins_section(twins: list[dict]) -> list[str]:
         f"{len(flagged)} of them",
     ]
     if flagged:
+        classes = sorted({r["target"] for r in flagged})
+        where = (f"all at class {classes[0]}" if len(classes) == 1 and len(flagged) > 1
+                 else f"at class{'es' if len(classes) > 1 else ''} "
+                 + ", ".join(map(str, classes)))  # fmt: skip
         lines[-1] += (
-            f" (at class{'es' if len(flagged) > 1 else ''} "
-            f"{', '.join(str(r['target']) for r in flagged)}), and the repair cost "
-            f"them {_span([r['acc_before'] - r['acc_after'] for r in flagged])} points of ACC."
+            f" ({where}), and the repair cost them "
+            f"{_span([r['acc_before'] - r['acc_after'] for r in flagged])} points of ACC."
         )
     else:
         lines[-1] += "."
+    if infected:
+        high = max(twins, key=lambda r: r["score"])
+        low = min(infected, key=lambda r: r["score"])
+        above = sum(t["score"] >= low["score"] for t in twins)
+        lines[-1] += (
+            f" The highest twin score is {high['score']:.2f} (seed {high['seed']}, "
+            f"{high['threads']} thread(s)); the lowest infected one {low['score']:.2f} (seed "
+            f"{low['seed']}, {low['threads']} thread(s)); {above} of {len(twins)} twins score "
+            "at or above it."
+        )
     return lines
 
 

@@ -86,3 +86,8 @@ def test_the_acceptance_page_shows_what_the_repair_costs_each_benign_twin():
     assert "| 6.50 (10.00) | none | none (left unchanged) | 95.00 | 0.00 | clear | yes |" in text
     assert "Passes: 1 of 2 twins. The scan flagged 1 of them (at class 5)" in text
     assert "and the repair cost them 3.10 points of ACC." in text
+    infected = {**twin, "poisoned": True, "score": 12.0, "target": 3, "asr_before": 98.0}
+    text = page([infected, twin, {**twin, "seed": 3}, quiet], "cmd")
+    assert "(all at class 5), and the repair cost them 3.10 points of ACC." in text
+    assert "The highest twin score is 14.00 (seed 1, 2 thread(s)); the lowest infected one " in text
+    assert "12.00 (seed 1, 2 thread(s)); 2 of 3 twins score at or above it." in text
