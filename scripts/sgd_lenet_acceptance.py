@@ -9,7 +9,8 @@ issue asks that a benign model lose at most 1 point of ACC.
     .venv/bin/python -m scripts.sgd_lenet_acceptance [--mnist ../shared/data/mnist]
         [--seeds 5] [--threads 1 2] [--twins] [--doc docs/examples/sgd-lenet-acceptance.md]
 
-(run from the repository's root; about a minute per row on 2 idle cores).
+(run from the repository's root; two to three minutes per row on an Intel Xeon core shared
+with other work, twins less: a model and its twin share their references).
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 1 or any(t < 1 for t in args.threads):
         parser.error("--seeds and --threads must be positive")
+    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").is_file():
+        parser.error(f"--mnist: no t10k-images-idx3-ubyte.gz in {args.mnist}")
     rows = []
     # a model and its twin share the defender's images, so the same references (trained once)
     with tempfile.TemporaryDirectory() as caches:
