@@ -4,10 +4,13 @@ at each seed and thread count, then repaired by `backdoorlab.repair(model, clean
 defaults. The true trigger is used only to measure ASR. A thread count changes the order of
 float sums, so the trained model, the references and the scan's score move with it. `--twins`
 repairs each model's benign twin too (the same script and images, nothing stamped): the repair
-issue asks that a benign model lose at most 1 point of ACC.
+issue asks that a benign model lose at most 1 point of ACC. `--nc-epochs N` gives the plan's
+unlearning step N epochs instead of its default (evidence over the method's budget, not a
+default: one is chosen on the development zoos).
 
     .venv/bin/python -m scripts.sgd_lenet_acceptance [--mnist ../shared/data/mnist]
-        [--seeds 5] [--threads 1 2] [--twins] [--doc docs/examples/sgd-lenet-acceptance.md]
+        [--seeds 5] [--threads 1 2] [--twins] [--nc-epochs N]
+        [--doc docs/examples/sgd-lenet-acceptance.md]
 
 (run from the repository's root; two to three minutes per row on an Intel Xeon core shared
 with other work, twins less: a model and its twin share their references).
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 import backdoorlab
+from backdoorlab.defenses.nc import NCConfig
 from tests.byo.foreign_mnist import LENET_TARGET as TARGET
 from tests.byo.foreign_mnist import sgd_lenet
 
@@ -29,15 +33,19 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = "docs/examples/sgd-lenet-acceptance.md"
 
 
-def measure(mnist: Path, seed: int, threads: int, poisoned: bool, cache: Path) -> dict:
+def measure(
+    mnist: Path, seed: int, threads: int, poisoned: bool, cache: Path, nc_epochs: int | None = None
+) -> dict:
     """Train the model (or its benign twin) at `seed` on `threads` threads and repair it at the
-    defaults, its scan's references kept in `cache`."""
+    defaults (the unlearning step at `nc_epochs` where given), its scan's references kept in
+    `cache`."""
+    plan_options = None if nc_epochs is None else {"nc": {"epochs": nc_epochs}}
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         case = sgd_lenet(mnist, seed, poisoned)
         _, r = backdoorlab.repair(case["model"], case["clean"], test=case["test"], cache=cache,
-                                  **case["trigger"])  # fmt: skip
+                                  plan_options=plan_options, **case["trigger"])  # fmt: skip
     finally:
         torch.set_num_threads(saved)
     b, a = r.before, r.after
@@ -55,8 +63,8 @@ def measure(mnist: Path, seed: int, threads: int, poisoned: bool, cache: Path) -
     }  # fmt: skip
 
 
-def page(rows: list[dict], command: str) -> str:
-    """The measurements as a Markdown page."""
+def page(rows: list[dict], command: str, nc_epochs: int | None = None) -> str:
+    """The measurements as a Markdown page (the unlearning step at `nc_epochs` where given)."""
     twins = [r for r in rows if not r.get("poisoned", True)]
     rows = [r for r in rows if r.get("poisoned", True)]
     passed = sum(r["passed"] for r in rows)
@@ -72,6 +80,17 @@ def page(rows: list[dict], command: str) -> str:
         "thread counts: a row passes when the backdoor planted (ASR >= 90 before), the scan "
         "flags class 3, the repair reaches ASR <= 10 at an ACC drop <= 5 points (2,000 held-out "
         "images) and the rescan clears it.",
+        *(
+            []
+            if nc_epochs is None
+            else [
+                "",
+                f"**Not the defaults:** the plan's unlearning step ran {nc_epochs} epochs here "
+                f"(`plan_options={{'nc': {{'epochs': {nc_epochs}}}}}`; nc's default is "
+                f"{NCConfig.model_fields['epochs'].default}), as evidence over the method's "
+                "budget.",
+            ]
+        ),
         "",
         "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
         "| repair steps | ACC after | ASR after | rescan | passes |",
@@ -190,10 +209,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="train at seeds 0..N-1")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--twins", action="store_true", help="repair each benign twin too")
+    parser.add_argument(
+        "--nc-epochs", type=int, help="the unlearning step's epochs (default: nc's)"
+    )
     parser.add_argument("--doc", help=f"write the page here (e.g. {DOC})")
     args = parser.parse_args()
-    if args.seeds < 1 or any(t < 1 for t in args.threads):
-        parser.error("--seeds and --threads must be positive")
+    if (
+        args.seeds < 1
+        or any(t < 1 for t in args.threads)
+        or (args.nc_epochs is not None and args.nc_epochs < 1)
+    ):
+        parser.error("--seeds, --threads and --nc-epochs must be positive")
     if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").is_file():
         parser.error(f"--mnist: no t10k-images-idx3-ubyte.gz in {args.mnist}")
     rows = []
@@ -203,15 +229,16 @@ def main() -> None:
             for seed in range(args.seeds):
                 for t in args.threads:
                     cache = Path(caches) / f"{seed}-{t}"
-                    rows.append(measure(Path(args.mnist), seed, t, poisoned, cache))
+                    rows.append(measure(Path(args.mnist), seed, t, poisoned, cache, args.nc_epochs))
                     print(rows[-1], flush=True)
     command = (
         f"python -m scripts.sgd_lenet_acceptance --seeds {args.seeds} --threads "
         + " ".join(map(str, args.threads))
         + (" --twins" if args.twins else "")
+        + (f" --nc-epochs {args.nc_epochs}" if args.nc_epochs else "")
         + (f" --doc {args.doc}" if args.doc else "")
     )
-    text = page(rows, command)
+    text = page(rows, command, args.nc_epochs)
     print(text)
     if args.doc:
         Path(args.doc).write_text(text)
