@@ -200,7 +200,9 @@ def _cpu() -> str:
 
 def _span(values: list[float]) -> str:
     lo, hi = min(values), max(values)
-    return f"{lo:.2f}" if lo == hi else f"{lo:.2f}-{hi:.2f}"
+    if lo == hi:
+        return f"{lo:.2f}"
+    return f"{lo:.2f} to {hi:.2f}" if lo < 0 else f"{lo:.2f}-{hi:.2f}"  # "-0.10-1.75" misreads
 
 
 def main() -> None:

@@ -91,3 +91,11 @@ def test_the_acceptance_page_shows_what_the_repair_costs_each_benign_twin():
     assert "(all at class 5), and the repair cost them 3.10 points of ACC." in text
     assert "The highest twin score is 14.00 (seed 1, 2 thread(s)); the lowest infected one " in text
     assert "12.00 (seed 1, 2 thread(s)); 2 of 3 twins score at or above it." in text
+
+
+def test_a_span_with_a_negative_end_reads_as_a_range():
+    """An ACC 'drop' can be negative (the repair raised ACC): "-0.10 to 1.75", not "-0.10-1.75"."""
+    from scripts.sgd_lenet_acceptance import _span
+
+    assert _span([1.75, -0.1]) == "-0.10 to 1.75"
+    assert _span([3.1, 8.15, 4.0]) == "3.10-8.15" and _span([2.0, 2.0]) == "2.00"
