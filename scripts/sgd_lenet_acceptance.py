@@ -95,15 +95,7 @@ def page(rows: list[dict], command: str, nc_epochs: int | None = None) -> str:
         "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
         "| repair steps | ACC after | ASR after | rescan | passes |",
         "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
-        *(
-            f"| {r['seed']} | {r['threads']} | {r['acc_before']:.2f} | {r['asr_before']:.2f} "
-            f"| {r['score']:.2f} ({r['threshold']:.2f}) "
-            f"| {'none' if r['target'] is None else r['target']} "
-            f"| {', '.join(r['steps']) or 'none (left unchanged)'} | {r['acc_after']:.2f} "
-            f"| {r['asr_after']:.2f} | {'still flagged' if r['still_flagged'] else 'clear'} "
-            f"| {'yes' if r['passed'] else '**no**'} |"
-            for r in rows
-        ),
+        *(_row(r, f"{r['asr_after']:.2f}") for r in rows),
         "",
         f"Passes: {passed} of {len(rows)} rows.",
     ]
@@ -150,16 +142,7 @@ def twins_section(twins: list[dict], infected: list[dict]) -> list[str]:
         "| seed | threads | ACC before | ASR before | scan score (threshold) | flagged class "
         "| repair steps | ACC after | ACC cost | rescan | passes |",
         "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
-        *(
-            f"| {r['seed']} | {r['threads']} | {r['acc_before']:.2f} | {r['asr_before']:.2f} "
-            f"| {r['score']:.2f} ({r['threshold']:.2f}) "
-            f"| {'none' if r['target'] is None else r['target']} "
-            f"| {', '.join(r['steps']) or 'none (left unchanged)'} | {r['acc_after']:.2f} "
-            f"| {r['acc_before'] - r['acc_after']:.2f} "
-            f"| {'still flagged' if r['still_flagged'] else 'clear'} "
-            f"| {'yes' if r['passed'] else '**no**'} |"
-            for r in twins
-        ),
+        *(_row(r, f"{r['acc_before'] - r['acc_after']:.2f}") for r in twins),
         "",
         f"Passes: {sum(r['passed'] for r in twins)} of {len(twins)} twins. The scan flagged "
         f"{len(flagged)} of them",
@@ -186,6 +169,19 @@ def twins_section(twins: list[dict], infected: list[dict]) -> list[str]:
             "at or above it."
         )
     return lines
+
+
+def _row(r: dict, after: str) -> str:
+    """One table row: the model, its scan and repair, `after` (ASR, or a twin's ACC cost), and
+    whether it passes."""
+    return (
+        f"| {r['seed']} | {r['threads']} | {r['acc_before']:.2f} | {r['asr_before']:.2f} "
+        f"| {r['score']:.2f} ({r['threshold']:.2f}) "
+        f"| {'none' if r['target'] is None else r['target']} "
+        f"| {', '.join(r['steps']) or 'none (left unchanged)'} | {r['acc_after']:.2f} "
+        f"| {after} | {'still flagged' if r['still_flagged'] else 'clear'} "
+        f"| {'yes' if r['passed'] else '**no**'} |"
+    )
 
 
 def _cpu() -> str:
