@@ -135,7 +135,7 @@ def twins_section(twins: list[dict], infected: list[dict]) -> list[str]:
         "## The benign twins",
         "",
         "Each model's benign twin: the same script on the same images, no square stamped "
-        "(`sgd_lenet(mnist, seed, poisoned=False)`), repaired at the defaults. The repair "
+        "(`sgd_lenet(mnist, seed, poisoned=False)`), repaired as the models above. The repair "
         "issue asks that a benign model lose at most 1 point of ACC (the scan finds nothing and "
         "the model is left as it is). ASR is the true square's on the twin.",
         "",
