@@ -40,7 +40,7 @@ AFT_SWEEP = [(eps, epochs) for epochs in (10, 20, 40) for eps in (0.1, 0.2, 0.3)
 
 def _foreign():
     """The user's script, loaded from its file (it is not part of the package)."""
-    path = REPO / "tests" / "experiment" / "foreign_mnist.py"
+    path = REPO / "tests" / "byo" / "foreign_mnist.py"
     spec = importlib.util.spec_from_file_location("foreign_mnist", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -99,3 +99,14 @@ def test_a_span_with_a_negative_end_reads_as_a_range():
 
     assert _span([1.75, -0.1]) == "-0.10 to 1.75"
     assert _span([3.1, 8.15, 4.0]) == "3.10-8.15" and _span([2.0, 2.0]) == "2.00"
+
+
+def test_the_byo_example_loads_the_users_script_from_where_it_lives():
+    """scripts/byo_mnist.py loads the foreign script from its file (it is not in the package);
+    it pointed at tests/experiment/ after the script had moved to tests/byo/."""
+    from scripts import byo_mnist
+
+    module = byo_mnist._foreign()
+    assert module.TARGET == foreign_mnist.TARGET
+    assert callable(module.build) and callable(module.make)
+    assert (module.MEAN, module.STD) == (foreign_mnist.MEAN, foreign_mnist.STD)
