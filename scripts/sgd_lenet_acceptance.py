@@ -5,12 +5,12 @@ defaults. The true trigger is used only to measure ASR. A thread count changes t
 float sums, so the trained model, the references and the scan's score move with it. `--twins`
 repairs each model's benign twin too (the same script and images, nothing stamped): the repair
 issue asks that a benign model lose at most 1 point of ACC. `--nc-epochs N` gives the plan's
-unlearning step N epochs instead of its default (evidence over the method's budget, not a
-default: one is chosen on the development zoos).
+unlearning step N epochs instead of auto's default. `--page-from LOG` writes the page again from
+the rows a run printed (LOG holds its output) instead of measuring.
 
     .venv/bin/python -m scripts.sgd_lenet_acceptance [--mnist ../shared/data/mnist]
         [--seeds 5] [--threads 1 2] [--twins] [--nc-epochs N]
-        [--doc docs/examples/sgd-lenet-acceptance.md]
+        [--doc docs/examples/sgd-lenet-acceptance.md] [--page-from LOG]
 
 (run from the repository's root; two to three minutes per row on an Intel Xeon core shared
 with other work, twins less: a model and its twin share their references).
@@ -19,12 +19,14 @@ with other work, twins less: a model and its twin share their references).
 from __future__ import annotations
 
 import argparse
+import ast
 import tempfile
 from pathlib import Path
 
 import torch
 
 import backdoorlab
+from backdoorlab.assess.repair import UNLEARN_EPOCHS
 from backdoorlab.defenses.nc import NCConfig
 from tests.byo.foreign_mnist import LENET_TARGET as TARGET
 from tests.byo.foreign_mnist import sgd_lenet
@@ -85,10 +87,11 @@ def page(rows: list[dict], command: str, nc_epochs: int | None = None) -> str:
             if nc_epochs is None
             else [
                 "",
-                f"**Not the defaults:** the plan's unlearning step ran {nc_epochs} epochs here "
-                f"(`plan_options={{'nc': {{'epochs': {nc_epochs}}}}}`; nc's default is "
-                f"{NCConfig.model_fields['epochs'].default}), as evidence over the method's "
-                "budget.",
+                f"**The unlearning step ran {nc_epochs} epochs here** (`--nc-epochs "
+                f"{nc_epochs}`: `plan_options={{'nc': {{'epochs': {nc_epochs}}}}}`). auto's "
+                f"default is {UNLEARN_EPOCHS} since 2026-12-07, chosen on the development zoos "
+                "(docs/results/repair-dev-nc10.md); before, a run without `--nc-epochs` ran "
+                f"nc's registered {NCConfig.model_fields['epochs'].default}.",
             ]
         ),
         "",
@@ -201,6 +204,27 @@ def _span(values: list[float]) -> str:
     return f"{lo:.2f} to {hi:.2f}" if lo < 0 else f"{lo:.2f}-{hi:.2f}"  # "-0.10-1.75" misreads
 
 
+LOG_LIMIT = 1 << 20  # a run's output is a few kilobytes
+
+
+def printed_rows(log: Path) -> list[dict]:
+    """The rows a run printed, one dict literal per line, read back (never evaluated as code)."""
+    if not log.is_file():
+        raise ValueError(f"no file {log}")
+    if log.stat().st_size > LOG_LIMIT:
+        raise ValueError(f"{log} is over {LOG_LIMIT} bytes, larger than a run prints")
+    rows = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{'seed'"):
+            try:
+                rows.append(ast.literal_eval(line))
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{log}: a row that does not read: {line[:60]}") from None
+    if not rows:
+        raise ValueError(f"{log} holds no rows")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
@@ -211,6 +235,7 @@ def main() -> None:
         "--nc-epochs", type=int, help="the unlearning step's epochs (default: nc's)"
     )
     parser.add_argument("--doc", help=f"write the page here (e.g. {DOC})")
+    parser.add_argument("--page-from", type=Path, help="the rows a run printed: write its page")
     args = parser.parse_args()
     if (
         args.seeds < 1
@@ -218,17 +243,28 @@ def main() -> None:
         or (args.nc_epochs is not None and args.nc_epochs < 1)
     ):
         parser.error("--seeds, --threads and --nc-epochs must be positive")
-    if not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").is_file():
+    want = [(p, s, t) for p in ((True, False) if args.twins else (True,))
+            for s in range(args.seeds) for t in args.threads]  # fmt: skip
+    if args.page_from is not None:
+        try:
+            rows = printed_rows(args.page_from)
+        except ValueError as exc:
+            parser.error(f"--page-from: {exc}")
+        got = [(r["poisoned"], r["seed"], r["threads"]) for r in rows]
+        if got != want:
+            parser.error(f"--page-from: its rows are not those of --seeds {args.seeds} "
+                         f"--threads {' '.join(map(str, args.threads))}"
+                         f"{' --twins' if args.twins else ''}")  # fmt: skip
+    elif not (Path(args.mnist) / "t10k-images-idx3-ubyte.gz").is_file():
         parser.error(f"--mnist: no t10k-images-idx3-ubyte.gz in {args.mnist}")
-    rows = []
-    # a model and its twin share the defender's images, so the same references (trained once)
-    with tempfile.TemporaryDirectory() as caches:
-        for poisoned in (True, False) if args.twins else (True,):
-            for seed in range(args.seeds):
-                for t in args.threads:
-                    cache = Path(caches) / f"{seed}-{t}"
-                    rows.append(measure(Path(args.mnist), seed, t, poisoned, cache, args.nc_epochs))
-                    print(rows[-1], flush=True)
+    else:
+        rows = []
+        # a model and its twin share the defender's images, so the same references
+        with tempfile.TemporaryDirectory() as caches:
+            for poisoned, seed, t in want:
+                cache = Path(caches) / f"{seed}-{t}"
+                rows.append(measure(Path(args.mnist), seed, t, poisoned, cache, args.nc_epochs))
+                print(rows[-1], flush=True)
     command = (
         f"python -m scripts.sgd_lenet_acceptance --seeds {args.seeds} --threads "
         + " ".join(map(str, args.threads))

@@ -110,3 +110,26 @@ def test_the_byo_example_loads_the_users_script_from_where_it_lives():
     assert module.TARGET == foreign_mnist.TARGET
     assert callable(module.build) and callable(module.make)
     assert (module.MEAN, module.STD) == (foreign_mnist.MEAN, foreign_mnist.STD)
+
+
+def test_a_page_is_written_again_from_the_rows_a_run_printed(tmp_path, monkeypatch):
+    """--page-from reads the rows back as literals (never runs them) and refuses a file that
+    is too large or holds none."""
+    import pytest
+
+    from scripts import sgd_lenet_acceptance as acc
+
+    row = {"seed": 0, "threads": 2, "poisoned": True, "passed": True}
+    log = tmp_path / "run.log"
+    log.write_text(f"{row}\nsome other output\n{ {**row, 'seed': 1} }\n")
+    assert [r["seed"] for r in acc.printed_rows(log)] == [0, 1]
+    log.write_text("{'seed': __import__('os').getcwd()}\n")
+    with pytest.raises(ValueError, match="does not read"):
+        acc.printed_rows(log)
+    log.write_text("nothing here\n")
+    with pytest.raises(ValueError, match="no rows"):
+        acc.printed_rows(log)
+    monkeypatch.setattr(acc, "LOG_LIMIT", 8)
+    log.write_text(f"{row}\n")
+    with pytest.raises(ValueError, match="over 8 bytes"):
+        acc.printed_rows(log)

@@ -656,3 +656,27 @@ def test_a_screen_given_as_a_bool_in_a_config_is_refused_not_read_as_one_class()
         CalibrationConfig(screen={"classes": True})
     assert AutoConfig(name="auto", screen=3).screen == 3
     assert CalibrationConfig(screen={"classes": 2}).screen.classes == 2
+
+
+def test_auto_unlearns_for_its_own_epochs_unless_options_are_given():
+    """auto's nc step fine-tunes UNLEARN_EPOCHS (chosen on the development zoos) where a config
+    gives no options; the setting shows in the config, so a cell that ran before it (options {})
+    keeps its own key, and a config that gave options keeps its key and its meaning."""
+    from backdoorlab.assess.repair import UNLEARN_EPOCHS, AutoConfig
+    from backdoorlab.defenses.nc import NCConfig
+
+    assert UNLEARN_EPOCHS != NCConfig.model_fields["epochs"].default
+    assert AutoConfig(name="auto").step_options("nc") == {"epochs": UNLEARN_EPOCHS}
+    assert AutoConfig(name="auto").step_options("aft") == {}
+    assert AutoConfig(name="auto", plan=["nc"]).step_options("nc") == {"epochs": UNLEARN_EPOCHS}
+    assert AutoConfig(name="auto", plan=["aft", "nc"]).step_options("nc") == {
+        "epochs": UNLEARN_EPOCHS
+    }
+    # no nc within the plan's rounds: nothing to set
+    assert AutoConfig(name="auto", plan=["aft"]).options == {}
+    assert AutoConfig(name="auto", plan=["aft", "nc"], rounds=1).options == {}
+    given = {"aft": {"eps": 0.2}}
+    mine = AutoConfig(name="auto", plan=["aft", "nc"], options=given)
+    assert mine.options == given and mine.step_options("nc") == {}
+    assert AutoConfig(name="auto", options={}).model_dump()["options"] == {}
+    assert AutoConfig(name="auto").model_dump()["options"] == {"nc": {"epochs": UNLEARN_EPOCHS}}

@@ -36,6 +36,11 @@ from backdoorlab.metrics.core import Backdoor, der, measure
 from backdoorlab.records.metrics import Metrics
 from backdoorlab.train.config import TrainConfig
 
+# The epochs auto's unlearning step fine-tunes where no options are given (NC's registered
+# default is 5): chosen on both development zoos by a rule written before they ran
+# (docs/results/repair-dev-nc10.md and repair-dev-3-nc10.md; configs/results/repair-dev.yaml)
+UNLEARN_EPOCHS = 10
+
 
 @dataclass
 class RepairOutcome:
@@ -123,7 +128,8 @@ class AutoConfig(DefenseConfig):
         default_factory=dict,
         description="settings of the plan's repair (a plan of one), or of each repair by name "
         "({nc: {...}, aft: {...}}): two repairs share no setting, as eps or steps mean "
-        "different things in each",
+        "different things in each. Not given, a plan's nc unlearns for UNLEARN_EPOCHS epochs "
+        "and every other repair runs at its registered defaults; given, they replace that whole",
     )
     force: bool = Field(False, description="repair even where the scan finds nothing")
     unlearn_small: bool = Field(
@@ -132,6 +138,19 @@ class AutoConfig(DefenseConfig):
         "the flagged class, still run the plan's `nc` step once a step before it cleared the "
         "rescan, unless a step already unlearned that class",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_unlearning(cls, data: Any) -> Any:
+        # auto's setting of its nc step where none is given; it shows in the config (and so in a
+        # cell's key): a config that gave options keeps its key and its meaning
+        if not isinstance(data, dict) or data.get("options") is not None:
+            return data
+        plan = data.get("plan") or cls.model_fields["plan"].get_default(call_default_factory=True)
+        rounds = data.get("rounds") or cls.model_fields["rounds"].default
+        if isinstance(plan, list) and isinstance(rounds, int) and "nc" in plan[:rounds]:
+            return {**data, "options": {"nc": {"epochs": UNLEARN_EPOCHS}}}
+        return data
 
     @model_validator(mode="after")
     def _options_per_repair(self) -> AutoConfig:
