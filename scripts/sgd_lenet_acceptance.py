@@ -61,7 +61,7 @@ def measure(
         "score": r.scan_before["score"], "threshold": r.scan_before["threshold"],
         "target": r.scan_before["target"], "steps": [s["defense"] for s in r.steps],
         "acc_after": a["acc"], "asr_after": a["asr"], "still_flagged": r.still_flagged,
-        "passed": passed,
+        "passed": passed, "nc_epochs": UNLEARN_EPOCHS if nc_epochs is None else nc_epochs,
     }  # fmt: skip
 
 
@@ -83,7 +83,7 @@ def page(rows: list[dict], command: str, nc_epochs: int | None = None) -> str:
         "flags class 3, the repair reaches ASR <= 10 at an ACC drop <= 5 points (2,000 held-out "
         "images) and the rescan clears it.",
         *(
-            []
+            ["", f"The unlearning step ran auto's default, {UNLEARN_EPOCHS} epochs."]
             if nc_epochs is None
             else [
                 "",
@@ -232,7 +232,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--twins", action="store_true", help="repair each benign twin too")
     parser.add_argument(
-        "--nc-epochs", type=int, help="the unlearning step's epochs (default: nc's)"
+        "--nc-epochs",
+        type=int,
+        help=f"the unlearning step's epochs (default: auto's, {UNLEARN_EPOCHS})",
     )
     parser.add_argument("--doc", help=f"write the page here (e.g. {DOC})")
     parser.add_argument("--page-from", type=Path, help="the rows a run printed: write its page")
@@ -251,6 +253,10 @@ def main() -> None:
         except ValueError as exc:
             parser.error(f"--page-from: {exc}")
         got = [(r["poisoned"], r["seed"], r["threads"]) for r in rows]
+        epochs = UNLEARN_EPOCHS if args.nc_epochs is None else args.nc_epochs
+        ran = {r["nc_epochs"] for r in rows if "nc_epochs" in r}  # older runs did not print it
+        if ran - {epochs}:
+            parser.error(f"--page-from: its rows unlearned for {sorted(ran)} epochs, not {epochs}")
         if got != want:
             parser.error(f"--page-from: its rows are not those of --seeds {args.seeds} "
                          f"--threads {' '.join(map(str, args.threads))}"
