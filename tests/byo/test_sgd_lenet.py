@@ -115,8 +115,6 @@ def test_the_byo_example_loads_the_users_script_from_where_it_lives():
 def test_a_page_is_written_again_from_the_rows_a_run_printed(tmp_path, monkeypatch):
     """--page-from reads the rows back as literals (never runs them) and refuses a file that
     is too large or holds none."""
-    import pytest
-
     from scripts import sgd_lenet_acceptance as acc
 
     row = {"seed": 0, "threads": 2, "poisoned": True, "passed": True}
